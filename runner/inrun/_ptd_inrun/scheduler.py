@@ -197,10 +197,12 @@ class LPTScheduler:
         sent: list[int] = []
         if not state.in_flight:
             sent += self._take(state)
+        holding_long = self.estimates[state.in_flight[0]] > budget
         if self.queue and len(state.in_flight) == 1:
             # The worker needs a next item before it can run the one it holds.
-            holding_long = self.estimates[state.in_flight[0]] > budget
             sent += self._take(state, from_tail=holding_long)
+        if holding_long:
+            return sent  # anything more would only wait behind the long item
         behind = sum(self.estimates[i] for i in state.in_flight[1:])
         if behind < budget / 2:
             while self.queue and behind + self.queue[0].seconds <= budget:
