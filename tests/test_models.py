@@ -1,0 +1,95 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError
+
+from runs.models import ApiToken, RunConfig, Suite, WorkerStat
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+
+class SuiteModelTests(BaseTestCase):
+    def test_to_dict_hides_env_values(self):
+        self.suite.env = {"API_TOKEN": "s3cret"}
+        data = self.suite.to_dict()
+        assert data["name"] == "demo"
+        assert data["env"] == ["API_TOKEN"]
+        assert "s3cret" not in str(data)
+
+    def test_clean_rejects_relative_and_missing_paths(self):
+        with pytest.raises(ValidationError) as err:
+            Suite(name="x", path="relative/dir").full_clean()
+        assert "absolute" in str(err.value)
+        with pytest.raises(ValidationError) as err:
+            Suite(name="x", path="/no/such/dir").full_clean()
+        assert "not a directory" in str(err.value)
+
+    def test_clean_rejects_bad_env_and_args(self):
+        suite = Suite(name="x", path=self.suite.path, env={"1BAD": "v"}, pytest_args=[1])
+        with pytest.raises(ValidationError) as err:
+            suite.full_clean()
+        assert set(err.value.message_dict) == {"env", "pytest_args"}
+
+    def test_name_must_be_slug_like(self):
+        with pytest.raises(ValidationError):
+            Suite(name="../etc", path=self.suite.path).full_clean()
+
+    def test_config_names_unique_per_suite(self):
+        with pytest.raises(IntegrityError):
+            RunConfig.objects.create(suite=self.suite, name="default")
+
+    def test_default_config_created_when_missing(self):
+        suite = Suite.objects.create(name="other", path=self.suite.path)
+        config = suite.default_config()
+        assert config.is_default and config.suite == suite
+        assert config.to_dict()["workers"] == 4
+
+
+class RunModelTests(BaseTestCase):
+    def test_summary_has_the_contract_keys(self):
+        run = make_run(self.suite, results=[("t.py::a", "gw0", "passed", 1.0)])
+        summary = run.summary()
+        assert set(summary) == {
+            "run_id",
+            "status",
+            "engine",
+            "workers",
+            "wall_seconds",
+            "serial_seconds",
+            "speedup",
+            "speedup_measured",
+            "efficiency",
+            "balance",
+            "flakiness_rate",
+            "tests",
+            "per_worker",
+        }
+        assert set(summary["tests"]) == {"total", "passed", "failed", "skipped", "errors", "flaky"}
+        assert summary["per_worker"] == [{"id": "gw0", "tests": 1, "busy_seconds": 1.0}]
+
+    def test_ci_exit_codes(self):
+        run = make_run(self.suite)
+        for status, code in [("passed", 0), ("failed", 1), ("error", 3), ("cancelled", 3)]:
+            run.status = status
+            assert run.ci_exit_code == code
+
+    def test_worker_stat_unique_per_run(self):
+        run = make_run(self.suite, results=[("t.py::a", "gw0", "passed", 1.0)])
+        with pytest.raises(IntegrityError):
+            WorkerStat.objects.create(run=run, worker="gw0")
+
+
+class ApiTokenTests(BaseTestCase):
+    def test_token_is_stored_hashed_and_authenticates(self):
+        token, raw = ApiToken.create_for(self.member, "ci")
+        assert raw.startswith("ptd_") and raw not in token.hashed
+        assert token.prefix == raw[:12]
+        assert ApiToken.objects.authenticate(raw) == token
+        assert ApiToken.objects.authenticate(raw + "x") is None
+        assert ApiToken.objects.authenticate("") is None
+        assert "hashed" not in token.to_dict()
+
+    def test_inactive_user_token_is_refused(self):
+        _, raw = ApiToken.create_for(self.member)
+        self.member.is_active = False
+        self.member.save()
+        assert ApiToken.objects.authenticate(raw) is None
