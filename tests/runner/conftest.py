@@ -96,3 +96,11 @@ def suite(tmp_path):
         return run_pytest(root, *args, **kwargs)
 
     return make
+
+
+@pytest.fixture
+def fast_pytest_cmd():
+    """(argv, env) to run pytest with our plugin, the fast way; the pool adds the fd."""
+    argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
+            *FAST_PLUGINS, "-q"]
+    return argv, build_env(os.environ, FAST_ENV, None, None)

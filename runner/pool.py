@@ -1,0 +1,352 @@
+"""The run pool: a FIFO queue of pytest runs, at most ``max_concurrent`` at a time.
+
+Each run is one process (the run's pytest) leading its own process group, with its output in
+a log file and its events on a pipe. The pool reports through a ``Sink``; its methods are
+called from the pool's threads, per run always in the order ``run_started`` ->
+``handle_events``* -> ``run_finished`` (``run_finished`` alone when the run never started).
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import select
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from . import procs
+
+log = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 30
+
+
+@dataclass
+class RunSpec:
+    run_id: int
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    timeout: float | None
+    log_path: str  # stdout + stderr of the run's pytest
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    returncode: int | None
+    wall_seconds: float
+    # None, "timeout", "cancelled", "spawn_failed" or "crashed" (no session_finish seen)
+    reason: str | None
+    message: str = ""
+
+
+class Sink(Protocol):
+    def run_started(self, run_id: int, pid: int, started_at: float) -> None: ...
+
+    def handle_events(self, run_id: int, events: list[dict]) -> None: ...
+
+    def run_finished(self, run_id: int, outcome: RunOutcome) -> None: ...
+
+
+@dataclass
+class _Run:
+    spec: RunSpec
+    proc: subprocess.Popen | None = None
+    reason: str | None = None
+    terminating: bool = False
+    exited: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop_reading: bool = False
+    finished_session: bool = False
+    events_seen: int = 0
+
+
+class Pool:
+    def __init__(self, sink: Sink, max_concurrent: int = 1, batch_interval: float = 0.15,
+                 grace: float = 5.0) -> None:
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+        self.sink = sink
+        self.max_concurrent = max_concurrent
+        self.batch_interval = batch_interval
+        self.grace = grace
+        self._cond = threading.Condition()
+        self._queue: collections.deque[RunSpec] = collections.deque()
+        self._running: dict[int, _Run] = {}
+        self._done: dict[int, threading.Event] = {}
+        self._outcomes: dict[int, RunOutcome] = {}
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        procs.become_subreaper()  # so orphans of a run can be reaped, not left as zombies
+
+    # -- public API ------------------------------------------------------------------------
+
+    def submit(self, spec: RunSpec) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("pool is shut down")
+            if spec.run_id in self._done and not self._done[spec.run_id].is_set():
+                raise ValueError(f"run {spec.run_id} is already queued or running")
+            self._done[spec.run_id] = threading.Event()
+            self._outcomes.pop(spec.run_id, None)
+            self._queue.append(spec)
+            self._start_more()
+
+    def cancel(self, run_id: int) -> bool:
+        with self._cond:
+            spec = next((s for s in self._queue if s.run_id == run_id), None)
+            if spec is not None:
+                self._queue.remove(spec)
+            run = self._running.get(run_id)
+        if spec is not None:
+            self._finish(RunOutcome(run_id, None, 0.0, "cancelled", "cancelled while queued"))
+            return True
+        if run is None:
+            return False
+        threading.Thread(target=self._terminate, args=(run, "cancelled"),
+                         name=f"ptd-cancel-{run_id}", daemon=True).start()
+        return True
+
+    def free_slots(self) -> int:
+        with self._cond:
+            return max(0, self.max_concurrent - len(self._running) - len(self._queue))
+
+    def running(self) -> list[int]:
+        with self._cond:
+            return list(self._running)
+
+    def queued(self) -> list[int]:
+        with self._cond:
+            return [s.run_id for s in self._queue]
+
+    def wait(self, run_id: int, timeout: float | None = None) -> RunOutcome | None:
+        with self._cond:
+            done = self._done.get(run_id)
+        if done is None or not done.wait(timeout):
+            return None
+        with self._cond:
+            return self._outcomes.get(run_id)
+
+    def shutdown(self, cancel_running: bool = True, timeout: float | None = None) -> None:
+        """Stop accepting runs; drop the queue; end (or wait for) the running ones."""
+        with self._cond:
+            self._closed = True
+            dropped = list(self._queue)
+            self._queue.clear()
+            running = list(self._running.values())
+        for spec in dropped:
+            self._finish(RunOutcome(spec.run_id, None, 0.0, "cancelled",
+                                    "cancelled: the pool shut down"))
+        if cancel_running:
+            for run in running:
+                threading.Thread(target=self._terminate, args=(run, "cancelled"),
+                                 daemon=True).start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # -- scheduling ------------------------------------------------------------------------
+
+    def _start_more(self) -> None:
+        """Start queued runs while slots are free. Caller holds ``self._cond``."""
+        while self._queue and len(self._running) < self.max_concurrent:
+            spec = self._queue.popleft()
+            run = self._running[spec.run_id] = _Run(spec)
+            thread = threading.Thread(target=self._supervise, args=(run,),
+                                      name=f"ptd-run-{spec.run_id}", daemon=True)
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+            thread.start()
+
+    def _finish(self, outcome: RunOutcome) -> None:
+        self._call_sink("run_finished", outcome.run_id, outcome)
+        with self._cond:
+            self._outcomes[outcome.run_id] = outcome
+            self._running.pop(outcome.run_id, None)
+            done = self._done.setdefault(outcome.run_id, threading.Event())
+            if not self._closed:
+                self._start_more()
+            self._cond.notify_all()
+        done.set()
+
+    def _call_sink(self, method: str, *args: Any) -> None:
+        try:
+            getattr(self.sink, method)(*args)
+        except Exception:  # a broken sink must never take the pool down
+            log.exception("sink.%s failed for run %s", method, args[0])
+
+    # -- one run ---------------------------------------------------------------------------
+
+    def _supervise(self, run: _Run) -> None:
+        spec = run.spec
+        try:
+            outcome = self._execute(run)
+        except Exception as exc:  # pragma: no cover - defensive: never lose a run
+            log.exception("run %s failed inside the pool", spec.run_id)
+            outcome = RunOutcome(spec.run_id, None, 0.0, "crashed", f"internal error: {exc}")
+        self._finish(outcome)
+
+    def _execute(self, run: _Run) -> RunOutcome:
+        spec = run.spec
+        if run.reason == "cancelled":
+            return RunOutcome(spec.run_id, None, 0.0, "cancelled", "cancelled before start")
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
+            logfile = open(spec.log_path, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed",
+                              f"cannot open the run's log file {spec.log_path}: {exc}")
+        r, w = os.pipe()
+        env = dict(spec.env)
+        env["PTD_EVENTS_FD"] = str(w)
+        started = time.monotonic()
+        try:
+            with logfile:
+                proc = subprocess.Popen(
+                    spec.argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
+                    stdout=logfile, stderr=subprocess.STDOUT, pass_fds=(w,),
+                    start_new_session=True)
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            os.close(r)
+            os.close(w)
+            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed",
+                              _spawn_message(spec, exc))
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(w)
+        started_at = time.time()
+        with run.lock:
+            run.proc = proc
+            cancelled_early = run.reason is not None
+        reader = threading.Thread(target=self._read_events, args=(run, r),
+                                  name=f"ptd-events-{spec.run_id}", daemon=True)
+        reader.start()
+        self._call_sink("run_started", spec.run_id, proc.pid, started_at)
+        timer = None
+        if spec.timeout:
+            timer = threading.Timer(spec.timeout, self._terminate, (run, "timeout"))
+            timer.daemon = True
+            timer.start()
+        if cancelled_early:  # cancel() came while the process was being started
+            threading.Thread(target=self._terminate, args=(run, "cancelled"),
+                             daemon=True).start()
+        returncode = proc.wait()
+        wall = time.monotonic() - started
+        run.exited.set()
+        if timer is not None:
+            timer.cancel()
+        # Whatever the run left behind (servers, sleeping children) goes with it.
+        procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
+        reader.join(10.0)
+        if reader.is_alive():
+            log.warning("run %s: event pipe still open after exit; giving up on it",
+                        spec.run_id)
+            run.stop_reading = True
+            reader.join(2.0)
+        with run.lock:
+            reason = run.reason
+        if reason == "timeout":
+            message = f"timed out after {spec.timeout:g} s; the run's processes were ended"
+        elif reason == "cancelled":
+            message = "cancelled; the run's processes were ended"
+        elif not run.finished_session:
+            reason = "crashed"
+            message = (f"pytest exited with code {returncode} before finishing the session"
+                       f"\n{_log_tail(spec.log_path)}")
+        else:
+            message = ""
+        return RunOutcome(spec.run_id, returncode, wall, reason, message)
+
+    def _terminate(self, run: _Run, reason: str) -> None:
+        with run.lock:
+            if run.exited.is_set():
+                return
+            if run.reason is None:
+                run.reason = reason
+            # Not spawned yet: _execute sees the reason right after Popen and comes back.
+            if run.proc is None or run.terminating:
+                return
+            run.terminating = True
+            pid = run.proc.pid
+        procs.end_group(pid, self.grace, leader=pid)
+
+    def _read_events(self, run: _Run, fd: int) -> None:
+        """Parse JSON lines from the run; hand them to the sink in batches, in order."""
+        buffer = b""
+        batch: list[dict] = []
+        last_flush = time.monotonic()
+        try:
+            while True:
+                timeout = max(0.0, self.batch_interval - (time.monotonic() - last_flush))
+                ready, _, _ = select.select([fd], [], [], timeout if batch else 0.5)
+                if ready:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        break
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        event = _parse(line, run.spec.run_id)
+                        if event is not None:
+                            batch.append(event)
+                elif run.stop_reading:
+                    break
+                if batch and time.monotonic() - last_flush >= self.batch_interval:
+                    self._flush(run, batch)
+                    batch = []
+                    last_flush = time.monotonic()
+        finally:
+            os.close(fd)
+            if buffer.strip():
+                event = _parse(buffer, run.spec.run_id)
+                if event is not None:
+                    batch.append(event)
+            if batch:
+                self._flush(run, batch)
+
+    def _flush(self, run: _Run, batch: list[dict]) -> None:
+        run.events_seen += len(batch)
+        if any(e.get("type") == "session_finish" for e in batch):
+            run.finished_session = True
+        self._call_sink("handle_events", run.spec.run_id, batch)
+
+
+def _parse(line: bytes, run_id: int) -> dict | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        log.warning("run %s: unparsable event line %r", run_id, line[:200])
+        return None
+    return event if isinstance(event, dict) and "type" in event else None
+
+
+def _spawn_message(spec: RunSpec, exc: BaseException) -> str:
+    if not os.path.isdir(spec.cwd):
+        return f"cannot start the run: directory {spec.cwd} does not exist"
+    program = spec.argv[0] if spec.argv else "<empty argv>"
+    if isinstance(exc, FileNotFoundError):
+        return f"cannot start the run: {program} not found"
+    if isinstance(exc, PermissionError):
+        return f"cannot start the run: {program} is not executable"
+    return f"cannot start the run ({program}): {exc}"
+
+
+def _log_tail(path: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").rstrip()
+    return "\n".join(text.splitlines()[-lines:])
