@@ -1,0 +1,130 @@
+"""The runner pool inside a dashboard process: picks queued runs up and feeds them to the pool.
+
+Runs are queued in the database (from the UI, the API or another process); the dispatcher
+claims them atomically in FIFO order as the pool has room, so no run is lost or run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from runner.pool import Pool
+
+from runs import services
+from runs.models import Run
+from runs.sink import DbSink
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, max_concurrent: int | None = None, poll: float | None = None):
+        self.sink = DbSink(on_finish=lambda run_id: services.run_queued.set())
+        self.pool = Pool(
+            self.sink, max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS
+        )
+        self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ptd-dispatcher", daemon=True)
+
+    def start(self) -> Dispatcher:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            services.run_queued.wait(self.poll)
+            services.run_queued.clear()
+            if self._stop.is_set():
+                break
+            try:
+                close_old_connections()
+                self.dispatch()
+                self.cancel_requested()
+            except Exception:
+                log.exception("dispatcher loop failed; retrying")
+        connection.close()
+
+    def dispatch(self) -> int:
+        started = 0
+        while self.pool.free_slots() > 0 and not self._stop.is_set():
+            run = services.claim_next()
+            if run is None:
+                break
+            self.start_run(self.pool, run)
+            started += 1
+        return started
+
+    def cancel_requested(self) -> None:
+        """Runs cancelled in the database by another process: stop their processes here."""
+        for run_id in self.pool.running():
+            status = Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+            if status == Run.Status.CANCELLED:
+                self.pool.cancel(run_id)
+
+    @staticmethod
+    def start_run(pool: Pool, run: Run) -> None:
+        try:
+            spec = services.build_spec(run)
+        except Exception as exc:
+            log.exception("could not prepare run %s", run.id)
+            Run.objects.filter(pk=run.pk).update(
+                status=Run.Status.ERROR,
+                finished_at=timezone.now(),
+                message=f"Could not prepare the run: {exc}",
+            )
+            return
+        pool.submit(spec)
+
+    def stop(self) -> None:
+        self._stop.set()
+        services.run_queued.set()
+        self.sink.shutting_down = True
+        self.pool.shutdown(cancel_running=True)
+        self._thread.join(timeout=10)
+
+
+def cancel(run: Run, pool: Pool | None = None) -> bool:
+    """Cancel a queued or running run. Returns False when it had already finished."""
+    if run.status == Run.Status.QUEUED:
+        done = Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELLED, finished_at=timezone.now(), message="Cancelled."
+        )
+        if done:
+            return True
+        run.refresh_from_db()
+    if run.status != Run.Status.RUNNING:
+        return False
+    if pool is not None and pool.cancel(run.id):
+        return True
+    # Owned by another process: mark it; its dispatcher stops the process on its next tick.
+    return bool(
+        Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=Run.Status.CANCELLED, message="Cancelled."
+        )
+    )
+
+
+_current: Dispatcher | None = None
+
+
+def current() -> Dispatcher | None:
+    return _current
+
+
+def start(**kwargs) -> Dispatcher:
+    global _current
+    services.mark_interrupted()
+    _current = Dispatcher(**kwargs).start()
+    return _current
+
+
+def stop() -> None:
+    global _current
+    if _current is not None:
+        _current.stop()
+        _current = None

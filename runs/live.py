@@ -1,0 +1,44 @@
+"""Publishing run events to websocket clients through the channel layer.
+
+The sink runs in the pool's reader threads. With the in-memory layer the consumers live on the
+server's event loop, so messages are handed to that loop (never awaited: a slow or absent reader
+must not slow the engine). With Redis, any process may publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def bind_loop(loop: asyncio.AbstractEventLoop | None) -> None:
+    """Called by `serve` (and tests) with the loop the websocket consumers run on."""
+    global _loop
+    _loop = loop
+
+
+def group_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def publish(run_id: int, message: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    event = {"type": "run.message", "message": message}
+    loop = _loop
+    try:
+        if loop is not None and loop.is_running():
+            asyncio.run_coroutine_threadsafe(layer.group_send(group_name(run_id), event), loop)
+        elif settings.REDIS_URL:
+            async_to_sync(layer.group_send)(group_name(run_id), event)
+        # else: in-memory layer and no server loop in this process: nobody can be listening.
+    except Exception:  # publishing is best effort; the database is the record
+        log.exception("could not publish to run %s", run_id)

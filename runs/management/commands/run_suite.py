@@ -1,0 +1,227 @@
+"""`python manage.py run_suite`: run a suite through the pool from a terminal or CI.
+
+Exit codes (contract): 0 all passed, 1 tests failed, 2 bad usage or configuration,
+3 the run itself failed (engine crash, timeout, cancelled).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+from runner.pool import Pool
+
+from runs import services
+from runs.models import DIST_MODES, ENGINES, Run, Suite
+from runs.sink import DbSink
+
+SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "site-packages"}
+
+
+def usage_error(message: str) -> CommandError:
+    return CommandError(message, returncode=2)
+
+
+def has_tests(path: Path, limit: int = 20000) -> bool:
+    """Whether a directory holds a pytest file (test_*.py or *_test.py), looking a bounded way."""
+    seen = 0
+    stack = [path]
+    while stack and seen < limit:
+        directory = stack.pop()
+        try:
+            entries = list(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            seen += 1
+            if entry.is_dir():
+                if entry.name not in SKIP_DIRS and not entry.name.startswith("."):
+                    stack.append(entry)
+            elif entry.suffix == ".py" and (
+                entry.name.startswith("test_") or entry.stem.endswith("_test")
+            ):
+                return True
+    return False
+
+
+def register(path_arg: str) -> Suite:
+    path = Path(path_arg).expanduser().resolve()
+    if not path.is_dir():
+        raise usage_error(f"{path_arg}: no such directory")
+    if not has_tests(path):
+        raise usage_error(f"{path}: no test files (test_*.py or *_test.py) found")
+    suite = Suite.objects.filter(name=path.name).first()
+    if suite is not None:
+        if Path(suite.path).resolve() != path:
+            raise usage_error(
+                f"a suite named {path.name!r} is already registered at {suite.path}; "
+                f"run it with --suite {path.name}"
+            )
+        return suite
+    suite = Suite(name=path.name, path=str(path))
+    try:
+        suite.full_clean()
+    except ValidationError as exc:
+        raise usage_error(f"cannot register {path}: {'; '.join(exc.messages)}") from None
+    suite.save()
+    suite.default_config()
+    return suite
+
+
+class ProgressSink(DbSink):
+    """The database sink, plus a progress line on stderr."""
+
+    def __init__(self, stream, interval: float = 1.0):
+        super().__init__()
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.interval = 0.0 if self.tty else interval
+        self.last = 0.0
+        self.collected = None
+        self.done = self.failed = 0
+        self.per_worker: dict[str, int] = {}
+
+    def handle_events(self, run_id, events):
+        super().handle_events(run_id, events)
+        for event in events:
+            if event.get("type") == "collected":
+                self.collected = event.get("count")
+            elif event.get("type") == "test" and event.get("outcome") != "rerun":
+                self.done += 1
+                self.failed += event.get("outcome") in ("failed", "error", "crashed")
+                worker = event.get("worker") or "gw0"
+                self.per_worker[worker] = self.per_worker.get(worker, 0) + 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self.show()
+
+    def show(self, end=""):
+        total = self.collected if self.collected is not None else "?"
+        workers = " ".join(f"{w}:{n}" for w, n in sorted(self.per_worker.items()))
+        line = f"[{self.done}/{total}] {self.failed} failed | {workers}"
+        self.stream.write(("\r" + line + "\x1b[K" + end) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+class Command(BaseCommand):
+    help = "Run a pytest suite on N workers through PTD's pool and store the results."
+
+    def run_from_argv(self, argv):
+        # Everything after "--" goes to pytest untouched.
+        self.extra_args = []
+        if "--" in argv:
+            index = argv.index("--")
+            argv, self.extra_args = argv[:index], argv[index + 1 :]
+        super().run_from_argv(argv)
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
+        parser.add_argument("--suite", help="name of a registered suite")
+        parser.add_argument("--workers", help="number of workers, or 'auto'")
+        parser.add_argument("--engine", choices=[e for e, _ in ENGINES])
+        parser.add_argument("--dist", choices=[d for d, _ in DIST_MODES])
+        parser.add_argument("--repeat", type=int)
+        parser.add_argument("--reruns", type=int)
+        parser.add_argument("--timeout", type=int, help="seconds")
+        parser.add_argument("-k", dest="keyword", help="pytest -k expression")
+        parser.add_argument("-m", dest="markers", help="pytest -m expression")
+        parser.add_argument("--commit", default="")
+        parser.add_argument("--branch", default="")
+        parser.add_argument("--json", action="store_true", help="print a JSON summary last")
+
+    def handle(self, *args, **opts):
+        with transaction.atomic():  # a rejected launch leaves no half-registered suite
+            run = self.launch(opts)
+        run = self.execute_run(run)
+        self.report(run, opts["json"])
+        if run.ci_exit_code:
+            sys.exit(run.ci_exit_code)
+
+    def launch(self, opts) -> Run:
+        extra = list(getattr(self, "extra_args", []))
+        if opts["path"] and opts["suite"]:
+            raise usage_error("give a suite PATH or --suite NAME, not both")
+        if opts["path"]:
+            suite = register(opts["path"])
+        elif opts["suite"]:
+            suite = Suite.objects.filter(name=opts["suite"]).first()
+            if suite is None:
+                raise usage_error(f"no suite named {opts['suite']!r}")
+        else:
+            raise usage_error("give a suite PATH or --suite NAME")
+        overrides = {
+            key: opts[key]
+            for key in (
+                "workers",
+                "engine",
+                "dist",
+                "repeat",
+                "reruns",
+                "timeout",
+                "keyword",
+                "markers",
+            )
+            if opts.get(key) is not None
+        }
+        try:
+            return services.launch(
+                suite,
+                trigger=Run.Trigger.CLI,
+                overrides=overrides,
+                commit=opts["commit"],
+                branch=opts["branch"],
+                extra_args=extra,
+            )
+        except services.LaunchError as exc:
+            raise usage_error(exc.message) from None
+
+    def execute_run(self, run: Run) -> Run:
+        if not services.claim(run.pk):  # a server's dispatcher took it: follow it there
+            return self.follow(run)
+        run.refresh_from_db()
+        sink = ProgressSink(self.stderr._out)
+        pool = Pool(sink, max_concurrent=1)
+        try:
+            pool.submit(services.build_spec(run))
+            try:
+                pool.wait(run.pk)
+            except KeyboardInterrupt:
+                self.stderr.write("\nCancelling…")
+                pool.cancel(run.pk)
+                pool.wait(run.pk)
+        finally:
+            pool.shutdown(cancel_running=True)
+        sink.show(end="\n")  # the final count, whatever the throttle skipped
+        run.refresh_from_db()
+        return run
+
+    def follow(self, run: Run) -> Run:
+        while True:
+            run.refresh_from_db()
+            if not run.is_active:
+                return run
+            time.sleep(0.5)  # another process owns the run; the database is all we share
+
+    def report(self, run: Run, as_json: bool) -> None:
+        t = run.tests_dict()
+        line = (
+            f"run {run.id} {run.status}: {t['passed']} passed, {t['failed']} failed, "
+            f"{t['skipped']} skipped, {t['errors']} errors, {t['flaky']} flaky"
+        )
+        if run.wall_seconds:
+            line += (
+                f" in {run.wall_seconds:.2f} s on {run.workers} workers"
+                f" (speedup {run.speedup or 0:.2f}, efficiency {run.efficiency or 0:.2f},"
+                f" balance {run.balance or 0:.2f})"
+            )
+        self.stderr.write(line)
+        if run.message:
+            self.stderr.write(run.message)
+        if as_json:
+            self.stdout.write(json.dumps(run.summary()))

@@ -1,0 +1,61 @@
+"""`python manage.py serve`: migrate, first-start setup, then HTTP + websockets + runner pool."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from runs import bootstrap, dispatcher, live
+
+log = logging.getLogger("runs")
+
+
+class Command(BaseCommand):
+    help = "Serve the dashboard (HTTP and websockets, with the runner pool in this process)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-migrate", action="store_true", help="skip applying migrations")
+
+    def handle(self, *args, host, port, no_migrate, **options):
+        if not 0 < port < 65536:
+            raise CommandError(f"--port must be between 1 and 65535, got {port}")
+        # daphne.server installs Twisted's asyncio reactor on import; import it first.
+        from daphne.endpoints import build_endpoint_description_strings
+        from daphne.server import Server, twisted_loop
+
+        from dashboard.asgi import application
+
+        if not no_migrate:
+            call_command("migrate", interactive=False, verbosity=0)
+        suite, created = bootstrap.ensure_demo_suite()
+        if created:
+            self.stdout.write(f"Registered the demo suite at {suite.path}")
+        password = bootstrap.ensure_admin()
+        if password:
+            self.stdout.write(
+                f"Created the admin user 'admin' with password: {password}\n"
+                f"(also written to {settings.DATA_DIR / 'initial_admin_password'}; "
+                "change it after logging in)"
+            )
+        dispatcher.start()
+        live.bind_loop(twisted_loop)
+        self.stdout.write(f"PTD is serving on http://{host}:{port}/ (Ctrl-C to stop)")
+        self.stdout.flush()
+        server = Server(
+            application=application,
+            endpoints=build_endpoint_description_strings(host=host, port=port),
+            signal_handlers=True,
+            verbosity=0,
+            application_close_timeout=5,
+        )
+        try:
+            server.run()
+        finally:
+            live.bind_loop(None)
+            dispatcher.stop()
+            self.stdout.write("PTD stopped.")

@@ -1,0 +1,275 @@
+"""Launching runs: validation, the configuration snapshot, and what the engine is given.
+
+This module and sink.py are the only bridge between the web (models) and the engine (runner/).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from runner.pool import RunSpec
+
+from runner import command
+from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
+
+OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
+AVAILABLE_ENGINES = ("xdist",)
+HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
+HOST = socket.gethostname()
+
+# Woken whenever a run is queued in this process, so the dispatcher starts it at once.
+run_queued = threading.Event()
+
+
+class LaunchError(ValueError):
+    """A run that cannot be launched; `field` names the offending input when there is one."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class Overrides:
+    values: dict
+
+    @classmethod
+    def clean(cls, raw: dict | None) -> Overrides:
+        """Validate user-supplied overrides; None or "" means "use the configuration's"."""
+        out: dict = {}
+        for key, value in (raw or {}).items():
+            if value is None or value == "":
+                continue
+            if key not in OVERRIDABLE:
+                raise LaunchError(f"unknown option {key!r}", key)
+            out[key] = _clean_value(key, value)
+        return cls(out)
+
+
+def _int(key: str, value, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise LaunchError(f"{key} must be a whole number, got {value!r}", key) from None
+    if isinstance(value, float) and value != number:
+        raise LaunchError(f"{key} must be a whole number, got {value!r}", key)
+    if not low <= number <= high:
+        raise LaunchError(f"{key} must be between {low} and {high}, got {number}", key)
+    return number
+
+
+def _clean_value(key: str, value):
+    if key == "workers":
+        if str(value).strip().lower() == "auto":
+            return 0  # stored as 0: one worker per CPU core, like -n auto
+        return _int(key, value, 1, MAX_WORKERS)
+    if key == "engine":
+        if value not in dict(ENGINES):
+            raise LaunchError(f"engine must be one of {', '.join(dict(ENGINES))}", key)
+        return value
+    if key == "dist":
+        if value not in dict(DIST_MODES):
+            raise LaunchError(f"dist must be one of {', '.join(dict(DIST_MODES))}", key)
+        return value
+    if key == "repeat":
+        return _int(key, value, 1, 1000)
+    if key == "reruns":
+        return _int(key, value, 0, 20)
+    if key == "timeout":
+        return _int(key, value, 1, 7 * 24 * 3600)
+    if key in ("keyword", "markers"):
+        if not isinstance(value, str) or len(value) > 500:
+            raise LaunchError(f"{key} must be a string of at most 500 characters", key)
+        return value
+    raise LaunchError(f"unknown option {key!r}", key)  # pragma: no cover - guarded above
+
+
+def snapshot(config: RunConfig, overrides: Overrides) -> dict:
+    data = config.to_dict()
+    data.update(overrides.values)
+    data["extra_args"] = list(config.suite.pytest_args)
+    return data
+
+
+_plugin_cache: dict[tuple[str, int, int, int], str | None] = {}
+
+
+def check_engine_available(suite: Suite, snap: dict) -> None:
+    if snap["engine"] not in AVAILABLE_ENGINES:
+        raise LaunchError(
+            f"the {snap['engine']} engine is not available in this version; use xdist", "engine"
+        )
+    key = (suite.interpreter, snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0)
+    if key not in _plugin_cache:
+        _plugin_cache[key] = command.check_plugins(
+            suite.interpreter,
+            workers=snap["workers"] or "auto",
+            repeat=snap["repeat"],
+            reruns=snap["reruns"],
+        )
+    missing = _plugin_cache[key]
+    if missing:
+        raise LaunchError(missing, "python")
+
+
+def launch(
+    config: RunConfig | Suite,
+    *,
+    trigger: str = Run.Trigger.UI,
+    user=None,
+    overrides: dict | None = None,
+    commit: str = "",
+    branch: str = "",
+    ci_url: str = "",
+    extra_args: list[str] | None = None,
+) -> Run:
+    """Validate, snapshot the configuration and queue a run. Raises LaunchError."""
+    if isinstance(config, Suite):
+        config = config.default_config()
+    suite = config.suite
+    snap = snapshot(config, Overrides.clean(overrides))
+    snap["extra_args"] += list(extra_args or [])
+    if not Path(suite.path).is_dir():
+        raise LaunchError(f"the suite's directory {suite.path} does not exist", "suite")
+    check_engine_available(suite, snap)
+    if not commit and not branch:
+        commit, branch = git_revision(suite.path)
+    run = Run.objects.create(
+        suite=suite,
+        config=config,
+        config_snapshot=snap,
+        trigger=trigger,
+        user=user if getattr(user, "is_authenticated", False) else None,
+        commit=commit[:64],
+        branch=branch[:200],
+        ci_url=ci_url,
+        workers=command.resolve_workers(snap["workers"] or "auto"),
+    )
+    transaction.on_commit(run_queued.set)
+    return run
+
+
+def git_revision(path: str) -> tuple[str, str]:
+    """(commit, branch) of a suite directory that is a git checkout, else ("", "")."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", path, "rev-parse", "HEAD", "--abbrev-ref", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return "", ""
+    if len(out) != 2:
+        return "", ""
+    return out[0], ("" if out[1] == "HEAD" else out[1])
+
+
+def claim(run_id: int) -> bool:
+    """Atomically take a queued run for this process; False when someone else did."""
+    return bool(
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING, runner_host=HOST, runner_pid=os.getpid()
+        )
+    )
+
+
+def claim_next() -> Run | None:
+    for run_id in (
+        Run.objects.filter(status=Run.Status.QUEUED)
+        .order_by("created_at", "id")[:5]
+        .values_list("id", flat=True)
+    ):
+        if claim(run_id):
+            return Run.objects.select_related("suite").get(pk=run_id)
+    return None
+
+
+def run_dir(run: Run) -> Path:
+    path = Path(settings.PTD_RUNS_DIR) / str(run.id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def duration_history(suite: Suite) -> dict[str, float]:
+    """Latest known duration of each test of a suite, from its recent finished runs."""
+    run_ids = list(
+        Run.objects.filter(suite=suite, status__in=[Run.Status.PASSED, Run.Status.FAILED])
+        .order_by("-created_at")
+        .values_list("id", flat=True)[:HISTORY_RUNS]
+    )
+    durations: dict[str, float] = {}
+    rows = (
+        TestResult.objects.filter(run_id__in=run_ids)
+        .exclude(outcome__in=["skipped", "crashed"])
+        .order_by("run_id")
+        .values_list("nodeid", "duration")
+    )
+    for nodeid, duration in rows:  # oldest run first, so the newest value wins
+        durations[nodeid] = duration
+    return durations
+
+
+def build_spec(run: Run) -> RunSpec:
+    snap = run.config_snapshot
+    suite = run.suite
+    directory = run_dir(run)
+    durations_file = directory / "durations.json"
+    durations_file.write_text(json.dumps(duration_history(suite)))
+    argv = command.build_argv(
+        suite.interpreter,
+        workers=snap.get("workers") or "auto",
+        dist=snap.get("dist", "load"),
+        repeat=snap.get("repeat", 1),
+        reruns=snap.get("reruns", 0),
+        keyword=snap.get("keyword", ""),
+        markers=snap.get("markers", ""),
+        junit_path=str(directory / "junit.xml"),
+        extra_args=list(snap.get("extra_args", [])),
+    )
+    env = command.build_env(
+        dict(os.environ), dict(suite.env), events_fd=None, durations_file=str(durations_file)
+    )
+    return RunSpec(
+        run_id=run.id,
+        argv=argv,
+        cwd=suite.path,
+        env=env,
+        timeout=snap.get("timeout"),
+        log_path=str(directory / "pytest.log"),
+    )
+
+
+def mark_interrupted() -> int:
+    """Runs this host owned whose process is gone can never finish: say so (server start)."""
+    count = 0
+    for run in Run.objects.filter(status=Run.Status.RUNNING, runner_host=HOST):
+        if run.runner_pid and run.runner_pid != os.getpid() and _alive(run.runner_pid):
+            continue
+        count += Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
+            status=Run.Status.INTERRUPTED,
+            finished_at=timezone.now(),
+            message="The process running it stopped before it finished.",
+        )
+    return count
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

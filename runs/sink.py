@@ -1,0 +1,259 @@
+"""The runner's sink: persists event batches, keeps worker figures live, publishes, finishes.
+
+Called from the pool's threads. Each batch is one transaction with bulk writes, then one
+websocket message; the run's final metrics come from runner.metrics over the stored results.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+from runner.pool import RunOutcome
+
+from runner import metrics
+from runs import live
+from runs.models import Run, TestResult, WorkerStat
+
+log = logging.getLogger(__name__)
+LONGREPR_MAX = 4000
+FINAL_KEYS = ("nodeid", "worker", "outcome", "attempt", "when", "start", "stop", "duration")
+
+
+@dataclass
+class RunState:
+    """What the sink keeps in memory about a running run between batches."""
+
+    workers: dict[str, WorkerStat] = field(default_factory=dict)
+    done: int = 0
+    failed: int = 0
+    collected: int | None = None
+
+    def worker(self, run_id: int, worker_id: str) -> WorkerStat:
+        stat = self.workers.get(worker_id)
+        if stat is None:
+            stat = self.workers[worker_id] = WorkerStat(run_id=run_id, worker=worker_id)
+        return stat
+
+
+def result_from_event(run_id: int, event: dict) -> TestResult:
+    return TestResult(
+        run_id=run_id,
+        nodeid=str(event.get("nodeid", ""))[:1000],
+        worker=str(event.get("worker") or "gw0")[:20],
+        outcome=event.get("outcome", "failed"),
+        attempt=event.get("attempt") or 0,
+        when=event.get("when") or "",
+        start=event.get("start"),
+        stop=event.get("stop"),
+        duration=event.get("duration") or 0.0,
+        longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
+    )
+
+
+class DbSink:
+    """Implements runner.pool.Sink on top of the models and the channel layer."""
+
+    def __init__(self, on_finish=None):
+        self._states: dict[int, RunState] = {}
+        self._lock = threading.Lock()
+        self.on_finish = on_finish
+        self.shutting_down = False
+
+    def _state(self, run_id: int) -> RunState:
+        with self._lock:
+            return self._states.setdefault(run_id, RunState())
+
+    def run_started(self, run_id: int, pid: int, started_at: float) -> None:
+        close_old_connections()
+        Run.objects.filter(pk=run_id).update(
+            status=Run.Status.RUNNING,
+            started_at=datetime.fromtimestamp(started_at, tz=UTC),
+        )
+        live.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
+
+    def handle_events(self, run_id: int, events: list[dict]) -> None:
+        state = self._state(run_id)
+        results: list[TestResult] = []
+        dirty: set[str] = set()
+        run_fields: dict = {}
+        for event in events:
+            kind = event.get("type")
+            if kind == "test":
+                result = result_from_event(run_id, event)
+                results.append(result)
+                stat = state.worker(run_id, result.worker)
+                stat.tests += 1
+                stat.busy_seconds += result.duration
+                if result.start is not None:
+                    stat.first_start = min(stat.first_start or result.start, result.start)
+                if result.stop is not None:
+                    stat.last_stop = max(stat.last_stop or result.stop, result.stop)
+                stat.current_test = result.nodeid
+                if result.outcome == "crashed":
+                    stat.crashed += 1
+                if result.outcome != "rerun":
+                    state.done += 1
+                    state.failed += result.outcome in TestResult.FAILING
+                dirty.add(result.worker)
+            elif kind == "collected":
+                state.collected = run_fields["collected"] = int(event.get("count") or 0)
+            elif kind == "session_start" and event.get("workers"):
+                run_fields["workers"] = int(event["workers"])
+            elif kind in ("worker_up", "worker_down"):
+                state.worker(run_id, str(event.get("worker"))[:20])
+                dirty.add(str(event.get("worker"))[:20])
+        stats = [state.workers[w] for w in sorted(dirty)]
+        with transaction.atomic():
+            if results:
+                TestResult.objects.bulk_create(results, batch_size=500)
+            if stats:
+                WorkerStat.objects.bulk_create(
+                    stats,
+                    update_conflicts=True,
+                    unique_fields=["run", "worker"],
+                    update_fields=[
+                        "tests",
+                        "busy_seconds",
+                        "first_start",
+                        "last_stop",
+                        "crashed",
+                        "current_test",
+                    ],
+                )
+            if run_fields:
+                Run.objects.filter(pk=run_id).update(**run_fields)
+        if results or stats or run_fields:
+            live.publish(
+                run_id,
+                {
+                    "type": "results",
+                    "results": [live_result(r) for r in results],
+                    "workers": [worker_dict(s) for s in stats],
+                    "progress": {
+                        "done": state.done,
+                        "failed": state.failed,
+                        "collected": state.collected,
+                    },
+                },
+            )
+
+    def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
+        with self._lock:
+            self._states.pop(run_id, None)
+        try:
+            run = finish_run(run_id, outcome, interrupted=self.shutting_down)
+            live.publish(run_id, {"type": "finished", "run": run.to_dict()})
+        except Exception:
+            log.exception("could not finish run %s", run_id)
+            Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+                status=Run.Status.ERROR,
+                finished_at=timezone.now(),
+                message="The dashboard failed to store this run's results (see the server log).",
+            )
+        finally:
+            if self.on_finish:
+                self.on_finish(run_id)
+            connection.close()
+
+
+def live_result(result: TestResult) -> dict:
+    data = {key: getattr(result, key) for key in FINAL_KEYS}
+    data["longrepr"] = result.longrepr
+    return data
+
+
+def worker_dict(stat: WorkerStat) -> dict:
+    data = stat.to_dict()
+    data["current_test"] = stat.current_test
+    return data
+
+
+def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
+    """The run's status and message from how the engine's process ended."""
+    if outcome.reason == "cancelled":
+        if interrupted:
+            return Run.Status.INTERRUPTED, "The server stopped while this run was going."
+        return Run.Status.CANCELLED, "Cancelled."
+    if outcome.reason == "timeout":
+        return Run.Status.ERROR, f"Timed out after {outcome.wall_seconds:.0f} s. {outcome.message}"
+    if outcome.reason:
+        return Run.Status.ERROR, outcome.message or f"The engine failed ({outcome.reason})."
+    code = outcome.returncode
+    if code == 0:
+        return Run.Status.PASSED, ""
+    if code == 1:
+        return Run.Status.FAILED, ""
+    if code == 5:
+        return Run.Status.ERROR, "No tests were collected (check the selection)."
+    return Run.Status.ERROR, f"pytest exited with code {code}. {outcome.message}".strip()
+
+
+def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> Run:
+    run = Run.objects.select_related("suite").get(pk=run_id)
+    tests = list(
+        TestResult.objects.filter(run_id=run_id).values(
+            "nodeid", "worker", "outcome", "duration", "start", "stop"
+        )
+    )
+    summary = metrics.summarize(tests, outcome.wall_seconds, run.workers or 1)
+    status, message = status_for(outcome, interrupted)
+    run.status = status
+    run.message = message[:5000]
+    run.exit_code = outcome.returncode
+    run.finished_at = timezone.now()
+    run.wall_seconds = summary["wall_seconds"]
+    run.serial_seconds = summary["serial_seconds"]
+    run.speedup = summary["speedup"]
+    run.efficiency = summary["efficiency"]
+    run.balance = summary["balance"]
+    run.flakiness_rate = summary["flakiness_rate"]
+    counts = summary["tests"]
+    run.tests_total = counts["total"]
+    run.tests_passed = counts["passed"]
+    run.tests_failed = counts["failed"]
+    run.tests_skipped = counts["skipped"]
+    run.tests_errors = counts["errors"]
+    run.tests_flaky = counts["flaky"]
+    run.speedup_measured = measured_speedup(run)
+    with transaction.atomic():
+        run.save()
+        WorkerStat.objects.bulk_create(
+            [
+                WorkerStat(
+                    run_id=run_id, worker=w["id"], tests=w["tests"], busy_seconds=w["busy_seconds"]
+                )
+                for w in summary["per_worker"]
+            ],
+            update_conflicts=True,
+            unique_fields=["run", "worker"],
+            update_fields=["tests", "busy_seconds"],
+        )
+    return run
+
+
+def measured_speedup(run: Run) -> float | None:
+    """Wall of the latest finished 1-worker run of the same suite and selection / this wall."""
+    if not run.wall_seconds:
+        return None
+    snap = run.config_snapshot
+    candidates = (
+        Run.objects.filter(
+            suite_id=run.suite_id,
+            workers=1,
+            status__in=[Run.Status.PASSED, Run.Status.FAILED],
+            wall_seconds__gt=0,
+        )
+        .exclude(pk=run.pk)
+        .order_by("-created_at")
+    )
+    for other in candidates[:20]:
+        o = other.config_snapshot
+        same = all(o.get(k) == snap.get(k) for k in ("keyword", "markers", "repeat"))
+        if same:
+            return round(other.wall_seconds / run.wall_seconds, 4)
+    return None
