@@ -1,0 +1,19 @@
+import subprocess
+import sys
+
+from tests.factories import DEMO_DIR
+
+
+def test_demo_suite_collects():
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=DEMO_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    nodeids = [line for line in out.stdout.splitlines() if "::" in line]
+    assert len(nodeids) >= 40
+    assert any("TestCatalog" in n for n in nodeids)  # the loadscope class
+    assert any("test_flaky" in n for n in nodeids)
