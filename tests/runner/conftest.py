@@ -1,4 +1,5 @@
 """Helpers for the runner tests: tiny suites in tmp_path, run for real with our plugin."""
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,13 @@ def write_suite(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def run_pytest(root: Path, *args: str, durations: dict | None = None,
-               env: dict | None = None, timeout: float = 60) -> SuiteRun:
+def run_pytest(
+    root: Path,
+    *args: str,
+    durations: dict | None = None,
+    env: dict | None = None,
+    timeout: float = 60,
+) -> SuiteRun:
     """Run pytest with the in-run plugin in ``root``; collect every event it emits."""
     durations_file = None
     if durations is not None:
@@ -64,10 +70,25 @@ def run_pytest(root: Path, *args: str, durations: dict | None = None,
     r, w = os.pipe()
     try:
         run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file)
-        argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
-                *FAST_PLUGINS, *args]
-        proc = subprocess.Popen(argv, cwd=root, env=run_env, pass_fds=(w,),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            PLUGIN_MODULE,
+            "-p",
+            "no:cacheprovider",
+            *FAST_PLUGINS,
+            *args,
+        ]
+        proc = subprocess.Popen(
+            argv,
+            cwd=root,
+            env=run_env,
+            pass_fds=(w,),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     finally:
         os.close(w)
     chunks: list[bytes] = []
@@ -101,6 +122,15 @@ def suite(tmp_path):
 @pytest.fixture
 def fast_pytest_cmd():
     """(argv, env) to run pytest with our plugin, the fast way; the pool adds the fd."""
-    argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
-            *FAST_PLUGINS, "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        PLUGIN_MODULE,
+        "-p",
+        "no:cacheprovider",
+        *FAST_PLUGINS,
+        "-q",
+    ]
     return argv, build_env(os.environ, FAST_ENV, None, None)

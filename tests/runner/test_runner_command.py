@@ -1,4 +1,5 @@
 """runner.command: argv, environment, plugin checks."""
+
 from __future__ import annotations
 
 import os
@@ -10,17 +11,34 @@ from runner import command
 
 
 def test_build_argv_single_worker():
-    argv = command.build_argv("/py", workers=1, dist="load", repeat=1, reruns=0, keyword="",
-                              markers="", junit_path=None, extra_args=[])
+    argv = command.build_argv(
+        "/py",
+        workers=1,
+        dist="load",
+        repeat=1,
+        reruns=0,
+        keyword="",
+        markers="",
+        junit_path=None,
+        extra_args=[],
+    )
     assert argv[:5] == ["/py", "-m", "pytest", "-p", command.PLUGIN_MODULE]
     assert "-n" not in argv and "--count" not in argv and "--reruns" not in argv
     assert "no:cacheprovider" in argv
 
 
 def test_build_argv_everything():
-    argv = command.build_argv("/py", workers=4, dist="loadscope", repeat=3, reruns=2,
-                              keyword="not slow", markers="api", junit_path="/tmp/j.xml",
-                              extra_args=["-x", "tests/"])
+    argv = command.build_argv(
+        "/py",
+        workers=4,
+        dist="loadscope",
+        repeat=3,
+        reruns=2,
+        keyword="not slow",
+        markers="api",
+        junit_path="/tmp/j.xml",
+        extra_args=["-x", "tests/"],
+    )
     joined = " ".join(argv)
     assert "-n 4 --dist loadscope" in joined
     assert "--count 3" in joined and "--reruns 2" in joined
@@ -43,15 +61,35 @@ def test_build_argv_auto_and_validation():
 
 
 def test_build_env_is_clean():
-    base = {"PATH": "/bin", "HOME": "/root", "LC_ALL": "C.UTF-8", "DJANGO_SETTINGS_MODULE": "x",
-            "SECRET_KEY": "s", "DATABASE_URL": "postgres://", "REDIS_URL": "redis://",
-            "PTD_DATA_DIR": "/var", "PTD_MAX_CONCURRENT_RUNS": "2", "AWS_SECRET": "a",
-            "PYTHONPATH": "/dashboard"}
-    suite_env = {"API_BASE": "http://x", "PYTHONPATH": "/suite/src", "SECRET_KEY": "leak",
-                 "PTD_EVENTS_FD": "99"}
+    base = {
+        "PATH": "/bin",
+        "HOME": "/root",
+        "LC_ALL": "C.UTF-8",
+        "DJANGO_SETTINGS_MODULE": "x",
+        "SECRET_KEY": "s",
+        "DATABASE_URL": "postgres://",
+        "REDIS_URL": "redis://",
+        "PTD_DATA_DIR": "/var",
+        "PTD_MAX_CONCURRENT_RUNS": "2",
+        "AWS_SECRET": "a",
+        "PYTHONPATH": "/dashboard",
+    }
+    suite_env = {
+        "API_BASE": "http://x",
+        "PYTHONPATH": "/suite/src",
+        "SECRET_KEY": "leak",
+        "PTD_EVENTS_FD": "99",
+    }
     env = command.build_env(base, suite_env, 7, "/tmp/d.json")
-    for key in ("DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DATABASE_URL", "REDIS_URL",
-                "PTD_DATA_DIR", "PTD_MAX_CONCURRENT_RUNS", "AWS_SECRET"):
+    for key in (
+        "DJANGO_SETTINGS_MODULE",
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "PTD_DATA_DIR",
+        "PTD_MAX_CONCURRENT_RUNS",
+        "AWS_SECRET",
+    ):
         assert key not in env
     assert env["PATH"] == "/bin" and env["LC_ALL"] == "C.UTF-8"
     assert env["API_BASE"] == "http://x"
@@ -80,7 +118,8 @@ def test_check_plugins_names_the_missing_package(tmp_path):
         f'exec {sys.executable} -c "import sys, importlib.util as u; '
         "orig = u.find_spec; "
         "u.find_spec = lambda n, *a: None if n == 'pytest_repeat' else orig(n, *a); "
-        'exec(sys.argv[2])" -c "$2"\n')
+        'exec(sys.argv[2])" -c "$2"\n'
+    )
     wrapper.chmod(0o755)
     msg = command.check_plugins(str(wrapper), 2, 3, 0)
     assert msg is not None and "pytest-repeat" in msg and "xdist" not in msg

@@ -1,4 +1,5 @@
 """The in-run plugin's events, from real pytest runs on tiny suites."""
+
 from __future__ import annotations
 
 import pytest
@@ -81,8 +82,14 @@ def test_outcomes_without_xdist(suite):
     tests = check_outcomes(run, workers=1)
     assert {t[0]["worker"] for t in tests.values()} == {"gw0"}
     summary = metrics.summarize(run.tests, wall=1.0, workers=1)
-    assert summary["tests"] == {"total": 7, "passed": 2, "failed": 1, "skipped": 2,
-                                "errors": 2, "flaky": 0}
+    assert summary["tests"] == {
+        "total": 7,
+        "passed": 2,
+        "failed": 1,
+        "skipped": 2,
+        "errors": 2,
+        "flaky": 0,
+    }
 
 
 def test_outcomes_with_two_workers(suite):
@@ -165,7 +172,9 @@ def test_reruns_are_recorded_per_attempt(suite, workers):
 
 
 def test_repeats_get_their_own_nodeids(suite):
-    run = suite({"test_rep.py": """
+    run = suite(
+        {
+            "test_rep.py": """
         import pytest
 
         @pytest.mark.parametrize("x", ["a", "b"])
@@ -174,14 +183,28 @@ def test_repeats_get_their_own_nodeids(suite):
 
         def test_plain():
             pass
-    """}, "--count", "2", "-n", "2")
+    """
+        },
+        "--count",
+        "2",
+        "-n",
+        "2",
+    )
     assert run.returncode == 0, run.output
     ids = sorted(run.by_nodeid())
-    assert ids == ["test_rep.py::test_p[a-1-2]", "test_rep.py::test_p[a-2-2]",
-                   "test_rep.py::test_p[b-1-2]", "test_rep.py::test_p[b-2-2]",
-                   "test_rep.py::test_plain[1-2]", "test_rep.py::test_plain[2-2]"]
+    assert ids == [
+        "test_rep.py::test_p[a-1-2]",
+        "test_rep.py::test_p[a-2-2]",
+        "test_rep.py::test_p[b-1-2]",
+        "test_rep.py::test_p[b-2-2]",
+        "test_rep.py::test_plain[1-2]",
+        "test_rep.py::test_plain[2-2]",
+    ]
     assert {metrics.base_nodeid(i) for i in ids} == {
-        "test_rep.py::test_p[a]", "test_rep.py::test_p[b]", "test_rep.py::test_plain"}
+        "test_rep.py::test_p[a]",
+        "test_rep.py::test_p[b]",
+        "test_rep.py::test_plain",
+    }
     assert all(t["attempt"] == 0 for t in run.tests)
     assert run.of_type("collected")[0]["count"] == 6
 
@@ -251,8 +274,11 @@ def test_loadgroup_keeps_marked_tests_together(suite):
 
 
 def test_longest_known_test_runs_first(suite):
-    files = {"test_lpt.py": "\n".join(
-        [f"def test_short_{i}(): pass" for i in range(8)] + ["def test_long(): pass"])}
+    files = {
+        "test_lpt.py": "\n".join(
+            [f"def test_short_{i}(): pass" for i in range(8)] + ["def test_long(): pass"]
+        )
+    }
     durations = {f"test_lpt.py::test_short_{i}": 0.01 for i in range(8)}
     durations["test_lpt.py::test_long"] = 5.0
     run = suite(files, "-n", "2", durations=durations)
@@ -288,7 +314,12 @@ def test_without_events_fd_the_plugin_is_silent(tmp_path):
 
     (tmp_path / "test_q.py").write_text("def test_a(): pass\n")
     env = build_env(os.environ, {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, None, None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-q",
-                           "-p", "no:cacheprovider"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-q", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """runner.pool: queueing, limits, cancel, timeout, spawn failure, no orphans left."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,7 @@ class Recorder:
 
     def wait_for(self, pred, timeout=WAIT):
         with self.cond:
-            assert self.cond.wait_for(lambda: any(pred(c) for c in self.calls), timeout), \
-                self.calls
+            assert self.cond.wait_for(lambda: any(pred(c) for c in self.calls), timeout), self.calls
             return next(c for c in self.calls if pred(c))
 
     def pid(self, run_id):
@@ -57,10 +57,14 @@ class Recorder:
 
 def script_spec(tmp_path, run_id, code, timeout=None):
     code = "import os, sys, time, json, subprocess, signal\n" + textwrap.dedent(code)
-    return RunSpec(run_id=run_id, argv=[sys.executable, "-c", code], cwd=str(tmp_path),
-                   env=build_env(os.environ, {"GATE": str(tmp_path / f"gate{run_id}")},
-                                 None, None),
-                   timeout=timeout, log_path=str(tmp_path / "logs" / f"run{run_id}.log"))
+    return RunSpec(
+        run_id=run_id,
+        argv=[sys.executable, "-c", code],
+        cwd=str(tmp_path),
+        env=build_env(os.environ, {"GATE": str(tmp_path / f"gate{run_id}")}, None, None),
+        timeout=timeout,
+        log_path=str(tmp_path / "logs" / f"run{run_id}.log"),
+    )
 
 
 EMIT = """
@@ -131,7 +135,9 @@ def test_a_real_pytest_run_streams_its_events(tmp_path, pool, recorder, fast_pyt
     events = recorder.events(1)
     assert events[0]["type"] == "session_start" and events[-1]["type"] == "session_finish"
     assert sorted((e["nodeid"], e["outcome"]) for e in events if e["type"] == "test") == [
-        ("test_ok.py::test_a", "passed"), ("test_ok.py::test_b", "failed")]
+        ("test_ok.py::test_a", "passed"),
+        ("test_ok.py::test_b", "failed"),
+    ]
     assert "1 failed, 1 passed" in (tmp_path / "run.log").read_text()
 
 
@@ -145,8 +151,14 @@ def test_limit_one_runs_in_fifo_order(tmp_path, pool, recorder):
         open_gate(tmp_path, run_id)
     for run_id in (1, 2, 3):
         assert pool.wait(run_id, WAIT).reason is None
-    assert recorder.order() == [("started", 1), ("finished", 1), ("started", 2),
-                                ("finished", 2), ("started", 3), ("finished", 3)]
+    assert recorder.order() == [
+        ("started", 1),
+        ("finished", 1),
+        ("started", 2),
+        ("finished", 2),
+        ("started", 3),
+        ("finished", 3),
+    ]
     assert pool.running() == [] and pool.free_slots() == 1
 
 
@@ -193,7 +205,8 @@ def test_cancel_running_ends_the_whole_group(tmp_path, pool, recorder):
 
 
 def test_timeout_of_a_pytest_run_with_a_grandchild(tmp_path, pool, recorder, fast_pytest_cmd):
-    (tmp_path / "test_slow.py").write_text(textwrap.dedent("""
+    (tmp_path / "test_slow.py").write_text(
+        textwrap.dedent("""
         import os, signal, subprocess, sys, time
 
         def test_hangs():
@@ -203,7 +216,8 @@ def test_timeout_of_a_pytest_run_with_a_grandchild(tmp_path, pool, recorder, fas
             with open("grandchild.pid", "w") as fh:
                 fh.write(str(child.pid))
             time.sleep(60)
-    """))
+    """)
+    )
     argv, env = fast_pytest_cmd
     spec = RunSpec(7, argv, str(tmp_path), env, 3.0, str(tmp_path / "run.log"))
     pool.submit(spec)
@@ -228,8 +242,9 @@ def test_leftovers_of_a_finished_run_are_ended(tmp_path, pool, recorder):
 
 
 def test_exit_without_session_finish_is_a_crash(tmp_path, pool, recorder):
-    code = EMIT + "emit(type='session_start', workers=1)\nprint('fatal: out of cheese')\n" \
-        "sys.exit(3)\n"
+    code = (
+        EMIT + "emit(type='session_start', workers=1)\nprint('fatal: out of cheese')\nsys.exit(3)\n"
+    )
     pool.submit(script_spec(tmp_path, 1, code))
     outcome = pool.wait(1, WAIT)
     assert outcome.reason == "crashed" and outcome.returncode == 3
@@ -257,14 +272,15 @@ def test_a_failing_sink_does_not_break_the_pool(tmp_path):
     sink = Recorder(fail=True)
     pool = Pool(sink, batch_interval=0.01, grace=0.5)
     try:
-        code = EMIT + "emit(type='session_start', workers=1)\n" \
+        code = (
+            EMIT + "emit(type='session_start', workers=1)\n"
             "emit(type='session_finish', exitstatus=0)\n"
+        )
         pool.submit(script_spec(tmp_path, 1, code))
         pool.submit(script_spec(tmp_path, 2, code))
         assert pool.wait(1, WAIT).reason is None
         assert pool.wait(2, WAIT).reason is None
-        assert sink.order() == [("started", 1), ("finished", 1), ("started", 2),
-                                ("finished", 2)]
+        assert sink.order() == [("started", 1), ("finished", 1), ("started", 2), ("finished", 2)]
     finally:
         pool.shutdown(timeout=WAIT)
 

@@ -1,4 +1,5 @@
 """The LPT scheduling core and its xdist adapter, as plain objects."""
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,10 @@ def test_grouped_units_sum_their_tests():
     dur = {"m.py::A::t1": 1.0, "m.py::A::t2": 1.0, "m.py::t3": 1.5, "n.py::B::t4": 0.5}
     scope = LPTScheduler(coll, dur, "loadscope")
     assert [(u.key, u.indices, u.seconds) for u in scope.units] == [
-        ("m.py::A", [0, 1], 2.0), ("m.py", [2], 1.5), ("n.py::B", [3], 0.5)]
+        ("m.py::A", [0, 1], 2.0),
+        ("m.py", [2], 1.5),
+        ("n.py::B", [3], 0.5),
+    ]
     files = LPTScheduler(coll, dur, "loadfile")
     assert [(u.key, u.indices) for u in files.units] == [("m.py", [0, 1, 2]), ("n.py", [3])]
 
@@ -197,8 +201,12 @@ def test_simulated_without_history_still_runs_everything_once():
 
 @pytest.mark.parametrize("mode", ["loadscope", "loadfile", "loadgroup"])
 def test_simulated_grouped_modes_keep_units_on_one_worker(mode):
-    coll = [f"m{m}.py::C{c}::t{t}" + ("@g" if m == 0 and t == 0 else "")
-            for m in range(5) for c in range(3) for t in range(4)]
+    coll = [
+        f"m{m}.py::C{c}::t{t}" + ("@g" if m == 0 and t == 0 else "")
+        for m in range(5)
+        for c in range(3)
+        for t in range(4)
+    ]
     seconds = [0.01 * (i % 7 + 1) for i in range(len(coll))]
     _, ran = simulate(coll, seconds, 3, mode=mode)
     assert sorted(ran) == list(range(len(coll)))
@@ -209,6 +217,7 @@ def test_simulated_grouped_modes_keep_units_on_one_worker(mode):
 
 
 # -- the xdist adapter with stand-in nodes -------------------------------------------------
+
 
 class FakeGateway:
     def __init__(self, id_):
@@ -251,8 +260,7 @@ class FakeConfig:
 
 def test_adapter_protocol_run_and_crash():
     coll = ["t.py::a", "t.py::b", "t.py::c", "t.py::d", "t.py::e"]
-    sched = PTDScheduling(FakeConfig(2), mode="load",
-                          durations={"t.py::e": 5.0, "t.py::a": 0.1})
+    sched = PTDScheduling(FakeConfig(2), mode="load", durations={"t.py::e": 5.0, "t.py::a": 0.1})
     n0, n1 = FakeNode("gw0"), FakeNode("gw1")
     sched.add_node(n0)
     sched.add_node(n1)

@@ -1,0 +1,290 @@
+"""The HTTP API (DESIGN.md section 5), typed with django-ninja; schema at /api/openapi.json.
+
+Auth: `Authorization: Bearer <token>` or the browser session (with CSRF). Errors are JSON
+`{"detail": ...}` with a 4xx status.
+"""
+
+
+from datetime import datetime
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from ninja import Field, NinjaAPI, Query, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.pagination import LimitOffsetPagination, paginate
+from ninja.security import HttpBearer, SessionAuth
+
+from runs import dispatcher, services
+from runs.junit import junit_xml
+from runs.models import MAX_WORKERS, ApiToken, Run, Suite
+
+
+class BearerToken(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str):
+        found = ApiToken.objects.authenticate(token)
+        if found is None:
+            return None
+        found.touch()
+        request.user = found.user
+        return found.user
+
+
+class ActiveSession(SessionAuth):
+    def authenticate(self, request: HttpRequest, key):
+        user = super().authenticate(request, key)
+        return user if user is not None and user.is_active else None
+
+
+api = NinjaAPI(
+    title="Parallel Test Dashboard API",
+    version="1",
+    auth=[BearerToken(), ActiveSession()],
+    urls_namespace="api",
+)
+
+
+def require_staff(request: HttpRequest) -> None:
+    if not request.auth.is_staff:
+        raise HttpError(403, "Only staff can do this: suites execute code.")
+
+
+# Schemas -------------------------------------------------------------------------------------
+
+
+class SuiteOut(Schema):
+    id: int
+    name: str
+    path: str
+    python: str
+    pytest_args: list[str]
+    env: list[str] = Field(description="names of the suite's environment variables")
+    description: str
+    created_at: datetime
+
+
+class SuiteIn(Schema):
+    name: str = Field(max_length=100)
+    path: str = Field(max_length=1000)
+    python: str = Field("", max_length=1000)
+    pytest_args: list[str] = []
+    env: dict[str, str] = {}
+    description: str = ""
+    workers: int = Field(4, ge=0, le=MAX_WORKERS)
+
+
+class RunIn(Schema):
+    suite: str | int
+    workers: int | str | None = None
+    engine: str | None = None
+    dist: str | None = None
+    repeat: int | None = None
+    reruns: int | None = None
+    timeout: int | None = None
+    keyword: str | None = Field(None, max_length=500)
+    markers: str | None = Field(None, max_length=500)
+    commit: str = Field("", max_length=64)
+    branch: str = Field("", max_length=200)
+    ci_url: str = Field("", max_length=1000)
+
+
+class RunCreated(Schema):
+    id: int
+    status: str
+    url: str
+
+
+class TestsOut(Schema):
+    total: int
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    flaky: int
+
+
+class WorkerOut(Schema):
+    id: str
+    tests: int
+    busy_seconds: float
+
+
+class RunOut(Schema):
+    run_id: int
+    id: int
+    suite: str
+    status: str
+    engine: str
+    workers: int | None
+    trigger: str
+    commit: str
+    branch: str
+    ci_url: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    message: str
+    collected: int | None
+    wall_seconds: float | None
+    serial_seconds: float | None
+    speedup: float | None
+    speedup_measured: float | None
+    efficiency: float | None
+    balance: float | None
+    flakiness_rate: float | None
+    tests: TestsOut
+    per_worker: list[WorkerOut]
+    url: str
+
+
+class ResultOut(Schema):
+    nodeid: str
+    worker: str
+    outcome: str
+    attempt: int
+    when: str
+    start: float | None
+    stop: float | None
+    duration: float
+    longrepr: str
+
+
+class Detail(Schema):
+    detail: str
+
+
+class RunFilters(Schema):
+    suite: str | None = None
+    status: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+
+
+# Suites ----------------------------------------------------------------------------------------
+
+suites = Router(tags=["suites"])
+
+
+@suites.get("", response=list[SuiteOut])
+@paginate(LimitOffsetPagination)
+def list_suites(request):
+    return [s.to_dict() for s in Suite.objects.all()]
+
+
+@suites.post("", response={201: SuiteOut, 400: Detail, 403: Detail})
+def create_suite(request, payload: SuiteIn):
+    require_staff(request)
+    data = payload.dict()
+    workers = data.pop("workers")
+    if Suite.objects.filter(name=data["name"]).exists():
+        raise HttpError(400, f"a suite named {data['name']!r} already exists")
+    suite = Suite(**data, created_by=request.auth)
+    try:
+        suite.full_clean()
+    except Exception as exc:  # ValidationError: name the fields
+        messages = getattr(exc, "message_dict", {"suite": [str(exc)]})
+        raise HttpError(
+            400, "; ".join(f"{k}: {' '.join(v)}" for k, v in messages.items())
+        ) from None
+    suite.save()
+    config = suite.default_config()
+    config.workers = workers
+    config.save(update_fields=["workers"])
+    return Status(201, suite.to_dict())
+
+
+# Runs ------------------------------------------------------------------------------------------
+
+runs = Router(tags=["runs"])
+
+
+def find_suite(ref: str | int) -> Suite:
+    suite = None
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        suite = Suite.objects.filter(pk=int(ref)).first()
+    if suite is None:
+        suite = Suite.objects.filter(name=str(ref)).first()
+    if suite is None:
+        raise HttpError(404, f"no suite {ref!r}")
+    return suite
+
+
+@runs.post("", response={201: RunCreated, 400: Detail, 404: Detail})
+def create_run(request, payload: RunIn):
+    suite = find_suite(payload.suite)
+    data = payload.dict()
+    overrides = {k: data[k] for k in services.OVERRIDABLE if data.get(k) is not None}
+    try:
+        run = services.launch(
+            suite,
+            trigger=Run.Trigger.API,
+            user=request.auth,
+            overrides=overrides,
+            commit=payload.commit,
+            branch=payload.branch,
+            ci_url=payload.ci_url,
+        )
+    except services.LaunchError as exc:
+        field = f"{exc.field}: " if exc.field else ""
+        raise HttpError(400, f"{field}{exc.message}") from None
+    return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
+
+
+@runs.get("", response=list[RunOut])
+@paginate(LimitOffsetPagination)
+def list_runs(request, filters: Query[RunFilters]):
+    qs = Run.objects.select_related("suite").prefetch_related("worker_stats")
+    if filters.suite:
+        qs = qs.filter(suite__name=filters.suite)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.branch:
+        qs = qs.filter(branch=filters.branch)
+    if filters.commit:
+        qs = qs.filter(commit__startswith=filters.commit)
+    return [run.to_dict() for run in qs[:1000]]
+
+
+def get_run(run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
+
+
+@runs.get("/{run_id}", response={200: RunOut, 404: Detail})
+def run_detail(request, run_id: int):
+    return get_run(run_id).to_dict()
+
+
+@runs.get("/{run_id}/results", response=list[ResultOut])
+@paginate(LimitOffsetPagination)
+def run_results(request, run_id: int, outcome: str | None = None):
+    qs = get_run(run_id).results.order_by("id")
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    return qs.values(*ResultOut.model_fields)
+
+
+@runs.get("/{run_id}/junit.xml", response={200: None, 404: Detail})
+def run_junit(request, run_id: int):
+    run = get_run(run_id)
+    response = HttpResponse(junit_xml(run), content_type="application/xml")
+    response["Content-Disposition"] = f'attachment; filename="ptd-run-{run.id}.xml"'
+    return response
+
+
+@runs.post("/{run_id}/cancel", response={200: RunCreated, 404: Detail, 409: Detail})
+def cancel_run(request, run_id: int):
+    run = get_run(run_id)
+    current = dispatcher.current()
+    if not dispatcher.cancel(run, current.pool if current else None):
+        raise HttpError(409, f"run {run.id} has already finished ({run.status})")
+    run.refresh_from_db()
+    return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}
+
+
+api.add_router("/suites", suites)
+api.add_router("/runs", runs)
+
+
+@api.exception_handler(HttpError)
+def http_error(request, exc: HttpError):
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)

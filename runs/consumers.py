@@ -1,0 +1,88 @@
+"""Websocket consumer for a run's live events (DESIGN.md section 6).
+
+On connect the client gets a snapshot of everything so far, then the sink's batched
+increments. The group is joined before the snapshot is read, so nothing falls between the two;
+an increment already in the snapshot may arrive again, and clients de-duplicate by
+(nodeid, attempt).
+"""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from runs import live
+from runs.models import Run
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+def snapshot(run_id: int) -> dict | None:
+    run = Run.objects.select_related("suite").filter(pk=run_id).first()
+    if run is None:
+        return None
+    workers = []
+    for stat in run.worker_stats.all():
+        data = stat.to_dict()
+        data["current_test"] = stat.current_test
+        workers.append(data)
+    results = list(
+        run.results.order_by("id").values(
+            "nodeid",
+            "worker",
+            "outcome",
+            "attempt",
+            "when",
+            "start",
+            "stop",
+            "duration",
+            "longrepr",
+        )
+    )
+    return {
+        "type": "snapshot",
+        "run": run.to_dict(workers=False),
+        "workers": workers,
+        "results": results,
+        "estimate": estimated_work(run),
+    }
+
+
+def estimated_work(run: Run) -> dict:
+    """Expected serial seconds of the run from history, for the page's ETA."""
+    from runs.services import duration_history
+
+    history = duration_history(run.suite)
+    return {"known_tests": len(history), "seconds": round(sum(history.values()), 3)}
+
+
+class RunConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        self.group = live.group_name(self.run_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        data = await database_sync_to_async(snapshot)(self.run_id)
+        if data is None:
+            await self.send_json({"type": "error", "detail": "No such run."})
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.send_json(data)
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if content.get("type") == "snapshot":  # a client may ask to rebuild its state
+            data = await database_sync_to_async(snapshot)(self.run_id)
+            if data:
+                await self.send_json(data)
+
+    async def run_message(self, event):
+        await self.send_json(event["message"])

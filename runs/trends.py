@@ -1,0 +1,95 @@
+"""Trend series of a suite: one point per finished run, from one query (no N+1)."""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, render
+
+from runs.models import Run, Suite
+
+FINISHED = [Run.Status.PASSED, Run.Status.FAILED]
+MAX_POINTS = 5000
+FIELDS = (
+    "id",
+    "created_at",
+    "workers",
+    "wall_seconds",
+    "serial_seconds",
+    "speedup",
+    "efficiency",
+    "balance",
+    "flakiness_rate",
+    "tests_total",
+    "tests_passed",
+    "branch",
+    "config__name",
+    "status",
+)
+
+
+def filtered_runs(suite: Suite, params) -> tuple:
+    runs = Run.objects.filter(suite=suite, status__in=FINISHED)
+    filters = {}
+    workers = params.get("workers", "").strip()
+    if workers.isdigit():
+        runs = runs.filter(workers=int(workers))
+        filters["workers"] = workers
+    if branch := params.get("branch", "").strip():
+        runs = runs.filter(branch=branch)
+        filters["branch"] = branch
+    if config := params.get("config", "").strip():
+        runs = runs.filter(config__name=config)
+        filters["config"] = config
+    return runs, filters
+
+
+def series(suite: Suite, params) -> list[dict]:
+    runs, _ = filtered_runs(suite, params)
+    rows = runs.order_by("-created_at").values(*FIELDS)[:MAX_POINTS]
+    points = []
+    for row in reversed(rows):
+        total = row["tests_total"]
+        points.append(
+            {
+                "run_id": row["id"],
+                "time": row["created_at"].isoformat(),
+                "workers": row["workers"],
+                "wall_seconds": row["wall_seconds"],
+                "serial_seconds": row["serial_seconds"],
+                "speedup": row["speedup"],
+                "efficiency": row["efficiency"],
+                "balance": row["balance"],
+                "flakiness_rate": row["flakiness_rate"],
+                "pass_rate": round(row["tests_passed"] / total, 4) if total else None,
+                "branch": row["branch"],
+                "config": row["config__name"],
+                "status": row["status"],
+                "url": f"/runs/{row['id']}/",
+            }
+        )
+    return points
+
+
+def trends_page(request):
+    suites = Suite.objects.all()
+    name = request.GET.get("suite")
+    suite = get_object_or_404(Suite, name=name) if name else suites.first()
+    choices = {}
+    if suite is not None:
+        base = Run.objects.filter(suite=suite, status__in=FINISHED)
+        choices = {
+            "workers": sorted(set(base.values_list("workers", flat=True))),
+            "branches": sorted(set(base.exclude(branch="").values_list("branch", flat=True))),
+            "configs": sorted(suite.configs.values_list("name", flat=True)),
+        }
+    _, filters = filtered_runs(suite, request.GET) if suite else (None, {})
+    return render(
+        request,
+        "runs/trends.html",
+        {"suites": suites, "suite": suite, "choices": choices, "filters": filters},
+    )
+
+
+def trends_data(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    return JsonResponse({"suite": suite.name, "points": series(suite, request.GET)})

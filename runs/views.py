@@ -1,0 +1,153 @@
+"""Server-rendered pages. Every page needs a login (LoginRequiredMiddleware); suites execute
+code, so only staff create or edit them."""
+
+from __future__ import annotations
+
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from runs import dispatcher, services
+from runs.forms import LaunchForm, RunConfigForm, SuiteForm
+from runs.models import Run, RunConfig, Suite
+
+RUNS_PER_PAGE = 50
+
+
+def staff_required(view):
+    """Outsiders go to the login page; logged-in users who are not staff get a 403."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can create or edit suites: they execute code.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def suites_with_latest_run():
+    latest = Run.objects.filter(suite=OuterRef("pk")).order_by("-created_at", "-id")
+    return Suite.objects.annotate(
+        latest_run_id=Subquery(latest.values("id")[:1]),
+        latest_status=Subquery(latest.values("status")[:1]),
+        latest_created=Subquery(latest.values("created_at")[:1]),
+    )
+
+
+def home(request):
+    return render(
+        request,
+        "runs/home.html",
+        {
+            "suites": suites_with_latest_run(),
+            "recent_runs": Run.objects.select_related("suite")[:10],
+        },
+    )
+
+
+def suite_list(request):
+    return render(request, "runs/suite_list.html", {"suites": suites_with_latest_run()})
+
+
+def suite_detail(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    form = LaunchForm(suite, request.POST or None, initial={"config": suite.default_config()})
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = services.launch(
+                form.cleaned_data["config"],
+                trigger=Run.Trigger.UI,
+                user=request.user,
+                overrides=form.overrides(),
+            )
+        except services.LaunchError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            return redirect(run)
+    runs = suite.runs.select_related("suite")[:20]
+    return render(
+        request,
+        "runs/suite_detail.html",
+        {"suite": suite, "form": form, "runs": runs, "configs": suite.configs.all()},
+        status=400 if form.errors else 200,
+    )
+
+
+@staff_required
+def suite_edit(request, name=None):
+    suite = get_object_or_404(Suite, name=name) if name else None
+    config = suite.default_config() if suite else RunConfig(is_default=True, name="default")
+    form = SuiteForm(request.POST or None, instance=suite, prefix="suite")
+    config_form = RunConfigForm(request.POST or None, instance=config, prefix="config")
+    if request.method == "POST" and form.is_valid() and config_form.is_valid():
+        suite = form.save(commit=False)
+        if suite.created_by_id is None:
+            suite.created_by = request.user
+        suite.save()
+        config = config_form.save(commit=False)
+        config.suite = suite
+        config.save()
+        messages.success(request, f"Suite {suite.name} saved.")
+        return redirect(suite)
+    return render(
+        request,
+        "runs/suite_form.html",
+        {"form": form, "config_form": config_form, "suite": suite},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def run_list(request):
+    runs = Run.objects.select_related("suite")
+    filters = {}
+    for key in ("suite", "status", "branch", "trigger"):
+        value = request.GET.get(key, "").strip()
+        if value:
+            filters[key] = value
+    if "suite" in filters:
+        runs = runs.filter(suite__name=filters["suite"])
+    if "status" in filters:
+        runs = runs.filter(status=filters["status"])
+    if "branch" in filters:
+        runs = runs.filter(branch=filters["branch"])
+    if "trigger" in filters:
+        runs = runs.filter(trigger=filters["trigger"])
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode(filters)
+    return render(
+        request,
+        "runs/run_list.html",
+        {
+            "page": page,
+            "filters": filters,
+            "query": query,
+            "suites": Suite.objects.values_list("name", flat=True),
+            "statuses": Run.Status.values,
+        },
+    )
+
+
+def run_detail(request, run_id):
+    run = get_object_or_404(Run.objects.select_related("suite", "user"), pk=run_id)
+    return render(request, "runs/run_detail.html", {"run": run})
+
+
+@require_POST
+def run_cancel(request, run_id):
+    run = get_object_or_404(Run, pk=run_id)
+    current = dispatcher.current()
+    if dispatcher.cancel(run, current.pool if current else None):
+        messages.info(request, f"Run {run.id} cancelled.")
+    else:
+        messages.warning(request, f"Run {run.id} had already finished.")
+    return redirect(run)

@@ -1,0 +1,216 @@
+// Live run page: a websocket snapshot, then batched increments (DESIGN.md section 6).
+// Data is only ever written with textContent or through plotly: nodeids and errors stay inert.
+(function () {
+  "use strict";
+  const app = document.getElementById("run-app");
+  if (!app) return;
+  const FAILING = new Set(["failed", "error", "crashed"]);
+  const COLORS = {
+    passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
+    skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
+  };
+  let state;
+  let socket;
+  let retry = 0;
+  let drawTimer = null;
+  const received = (window.ptdReceived = window.ptdReceived || {});
+
+  function reset() {
+    state = { run: null, results: new Map(), workers: new Map(), collected: null, t0: null,
+              estimate: null, startedAt: null };
+  }
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function addResults(results) {
+    const now = Date.now();
+    for (const r of results || []) {
+      const key = r.nodeid + "\u0000" + r.attempt + "\u0000" + r.worker;
+      if (state.results.has(key)) continue;
+      state.results.set(key, r);
+      if (!(r.nodeid in received)) received[r.nodeid] = now;
+      if (r.start && (state.t0 === null || r.start < state.t0)) state.t0 = r.start;
+    }
+  }
+
+  function setWorkers(workers) {
+    for (const w of workers || []) state.workers.set(w.id, w);
+  }
+
+  function setRun(run) {
+    if (!run) return;
+    state.run = run;
+    if (run.collected) state.collected = run.collected;
+    if (run.started_at) state.startedAt = Date.parse(run.started_at);
+    const badge = document.getElementById("run-status");
+    badge.textContent = run.status;
+    badge.dataset.runStatus = run.status;
+    badge.className = "status status-" + run.status;
+    document.getElementById("run-message").textContent = run.message || "";
+    for (const node of document.querySelectorAll("[data-metric]")) {
+      const value = run[node.dataset.metric];
+      if (value !== null && value !== undefined) {
+        node.textContent = Number(value).toFixed(node.dataset.metric === "flakiness_rate" ? 3 : 2);
+      }
+    }
+    if (!["queued", "running"].includes(run.status)) {
+      const cancel = document.getElementById("cancel-form");
+      if (cancel) cancel.remove();
+    }
+  }
+
+  function counts() {
+    const c = { done: 0, passed: 0, failed: 0, skipped: 0 };
+    for (const r of state.results.values()) {
+      if (r.outcome === "rerun") continue;
+      c.done += 1;
+      if (FAILING.has(r.outcome)) c.failed += 1;
+      else if (r.outcome === "skipped" || r.outcome === "xfailed") c.skipped += 1;
+      else c.passed += 1;
+    }
+    return c;
+  }
+
+  function renderProgress() {
+    const c = counts();
+    const total = state.collected || c.done || 1;
+    const bar = document.getElementById("progress");
+    bar.max = total;
+    bar.value = Math.min(c.done, total);
+    let text = `${c.done}/${state.collected ?? "?"} done · ${c.passed} passed · ${c.failed} failed · ${c.skipped} skipped`;
+    const running = state.run && state.run.status === "running";
+    if (state.startedAt) {
+      const end = running ? Date.now() : Date.parse(state.run.finished_at || new Date().toISOString());
+      const elapsed = (end - state.startedAt) / 1000;
+      text += ` · elapsed ${elapsed.toFixed(1)} s`;
+      if (running && c.done > 0 && state.collected) {
+        const left = ((state.collected - c.done) / c.done) * elapsed;
+        text += ` · ETA ${Math.max(0, left).toFixed(0)} s`;
+      }
+    }
+    document.getElementById("progress-text").textContent = text;
+  }
+
+  function renderLanes() {
+    const lanes = document.getElementById("lanes");
+    const ids = [...state.workers.keys()].sort((a, b) =>
+      a.localeCompare(b, undefined, { numeric: true }));
+    lanes.replaceChildren(...ids.map((id) => {
+      const w = state.workers.get(id);
+      const lane = el("div", null, "lane");
+      lane.dataset.worker = id;
+      lane.append(el("strong", id), el("span", ` · ${w.tests} tests · ${Number(w.busy_seconds).toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`));
+      lane.append(el("div", w.current_test || "", "current"));
+      return lane;
+    }));
+  }
+
+  function renderFailures() {
+    const list = document.getElementById("failures");
+    const failed = [...state.results.values()].filter((r) => FAILING.has(r.outcome));
+    if (!failed.length) {
+      list.replaceChildren(el("li", "none", "muted"));
+      return;
+    }
+    list.replaceChildren(...failed.slice(0, 200).map((r) => {
+      const item = el("li");
+      item.append(el("strong", r.nodeid), el("span", ` (${r.outcome} on ${r.worker})`, "muted"));
+      if (r.longrepr) item.append(el("pre", r.longrepr));
+      return item;
+    }));
+  }
+
+  function drawCharts() {
+    drawTimer = null;
+    if (!window.Plotly) return;
+    const byOutcome = new Map();
+    const t0 = state.t0 || 0;
+    for (const r of state.results.values()) {
+      if (r.start === null || r.start === undefined) continue;
+      if (!byOutcome.has(r.outcome)) byOutcome.set(r.outcome, { x: [], base: [], y: [], text: [] });
+      const t = byOutcome.get(r.outcome);
+      t.base.push(r.start - t0);
+      t.x.push(Math.max(r.duration, 0.001));
+      t.y.push(r.worker);
+      t.text.push(`${r.nodeid} (${r.duration.toFixed(3)} s)`);
+    }
+    const traces = [...byOutcome.entries()].map(([outcome, t]) => ({
+      type: "bar", orientation: "h", name: outcome, x: t.x, base: t.base, y: t.y,
+      text: t.text, hoverinfo: "text", textposition: "none",
+      marker: { color: COLORS[outcome] || "#64748b" },
+    }));
+    const layout = { barmode: "overlay", margin: { t: 20, l: 60, r: 20, b: 40 },
+                     xaxis: { title: "seconds since the first test" },
+                     yaxis: { categoryorder: "category descending" }, height: 120 + 30 * state.workers.size };
+    Plotly.react("gantt", traces, layout, { displayModeBar: false, responsive: true });
+    const ids = [...state.workers.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+    const workers = ids.map((id) => state.workers.get(id));
+    Plotly.react("balance", [
+      { type: "bar", name: "busy seconds", x: ids, y: workers.map((w) => w.busy_seconds) },
+      { type: "bar", name: "tests", x: ids, y: workers.map((w) => w.tests), yaxis: "y2" },
+    ], { barmode: "group", margin: { t: 20, l: 50, r: 50, b: 40 },
+         yaxis: { title: "busy seconds" }, yaxis2: { title: "tests", overlaying: "y", side: "right" } },
+    { displayModeBar: false, responsive: true });
+  }
+
+  function render(immediateCharts) {
+    renderProgress();
+    renderLanes();
+    renderFailures();
+    if (immediateCharts) drawCharts();
+    else if (drawTimer === null) drawTimer = setTimeout(drawCharts, state.results.size > 2000 ? 1000 : 300);
+  }
+
+  function onMessage(msg) {
+    switch (msg.type) {
+      case "snapshot":
+        reset();
+        setRun(msg.run);
+        setWorkers(msg.workers);
+        addResults(msg.results);
+        render(true);
+        break;
+      case "results":
+        addResults(msg.results);
+        setWorkers(msg.workers);
+        if (msg.progress && msg.progress.collected) state.collected = msg.progress.collected;
+        if (state.run && state.run.status === "queued") state.run.status = "running";
+        render(false);
+        break;
+      case "status":
+        if (state.run) {
+          state.run.status = msg.status;
+          if (!state.startedAt) state.startedAt = Date.now();
+          setRun(state.run);
+        }
+        renderProgress();
+        break;
+      case "finished":
+        setRun(msg.run);
+        setWorkers(msg.run.per_worker);
+        render(true);
+        break;
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + app.dataset.wsUrl);
+    socket.onopen = () => { retry = 0; };
+    socket.onmessage = (event) => onMessage(JSON.parse(event.data));
+    socket.onclose = () => {
+      if (state.run && !["queued", "running"].includes(state.run.status)) return;
+      retry = Math.min(retry + 1, 6);
+      setTimeout(connect, 250 * 2 ** retry);  // reconnect; the snapshot rebuilds everything
+    };
+  }
+
+  reset();
+  setInterval(() => { if (state.run && state.run.status === "running") renderProgress(); }, 1000);
+  connect();
+})();

@@ -1,0 +1,87 @@
+"""Shared pieces of the benchmarks: generate suites, time commands, run PTD and plain xdist.
+
+Benchmarks are scripts (bench_*.py), not collected by pytest: run them on demand, e.g.
+`python -m tests.benchmarks.bench_runner`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE_SUITE = ROOT.parent / "shared" / "bench" / "make_suite.py"
+
+
+def make_suite(out: Path, *args: str) -> dict:
+    """Generate a suite with shared/bench/make_suite.py; returns its planned durations."""
+    text = subprocess.run(
+        [sys.executable, str(MAKE_SUITE), str(out), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    bounds = {int(n): float(s) for n, s in re.findall(r"with\s+(\d+) workers: ([\d.]+) s", text)}
+    planned = json.loads((out / "durations.json").read_text())
+    return {"planned": planned, "bounds": bounds, "text": text}
+
+
+def lower_bound(planned: dict, workers: int) -> float:
+    total = sum(planned.values())
+    return max(total / workers, max(planned.values()))
+
+
+def data_env(data_dir: Path) -> dict:
+    env = {**os.environ, "PTD_DATA_DIR": str(data_dir)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def fresh_data_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="ptd-bench-"))
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=data_env(path), check=True
+    )
+    return path
+
+
+def timed(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"{argv} exited {out.returncode}:\n{out.stdout}\n{out.stderr}")
+    return took, out.stdout
+
+
+def run_ptd(data_dir: Path, suite: Path, *args: str) -> tuple[float, dict]:
+    took, stdout = timed(
+        [sys.executable, "manage.py", "run_suite", str(suite), "--json", *args],
+        ROOT,
+        data_env(data_dir),
+    )
+    return took, json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_xdist(suite: Path, workers: int, *args: str) -> float:
+    took, _ = timed(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(workers), *args],
+        suite,
+    )
+    return took
+
+
+def run_serial(suite: Path) -> float:
+    took, _ = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], suite)
+    return took
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)

@@ -1,0 +1,104 @@
+"""The live pages in a real browser: login, launch, lanes, charts, reload mid-run, escaping."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.browser import launch, require_chromium
+from tests.factories import write_suite
+from tests.servers import ServeProcess
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    require_chromium()
+    data = tmp_path_factory.mktemp("browser-data")
+    process = ServeProcess(data).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        password = (server.data_dir / "initial_admin_password").read_text().strip()
+        page.goto(f"{server.url}/")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{server.url}/")
+        yield page
+        browser.close()
+
+
+def test_launch_demo_watch_lanes_reload_and_finish(server, page):
+    page.goto(f"{server.url}/suites/demo/")
+    page.fill("input[name=workers]", "4")
+    page.click("#run-button")
+    page.wait_for_url(re.compile(r".*/runs/\d+/$"))
+    # Lanes fill while the run goes.
+    page.wait_for_function("document.querySelectorAll('.lane').length === 4")
+    lanes = page.eval_on_selector_all(".lane", "els => els.map(e => e.dataset.worker)")
+    assert sorted(lanes) == ["gw0", "gw1", "gw2", "gw3"]
+    page.wait_for_function("Object.keys(window.ptdReceived).length >= 3")
+    assert page.get_attribute("#run-status", "data-run-status") == "running"
+    before = page.evaluate("Object.keys(window.ptdReceived).length")
+    # Reload mid-run: the snapshot rebuilds the same state (at least what was shown).
+    page.reload()
+    page.wait_for_function(f"Object.keys(window.ptdReceived).length >= {before}")
+    assert page.eval_on_selector_all(".lane", "els => els.length") == 4
+    # The end: final status, metrics, and rendered plotly charts.
+    page.wait_for_function(
+        "['passed', 'failed'].includes(document.querySelector('#run-status').dataset.runStatus)",
+        timeout=90_000,
+    )
+    page.wait_for_function("document.querySelector('[data-metric=speedup]').textContent !== '–'")
+    speedup = float(page.text_content("[data-metric=speedup]"))
+    assert speedup > 1.0
+    assert page.locator("#gantt .main-svg").count() >= 1
+    assert page.locator("#balance .main-svg").count() >= 1
+    bars = page.evaluate(
+        "document.getElementById('gantt').data.reduce((n, t) => n + t.x.length, 0)"
+    )
+    assert bars >= 40
+
+
+def test_script_in_nodeid_renders_inert(server, page, tmp_path):
+    suite_dir = write_suite(
+        tmp_path / "xss",
+        {
+            "test_xss.py": (
+                "import pytest\n\n"
+                "@pytest.mark.parametrize('payload', ['<script>window.pwned=1</script>'])\n"
+                "def test_evil(payload):\n"
+                "    assert payload == 'safe', '<img src=x onerror=window.pwned=2>'\n"
+            )
+        },
+    )
+    # Register through the staff form, as a user would.
+    page.goto(f"{server.url}/suites/new/")
+    page.fill("input[name=suite-name]", "xss")
+    page.fill("input[name=suite-path]", str(suite_dir))
+    page.fill("input[name=config-workers]", "1")
+    page.click("form.card button[type=submit]")
+    page.wait_for_url(f"{server.url}/suites/xss/")
+    page.click("#run-button")
+    page.wait_for_url(re.compile(r".*/runs/\d+/$"))
+    page.wait_for_function(
+        "document.querySelector('#run-status').dataset.runStatus === 'failed'", timeout=60_000
+    )
+    page.wait_for_function("document.querySelectorAll('#failures pre').length === 1")
+    assert page.evaluate("window.pwned") is None
+    text = page.text_content("#failures")
+    assert "<script>window.pwned=1</script>" in text
+    assert "<img src=x onerror=window.pwned=2>" in text

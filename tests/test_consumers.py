@@ -1,0 +1,113 @@
+"""The run websocket: auth refused, snapshot first, then increments; late joiners lose nothing."""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from dashboard.asgi import application
+from runs import live
+from runs.models import Run, RunConfig, Suite
+from runs.sink import DbSink
+from tests.factories import DEMO_DIR
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def setup_run():
+    user = get_user_model().objects.create_user("carol", password="pw-carol-1234")
+    suite = Suite.objects.create(name="ws-suite", path=str(DEMO_DIR))
+    config = RunConfig.objects.create(suite=suite, name="default", is_default=True)
+    run = Run.objects.create(
+        suite=suite, config=config, status="running", workers=2, config_snapshot={"workers": 2}
+    )
+    return user, run
+
+
+def test_event(nodeid, worker="gw0", outcome="passed", start=100.0):
+    return {
+        "type": "test",
+        "nodeid": nodeid,
+        "worker": worker,
+        "outcome": outcome,
+        "attempt": 0,
+        "when": "call",
+        "start": start,
+        "stop": start + 0.5,
+        "duration": 0.5,
+        "longrepr": "<script>x</script>" if outcome == "failed" else None,
+    }
+
+
+test_event.__test__ = False
+
+
+@database_sync_to_async
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def connect(run_id, user=None):
+    """A client through the whole ASGI stack (origin check, session auth), as a browser."""
+    headers = [(b"host", b"localhost"), (b"origin", b"http://localhost")]
+    if user is not None:
+        headers.append((b"cookie", await session_cookie(user)))
+    return WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=headers)
+
+
+async def test_anonymous_connection_is_refused():
+    _, run = await setup_run()
+    communicator = await connect(run.id)
+    connected, code = await communicator.connect()
+    assert not connected  # the handshake is rejected
+
+
+async def test_snapshot_then_increments_then_late_join():
+    user, run = await setup_run()
+    live.bind_loop(asyncio.get_running_loop())
+    sink = DbSink()
+    try:
+        first = await connect(run.id, user)
+        connected, _ = await first.connect()
+        assert connected
+        snapshot = await first.receive_json_from(timeout=5)
+        assert snapshot["type"] == "snapshot" and snapshot["results"] == []
+        assert snapshot["run"]["status"] == "running"
+
+        events = [
+            {"type": "collected", "count": 3},
+            test_event("t.py::a"),
+            test_event("t.py::b", "gw1", "failed"),
+        ]
+        await database_sync_to_async(sink.handle_events)(run.id, events)
+        batch = await first.receive_json_from(timeout=5)
+        assert batch["type"] == "results"
+        assert [r["nodeid"] for r in batch["results"]] == ["t.py::a", "t.py::b"]
+        assert batch["progress"] == {"done": 2, "failed": 1, "collected": 3}
+        assert {w["id"] for w in batch["workers"]} == {"gw0", "gw1"}
+
+        late = await connect(run.id, user)
+        assert (await late.connect())[0]
+        late_snapshot = await late.receive_json_from(timeout=5)
+        assert {r["nodeid"] for r in late_snapshot["results"]} == {"t.py::a", "t.py::b"}
+        assert late_snapshot["run"]["collected"] == 3
+        assert {w["id"] for w in late_snapshot["workers"]} == {"gw0", "gw1"}
+        await first.disconnect()
+        await late.disconnect()
+    finally:
+        live.bind_loop(None)
+
+
+async def test_unknown_run_closes_with_error():
+    user, _ = await setup_run()
+    communicator = await connect(999999, user)
+    assert (await communicator.connect())[0]
+    message = await communicator.receive_json_from(timeout=5)
+    assert message["type"] == "error"
+    await communicator.wait(timeout=2)

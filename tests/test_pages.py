@@ -1,0 +1,117 @@
+import pytest
+from django.urls import reverse
+
+from runs.models import Suite
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+PAGES = [
+    ("home", {}),
+    ("suites", {}),
+    ("suite_new", {}),
+    ("suite", {"name": "demo"}),
+    ("suite_edit", {"name": "demo"}),
+    ("runs", {}),
+    ("trends", {}),
+]
+
+
+class LoginRequiredTests(BaseTestCase):
+    def test_every_page_redirects_outsiders_to_login(self):
+        run = make_run(self.suite)
+        urls = [reverse(name, kwargs=kw) for name, kw in PAGES]
+        urls += [reverse("run", args=[run.id])]
+        for url in urls:
+            with self.subTest(url=url):
+                response = self.client.get(url)
+                assert response.status_code == 302
+                assert response["Location"].startswith(reverse("login"))
+
+    def test_cancel_needs_login(self):
+        run = make_run(self.suite)
+        response = self.client.post(reverse("run_cancel", args=[run.id]))
+        assert response.status_code == 302 and reverse("login") in response["Location"]
+
+    def test_login_page_is_public(self):
+        assert self.client.get(reverse("login")).status_code == 200
+
+
+class PagesTests(BaseTestCase):
+    def test_home_lists_suites_with_latest_run(self):
+        run = make_run(self.suite)
+        self.login_member()
+        response = self.client.get(reverse("home"))
+        assert response.status_code == 200
+        self.assertContains(response, "demo")
+        self.assertContains(response, f"#{run.id}")
+
+    def test_runs_list_filters_by_status(self):
+        passed = make_run(self.suite)
+        failed = make_run(self.suite, status="failed")
+        self.login_member()
+        response = self.client.get(reverse("runs"), {"status": "failed"})
+        ids = [r.id for r in response.context["page"].object_list]
+        assert ids == [failed.id] and passed.id not in ids
+
+    def test_run_page_escapes_messages(self):
+        run = make_run(self.suite, message="<script>alert(1)</script>")
+        self.login_member()
+        response = self.client.get(reverse("run", args=[run.id]))
+        self.assertContains(response, "&lt;script&gt;alert(1)&lt;/script&gt;")
+        self.assertNotContains(response, "<script>alert(1)</script>")
+
+
+class SuiteEditingTests(BaseTestCase):
+    def form_data(self, **overrides):
+        data = {
+            "suite-name": "api-checks",
+            "suite-path": self.suite.path,
+            "suite-python": "",
+            "suite-pytest_args": '["-x"]',
+            "suite-env": '{"API_URL": "http://127.0.0.1:1"}',
+            "suite-description": "",
+            "config-workers": "8",
+            "config-engine": "xdist",
+            "config-dist": "loadscope",
+            "config-repeat": "1",
+            "config-reruns": "0",
+            "config-timeout": "",
+            "config-keyword": "",
+            "config-markers": "",
+        }
+        data.update(overrides)
+        return data
+
+    def test_member_cannot_create_or_edit_suites(self):
+        self.login_member()
+        for url in (reverse("suite_new"), reverse("suite_edit", args=["demo"])):
+            assert self.client.get(url).status_code == 403
+            assert self.client.post(url, self.form_data()).status_code == 403
+        assert not Suite.objects.filter(name="api-checks").exists()
+
+    def test_staff_creates_a_suite_with_its_default_config(self):
+        self.login_staff()
+        response = self.client.post(reverse("suite_new"), self.form_data())
+        assert response.status_code == 302
+        suite = Suite.objects.get(name="api-checks")
+        assert suite.pytest_args == ["-x"] and suite.env == {"API_URL": "http://127.0.0.1:1"}
+        config = suite.default_config()
+        assert (config.workers, config.dist) == (8, "loadscope")
+
+    def test_staff_gets_form_errors_for_bad_input(self):
+        self.login_staff()
+        response = self.client.post(
+            reverse("suite_new"),
+            self.form_data(**{"suite-path": "/no/such/dir", "suite-env": "[1"}),
+        )
+        assert response.status_code == 400
+        form = response.context["form"]
+        assert "path" in form.errors and "env" in form.errors
+        assert not Suite.objects.filter(name="api-checks").exists()
+
+
+@pytest.mark.django_db
+def test_plotly_js_is_served_locally(client):
+    from django.contrib.staticfiles import finders
+
+    assert finders.find("plotly/plotly.min.js")

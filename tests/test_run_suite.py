@@ -1,0 +1,153 @@
+"""`manage.py run_suite` as a user runs it: a real process, real pytest, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.factories import write_suite
+from tests.servers import ROOT
+
+SUITE = {
+    "test_mixed.py": (
+        "import pytest, time\n\n"
+        "def test_ok_1(): time.sleep(0.05)\n"
+        "def test_ok_2(): time.sleep(0.05)\n"
+        "def test_fails(): assert 1 == 2, 'expected failure'\n"
+        "@pytest.mark.skip(reason='not today')\n"
+        "def test_skipped(): pass\n"
+    ),
+    "test_more.py": "def test_ok_3(): pass\ndef test_ok_4(): pass\n",
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("run-suite-data")
+    env = environment(path)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+    )
+    return path
+
+
+def environment(data_dir) -> dict:
+    env = {**os.environ, "PTD_DATA_DIR": str(data_dir)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def run_suite(data_dir, *args, timeout=120):
+    return subprocess.run(
+        [sys.executable, "manage.py", "run_suite", *map(str, args)],
+        cwd=ROOT,
+        env=environment(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_failed_run_exit_1_with_json_summary(data_dir, tmp_path):
+    suite = write_suite(tmp_path / "mixed", SUITE)
+    out = run_suite(data_dir, suite, "--workers", "2", "--json")
+    assert out.returncode == 1, out.stderr
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(summary) == {
+        "run_id",
+        "status",
+        "engine",
+        "workers",
+        "wall_seconds",
+        "serial_seconds",
+        "speedup",
+        "speedup_measured",
+        "efficiency",
+        "balance",
+        "flakiness_rate",
+        "tests",
+        "per_worker",
+    }
+    assert summary["status"] == "failed" and summary["workers"] == 2
+    assert summary["tests"] == {
+        "total": 6,
+        "passed": 4,
+        "failed": 1,
+        "skipped": 1,
+        "errors": 0,
+        "flaky": 0,
+    }
+    assert sorted(w["id"] for w in summary["per_worker"]) == ["gw0", "gw1"]
+    assert sum(w["tests"] for w in summary["per_worker"]) == 6
+    assert summary["wall_seconds"] > 0 and summary["serial_seconds"] >= 0.1
+    assert "[6/6]" in out.stderr  # the progress line reached the end
+
+
+def test_passing_selection_exit_0_and_measured_speedup(data_dir, tmp_path):
+    suite = write_suite(tmp_path / "green", SUITE)
+    one = run_suite(data_dir, suite, "--workers", "1", "--json", "-k", "ok")
+    assert one.returncode == 0, one.stderr
+    two = run_suite(data_dir, "--suite", "green", "--workers", "2", "--json", "-k", "ok")
+    assert two.returncode == 0, two.stderr
+    first = json.loads(one.stdout.splitlines()[-1])
+    second = json.loads(two.stdout.splitlines()[-1])
+    assert first["tests"]["passed"] == second["tests"]["passed"] == 4
+    expected = first["wall_seconds"] / second["wall_seconds"]
+    assert second["speedup_measured"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give a suite PATH or --suite NAME"),
+        (["/no/such/dir"], "no such directory"),
+        (["--suite", "missing"], "no suite named 'missing'"),
+        (["{suite}", "--workers", "0"], "workers must be between 1 and 64"),
+        (["{suite}", "--workers", "many"], "workers must be a whole number"),
+        (["{suite}", "--repeat", "0"], "repeat must be between 1 and 1000"),
+        (["{empty}"], "no test files"),
+    ],
+)
+def test_bad_usage_exit_2_and_nothing_stored(data_dir, tmp_path, args, message):
+    suite = write_suite(tmp_path / "usage", SUITE)
+    empty = write_suite(tmp_path / "empty", {"helpers.py": "X = 1\n"})
+    args = [a.format(suite=suite, empty=empty) for a in args]
+    out = run_suite(data_dir, *args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from runs.models import Suite; print(list(Suite.objects.values_list('name')))",
+        ],
+        cwd=ROOT,
+        env=environment(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "'usage'" not in listing.stdout and "'empty'" not in listing.stdout
+
+
+def test_unknown_dist_is_usage_error(data_dir, tmp_path):
+    out = run_suite(data_dir, write_suite(tmp_path / "dist", SUITE), "--dist", "random")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_timeout_exit_3(data_dir, tmp_path):
+    suite = write_suite(
+        tmp_path / "slow", {"test_slow.py": "import time\ndef test_forever(): time.sleep(60)\n"}
+    )
+    out = run_suite(data_dir, suite, "--workers", "1", "--timeout", "1", "--json")
+    assert out.returncode == 3, out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    assert summary["status"] == "error"
+    assert "Timed out" in out.stderr

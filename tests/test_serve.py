@@ -1,0 +1,51 @@
+"""`manage.py serve` end to end: first-start admin, login, demo suite, clean stop."""
+
+import re
+import stat
+
+import requests
+
+from tests.servers import ServeProcess
+
+
+def login(session: requests.Session, base: str, username: str, password: str):
+    page = session.get(f"{base}/login/", timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    return session.post(
+        f"{base}/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
+        headers={"Referer": f"{base}/login/"},
+        timeout=10,
+    )
+
+
+def test_serve_first_start_then_second_start(tmp_path):
+    server = ServeProcess(tmp_path).start()
+    try:
+        password_file = tmp_path / "initial_admin_password"
+        password = password_file.read_text().strip()
+        assert len(password) >= 16
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        assert any(password in line for line in server.output)
+
+        anonymous = requests.get(f"{server.url}/", allow_redirects=False, timeout=10)
+        assert anonymous.status_code == 302
+        assert anonymous.headers["Location"].startswith("/login/")
+
+        session = requests.Session()
+        response = login(session, server.url, "admin", password)
+        assert response.status_code == 200 and "demo" in response.text
+        suite_page = session.get(f"{server.url}/suites/demo/", timeout=10)
+        assert suite_page.status_code == 200 and "Launch a run" in suite_page.text
+        css = requests.get(f"{server.url}/static/css/ptd.css", timeout=10)
+        assert css.status_code == 200
+    finally:
+        assert server.stop() == 0
+    assert "PTD stopped." in "".join(server.output)
+
+    again = ServeProcess(tmp_path).start()
+    try:
+        assert password_file.read_text().strip() == password
+        assert not any("password:" in line for line in again.output)
+    finally:
+        assert again.stop() == 0
