@@ -12,8 +12,8 @@ import threading
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
-from runner.pool import Pool
 
+from runner.pool import Pool
 from runs import services
 from runs.models import Run
 from runs.sink import DbSink

@@ -16,9 +16,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from runner.pool import RunSpec
 
 from runner import command
+from runner.pool import RunSpec
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
 
 OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")

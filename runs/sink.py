@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
-from runner.pool import RunOutcome
 
 from runner import metrics
+from runner.pool import RunOutcome
 from runs import live
 from runs.models import Run, TestResult, WorkerStat
 

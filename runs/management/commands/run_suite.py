@@ -14,8 +14,8 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from runner.pool import Pool
 
+from runner.pool import Pool
 from runs import services
 from runs.models import DIST_MODES, ENGINES, Run, Suite
 from runs.sink import DbSink
