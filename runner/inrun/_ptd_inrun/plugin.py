@@ -189,6 +189,10 @@ class Reporter:
 
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
+        # xdist discards a worker's terminal output, yet its end-of-session summary hooks
+        # still run, and some are slow (hypothesis imports itself there: ~1.5 s per worker).
+        # The controller prints the real summary.
+        config.option.no_summary = True
         return
     writer = open_from_env()
     if writer is not None:
