@@ -69,7 +69,11 @@ class _Run:
 
 class Pool:
     def __init__(self, sink: Sink, max_concurrent: int = 1, batch_interval: float = 0.15,
-                 grace: float = 5.0) -> None:
+                 grace: float = 5.0, *, reap_orphans: bool = True) -> None:
+        """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
+        leaves behind are adopted and reaped here instead of piling up as zombies under an
+        init that does not reap (containers). It is process-wide: orphans of *other*
+        subprocesses of this process are adopted too (and left to their fate)."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.sink = sink
@@ -83,7 +87,8 @@ class Pool:
         self._outcomes: dict[int, RunOutcome] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
-        procs.become_subreaper()  # so orphans of a run can be reaped, not left as zombies
+        if reap_orphans:
+            procs.become_subreaper()
 
     # -- public API ------------------------------------------------------------------------
 

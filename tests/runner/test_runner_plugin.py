@@ -323,3 +323,20 @@ def test_without_events_fd_the_plugin_is_silent(tmp_path):
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workers_skip_the_terminal_summary(suite, tmp_path):
+    marker_dir = tmp_path / "summaries"
+    marker_dir.mkdir()
+    run = suite({
+        "conftest.py": f"""
+            import os
+
+            def pytest_terminal_summary(terminalreporter):
+                name = os.environ.get("PYTEST_XDIST_WORKER", "controller")
+                open(os.path.join({str(marker_dir)!r}, name), "w").close()
+        """,
+        "test_s.py": "def test_a(): pass\ndef test_b(): pass\n",
+    }, "-n", "2")
+    assert run.returncode == 0, run.output
+    assert sorted(p.name for p in marker_dir.iterdir()) == ["controller"]
