@@ -1,7 +1,7 @@
-"""Shared fixtures: a per-session data dir, and owner / member / outsider users."""
+"""Shared hooks. Test settings live in tests/settings.py (see pyproject's pytest options)."""
 
-import os
-import tempfile
 
-# Settings read the environment at import: give the test session its own data dir.
-os.environ.setdefault("PTD_DATA_DIR", tempfile.mkdtemp(prefix="ptd-test-"))
+def pytest_sessionfinish(session, exitstatus):
+    from tests.servers import drop_isolated_databases
+
+    drop_isolated_databases()

@@ -10,9 +10,47 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def isolated_env(data_dir: Path) -> dict:
+    """The environment for a PTD subprocess with data of its own.
+
+    SQLite lives in the data dir already; with DATABASE_URL set (CI's PostgreSQL run) a fresh
+    database is created for it, and with REDIS_URL a channel prefix of its own, so concurrent
+    servers never see each other's runs.
+    """
+    env = {**os.environ, "PTD_DATA_DIR": str(data_dir)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        import psycopg
+
+        name = f"ptd_e2e_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        env["DATABASE_URL"] = url.rsplit("/", 1)[0] + "/" + name
+        _created_databases.append((url, name))
+    if os.environ.get("REDIS_URL"):
+        env["PTD_CHANNEL_PREFIX"] = f"ptd-{uuid.uuid4().hex[:8]}"
+    return env
+
+
+_created_databases: list[tuple[str, str]] = []
+
+
+def drop_isolated_databases() -> None:
+    if not _created_databases:
+        return
+    import psycopg
+
+    while _created_databases:
+        url, name = _created_databases.pop()
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:
@@ -26,8 +64,7 @@ class ServeProcess:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "PTD_DATA_DIR": str(data_dir), **(env or {})}
-        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env = env or isolated_env(data_dir)
         self.output: list[str] = []
         self.proc: subprocess.Popen | None = None
 

@@ -110,4 +110,6 @@ async def test_unknown_run_closes_with_error():
     assert (await communicator.connect())[0]
     message = await communicator.receive_json_from(timeout=5)
     assert message["type"] == "error"
-    await communicator.wait(timeout=2)
+    closed = await communicator.receive_output(timeout=2)
+    assert closed == {"type": "websocket.close", "code": 4404}
+    await communicator.disconnect()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.factories import write_suite
-from tests.servers import ROOT
+from tests.servers import ROOT, isolated_env
 
 SUITE = {
     "test_mixed.py": (
@@ -25,20 +24,25 @@ SUITE = {
 }
 
 
+_envs: dict = {}
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("run-suite-data")
-    env = environment(path)
+    _envs[path] = isolated_env(path)
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=_envs[path],
+        check=True,
+        timeout=120,
     )
     return path
 
 
 def environment(data_dir) -> dict:
-    env = {**os.environ, "PTD_DATA_DIR": str(data_dir)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return env
+    return _envs[data_dir]
 
 
 def run_suite(data_dir, *args, timeout=120):

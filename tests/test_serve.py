@@ -43,7 +43,7 @@ def test_serve_first_start_then_second_start(tmp_path):
         assert server.stop() == 0
     assert "PTD stopped." in "".join(server.output)
 
-    again = ServeProcess(tmp_path).start()
+    again = ServeProcess(tmp_path, env=server.env).start()
     try:
         assert password_file.read_text().strip() == password
         assert not any("password:" in line for line in again.output)

@@ -1,0 +1,12 @@
+"""Settings for PTD's own tests: the real settings, with a data dir and connection policy of
+their own, fixed before dashboard.settings reads the environment."""
+
+import os
+import tempfile
+
+os.environ.setdefault("PTD_DATA_DIR", tempfile.mkdtemp(prefix="ptd-test-"))
+# Worker threads (the sink, database_sync_to_async) must not keep PostgreSQL connections open
+# past their work, or the test database cannot be dropped at the end.
+os.environ.setdefault("PTD_DB_CONN_MAX_AGE", "0")
+
+from dashboard.settings import *  # noqa: E402, F403
