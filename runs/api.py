@@ -4,9 +4,10 @@ Auth: `Authorization: Bearer <token>` or the browser session (with CSRF). Errors
 `{"detail": ...}` with a 4xx status.
 """
 
-
 from datetime import datetime
+from typing import Literal
 
+from django.db import DataError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, NinjaAPI, Query, Router, Schema, Status
@@ -14,7 +15,7 @@ from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.security import HttpBearer, SessionAuth
 
-from runs import dispatcher, services
+from runs import dispatcher, ingest, services
 from runs.junit import junit_xml
 from runs.models import MAX_WORKERS, ApiToken, Run, Suite
 
@@ -30,6 +31,12 @@ class BearerToken(HttpBearer):
 
 
 class ActiveSession(SessionAuth):
+    def _get_key(self, request: HttpRequest):
+        # No session cookie: nothing to check CSRF for; a bad or missing token stays a 401.
+        if self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
     def authenticate(self, request: HttpRequest, key):
         user = super().authenticate(request, key)
         return user if user is not None and user.is_active else None
@@ -154,10 +161,24 @@ class Detail(Schema):
 
 
 class RunFilters(Schema):
-    suite: str | None = None
-    status: str | None = None
+    suite: str | None = Field(None, description="suite name")
+    status: Literal[tuple(Run.Status.values)] | None = None  # type: ignore[valid-type]
+    trigger: Literal[tuple(Run.Trigger.values)] | None = None  # type: ignore[valid-type]
     branch: str | None = None
-    commit: str | None = None
+    commit: str | None = Field(None, description="a commit SHA or its prefix")
+
+
+class LazyRuns:
+    """A queryset paginated lazily: only the requested page becomes dicts."""
+
+    def __init__(self, qs):
+        self.qs = qs
+
+    def __len__(self) -> int:
+        return self.qs.count()
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        return [run.to_dict() for run in self.qs[page]]
 
 
 # Suites ----------------------------------------------------------------------------------------
@@ -200,7 +221,7 @@ runs = Router(tags=["runs"])
 
 def find_suite(ref: str | int) -> Suite:
     suite = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
         suite = Suite.objects.filter(pk=int(ref)).first()
     if suite is None:
         suite = Suite.objects.filter(name=str(ref)).first()
@@ -238,11 +259,13 @@ def list_runs(request, filters: Query[RunFilters]):
         qs = qs.filter(suite__name=filters.suite)
     if filters.status:
         qs = qs.filter(status=filters.status)
+    if filters.trigger:
+        qs = qs.filter(trigger=filters.trigger)
     if filters.branch:
         qs = qs.filter(branch=filters.branch)
     if filters.commit:
         qs = qs.filter(commit__startswith=filters.commit)
-    return [run.to_dict() for run in qs[:1000]]
+    return LazyRuns(qs)
 
 
 def get_run(run_id: int) -> Run:
@@ -283,8 +306,15 @@ def cancel_run(request, run_id: int):
 
 api.add_router("/suites", suites)
 api.add_router("/runs", runs)
+api.add_router("/ingest", ingest.router)
 
 
 @api.exception_handler(HttpError)
 def http_error(request, exc: HttpError):
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(DataError)
+def data_error(request, exc: DataError):
+    """A value the database cannot hold (e.g. NUL in text on PostgreSQL): the client's fault."""
+    return api.create_response(request, {"detail": f"invalid value: {exc}"}, status=400)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import trends, views
+from runs import tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("runs/", views.run_list, name="runs"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("tokens/", tokens.token_list, name="tokens"),
+    path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("trends/", trends.trends_page, name="trends"),
     path("trends/<str:name>/data/", trends.trends_data, name="trends_data"),
 ]

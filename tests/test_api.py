@@ -158,3 +158,60 @@ class RunApiTests(ApiTestCase):
         assert response.status_code == 200 and response.json()["status"] == "cancelled"
         again = self.call("post", f"/api/runs/{run.id}/cancel", self.member_token)
         assert again.status_code == 409
+
+
+class ApiReviewTests(ApiTestCase):
+    """Gaps found reviewing the API against issue #5."""
+
+    def test_bad_token_on_post_is_401_not_a_csrf_403(self):
+        response = self.call("post", "/api/runs", token="ptd_nope", data={"suite": "demo"})
+        assert response.status_code == 401
+        assert self.call("post", "/api/runs", data={"suite": "demo"}).status_code == 401
+
+    def test_session_post_still_needs_csrf(self):
+        client = self.client_class(enforce_csrf_checks=True)
+        client.force_login(self.member)
+        response = client.post("/api/runs", {"suite": "demo"}, content_type="application/json")
+        assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+
+    def test_list_filters_and_pagination(self):
+        a = make_run(self.suite, status="passed", branch="main", commit="abcdef1")
+        b = make_run(self.suite, status="failed", branch="main", commit="1234567")
+        c = make_run(self.suite, status="failed", branch="dev", trigger="external")
+
+        def ids(query):
+            response = self.call("get", f"/api/runs?{query}", self.member_token)
+            assert response.status_code == 200, response.content
+            return sorted(r["id"] for r in response.json()["items"])
+
+        assert ids("status=failed") == [b.id, c.id]
+        assert ids("branch=main&status=failed") == [b.id]
+        assert ids("commit=abc") == [a.id]
+        assert ids("trigger=external") == [c.id]
+        assert ids("suite=demo") == [a.id, b.id, c.id]
+        assert ids("suite=other") == []
+        page = self.call("get", "/api/runs?limit=2&offset=1", self.member_token).json()
+        assert page["count"] == 3 and len(page["items"]) == 2
+
+    def test_bad_filters_and_paging_are_422_naming_the_field(self):
+        for query, field in [
+            ("status=exploded", "status"),
+            ("trigger=robot", "trigger"),
+            ("limit=abc", "limit"),
+            ("offset=-1", "offset"),
+        ]:
+            with self.subTest(query=query):
+                response = self.call("get", f"/api/runs?{query}", self.member_token)
+                assert response.status_code == 422
+                assert field in str(response.json()["detail"])
+
+    def test_odd_suite_references_are_404(self):
+        for ref in ("²", "9" * 30, "   "):
+            with self.subTest(ref=ref):
+                response = self.call("post", "/api/runs", self.member_token, data={"suite": ref})
+                assert response.status_code == 404
+
+    def test_docs_page_is_served_to_logged_in_users(self):
+        self.login_member()
+        response = self.client.get("/api/docs")
+        assert response.status_code == 200 and b"openapi.json" in response.content

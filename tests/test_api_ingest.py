@@ -1,0 +1,187 @@
+"""The ingestion endpoints: auth (none / bad / member / staff), validation, happy path."""
+
+from runs.models import ApiToken, Run, Suite
+from tests.base import BaseTestCase
+
+
+def event_of(nodeid, outcome="passed", worker="gw0", start=1000.0, duration=0.5, **extra):
+    return {
+        "type": "test",
+        "nodeid": nodeid,
+        "worker": worker,
+        "outcome": outcome,
+        "attempt": 0,
+        "when": "call",
+        "start": start,
+        "stop": start + duration,
+        "duration": duration,
+        "longrepr": None if outcome == "passed" else "E   assert 0",
+        **extra,
+    }
+
+
+class IngestTestCase(BaseTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        _, cls.member_token = ApiToken.create_for(cls.member, "ci")
+        _, cls.staff_token = ApiToken.create_for(cls.staff, "admin")
+
+    def call(self, url, data=None, token=None):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        return self.client.post(url, data or {}, content_type="application/json", **headers)
+
+    def start_run(self, token=None, **body):
+        response = self.call(
+            "/api/ingest/runs", {"suite": "demo", **body}, token or self.member_token
+        )
+        assert response.status_code == 201, response.content
+        return response.json()["id"]
+
+
+class IngestAuthTests(IngestTestCase):
+    def test_no_or_bad_token_is_401(self):
+        for token in (None, "ptd_wrong", "not-even-ptd"):
+            with self.subTest(token=token):
+                response = self.call("/api/ingest/runs", {"suite": "demo"}, token)
+                assert response.status_code == 401
+                assert "detail" in response.json()
+        assert not Run.objects.exists()
+
+    def test_member_may_ingest_but_not_into_someone_elses_run(self):
+        staff_run = self.start_run(self.staff_token)
+        events = {"events": [event_of("t.py::a")]}
+        response = self.call(f"/api/ingest/runs/{staff_run}/events", events, self.member_token)
+        assert response.status_code == 403
+        response = self.call(f"/api/ingest/runs/{staff_run}/finish", {}, self.member_token)
+        assert response.status_code in (403, 422)
+
+    def test_staff_may_write_to_any_external_run(self):
+        run_id = self.start_run(self.member_token)
+        events = {"events": [event_of("t.py::a")]}
+        response = self.call(f"/api/ingest/runs/{run_id}/events", events, self.staff_token)
+        assert response.status_code == 200
+
+
+class IngestFlowTests(IngestTestCase):
+    def test_a_run_end_to_end(self):
+        run_id = self.start_run(workers=2, commit="abc123", branch="main", args=["-n", "2"])
+        run = Run.objects.get(pk=run_id)
+        assert run.trigger == "external" and run.status == "running" and run.user == self.member
+        assert run.commit == "abc123" and run.config_snapshot["extra_args"] == ["-n", "2"]
+        batch = [
+            {"type": "session_start", "workers": 2, "pid": 1},
+            {"type": "worker_up", "worker": "gw0"},
+            {"type": "worker_up", "worker": "gw1"},
+            {"type": "collected", "count": 3},
+            event_of("t.py::a", worker="gw0", start=1000.0, duration=1.0),
+            event_of("t.py::b", "failed", worker="gw1", start=1000.0, duration=2.0),
+        ]
+        response = self.call(
+            f"/api/ingest/runs/{run_id}/events", {"events": batch}, self.member_token
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["accepted"] == 6
+        more = [event_of("t.py::c", worker="gw0", start=1001.0, duration=1.0, time=1.0)]
+        self.call(f"/api/ingest/runs/{run_id}/events", {"events": more}, self.member_token)
+        live = self.client.get(
+            f"/api/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {self.member_token}"
+        )
+        assert live.json()["collected"] == 3
+        assert {w["id"]: w["tests"] for w in live.json()["per_worker"]} == {"gw0": 2, "gw1": 1}
+        finish = self.call(
+            f"/api/ingest/runs/{run_id}/finish",
+            {"exitstatus": 1, "wall_seconds": 2.5},
+            self.member_token,
+        )
+        assert finish.status_code == 200, finish.content
+        assert finish.json() == {"id": run_id, "status": "failed", "url": f"/runs/{run_id}/"}
+        run.refresh_from_db()
+        assert run.tests_total == 3 and run.tests_failed == 1 and run.workers == 2
+        assert run.wall_seconds == 2.5 and abs(run.speedup - 4.0 / 2.5) < 1e-3
+        assert run.finished_at is not None and run.exit_code == 1
+        # Closed: nothing more is accepted.
+        again = self.call(f"/api/ingest/runs/{run_id}/events", {"events": more}, self.member_token)
+        assert again.status_code == 409
+        refinish = self.call(
+            f"/api/ingest/runs/{run_id}/finish",
+            {"exitstatus": 0, "wall_seconds": 1},
+            self.member_token,
+        )
+        assert refinish.status_code == 409
+
+    def test_passed_run_and_suite_path_need_not_exist_here(self):
+        Suite.objects.create(name="remote", path="/on/the/ci/machine/only")
+        run_id = self.start_run(suite="remote")
+        self.call(
+            f"/api/ingest/runs/{run_id}/events",
+            {"events": [event_of("t.py::a")]},
+            self.member_token,
+        )
+        finish = self.call(
+            f"/api/ingest/runs/{run_id}/finish",
+            {"exitstatus": 0, "wall_seconds": 1},
+            self.member_token,
+        )
+        assert finish.json()["status"] == "passed"
+
+    def test_suite_by_id_and_unknown_suite_404(self):
+        assert self.start_run(suite=self.suite.id)
+        response = self.call("/api/ingest/runs", {"suite": "nope"}, self.member_token)
+        assert response.status_code == 404 and "nope" in response.json()["detail"]
+        response = self.call("/api/ingest/runs", {"suite": "²"}, self.member_token)
+        assert response.status_code == 404
+
+    def test_only_external_running_runs_take_events(self):
+        other = Run.objects.create(suite=self.suite, config_snapshot={}, status="running")
+        events = {"events": [event_of("t.py::a")]}
+        response = self.call(f"/api/ingest/runs/{other.id}/events", events, self.staff_token)
+        assert response.status_code == 409
+        assert (
+            self.call("/api/ingest/runs/99999/events", events, self.staff_token).status_code == 404
+        )
+
+
+class IngestValidationTests(IngestTestCase):
+    def setUp(self):
+        self.run_id = self.start_run()
+        self.url = f"/api/ingest/runs/{self.run_id}/events"
+
+    def assert_rejected(self, events, field):
+        response = self.call(self.url, {"events": events}, self.member_token)
+        assert 400 <= response.status_code < 500, response.content
+        assert field in str(response.json()["detail"]), response.content
+
+    def test_bad_events_name_the_field(self):
+        self.assert_rejected([event_of("t.py::a", outcome="exploded")], "outcome")
+        self.assert_rejected([event_of("t.py::a", duration=-1)], "duration")
+        self.assert_rejected([event_of("t.py::a", worker="")], "worker")
+        self.assert_rejected([event_of("t.py::a", attempt="x")], "attempt")
+        self.assert_rejected([{"type": "test", "outcome": "passed"}], "events[0].nodeid")
+        self.assert_rejected([{"type": "worker_up"}], "events[0].worker")
+        self.assert_rejected([{"nodeid": "x"}], "type")
+        self.assert_rejected("not a list", "events")
+        assert not Run.objects.get(pk=self.run_id).results.exists()
+
+    def test_bad_run_and_finish_bodies(self):
+        for body, field in [
+            ({"suite": "demo", "workers": 0}, "workers"),
+            ({"suite": "demo", "commit": "x" * 65}, "commit"),
+            ({}, "suite"),
+        ]:
+            response = self.call("/api/ingest/runs", body, self.member_token)
+            assert response.status_code == 422 and field in str(response.json()["detail"])
+        url = f"/api/ingest/runs/{self.run_id}/finish"
+        response = self.call(url, {"exitstatus": 0, "wall_seconds": -3}, self.member_token)
+        assert response.status_code == 422 and "wall_seconds" in str(response.json()["detail"])
+        response = self.call(url, {"wall_seconds": 3}, self.member_token)
+        assert response.status_code == 422 and "exitstatus" in str(response.json()["detail"])
+
+    def test_not_json_is_400(self):
+        response = self.client.post(
+            self.url,
+            "{nope",
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.member_token}",
+        )
+        assert response.status_code == 400
