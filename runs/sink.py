@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome
-from runs import live
+from runs import flaky, live
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class DbSink:
         live.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
 
     def handle_events(self, run_id: int, events: list[dict]) -> None:
+        began = time.monotonic()
         state = self._state(run_id)
         results: list[TestResult] = []
         dirty: set[str] = set()
@@ -127,6 +129,7 @@ class DbSink:
                 )
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
+        stored = time.monotonic()
         if results or stats or run_fields:
             live.publish(
                 run_id,
@@ -139,8 +142,16 @@ class DbSink:
                         "failed": state.failed,
                         "collected": state.collected,
                     },
+                    "sent_at": time.time(),  # lets clients measure report -> page latency
                 },
             )
+        log.debug(
+            "run %s: %d events stored in %.1f ms, published in %.1f ms",
+            run_id,
+            len(events),
+            (stored - began) * 1000,
+            (time.monotonic() - stored) * 1000,
+        )
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         with self._lock:
@@ -202,6 +213,7 @@ def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> R
     )
     summary = metrics.summarize(tests, outcome.wall_seconds, run.workers or 1)
     status, message = status_for(outcome, interrupted)
+    status, message = flaky.apply_quarantine(run, tests, status, message)
     run.status = status
     run.message = message[:5000]
     run.exit_code = outcome.returncode
@@ -233,6 +245,7 @@ def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> R
             unique_fields=["run", "worker"],
             update_fields=["tests", "busy_seconds"],
         )
+    flaky.record_run_safely(run, tests)
     return run
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -67,6 +67,8 @@ class ServeProcess:
         self.env = env or isolated_env(data_dir)
         self.output: list[str] = []
         self.proc: subprocess.Popen | None = None
+        self._changed = threading.Condition()
+        self._closed = False
 
     def start(self, timeout: float = 60) -> ServeProcess:
         self.proc = subprocess.Popen(
@@ -77,6 +79,9 @@ class ServeProcess:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        # Drain the output all along: a full pipe would block the server.
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
         self.wait_for(r"serving on", timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # the line is printed just before listening
@@ -89,23 +94,29 @@ class ServeProcess:
                 time.sleep(0.05)
         raise RuntimeError("serve did not listen:\n" + "".join(self.output))
 
+    def _drain(self) -> None:
+        for line in self.proc.stdout:
+            with self._changed:
+                self.output.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+
     def wait_for(self, pattern: str, timeout: float) -> re.Match:
-        """Read the server's output until a line matches `pattern` (bounded)."""
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stdout, selectors.EVENT_READ)
+        """Wait until a line of the server's output matches `pattern` (bounded)."""
         deadline = time.monotonic() + timeout
-        for line in self.output:
-            if match := re.search(pattern, line):
-                return match
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if match := re.search(pattern, line):
-                return match
+        seen = 0
+        with self._changed:
+            while True:
+                for line in self.output[seen:]:
+                    if match := re.search(pattern, line):
+                        return match
+                seen = len(self.output)
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    break
+                self._changed.wait(left)
         raise RuntimeError(f"no {pattern!r} in serve's output:\n" + "".join(self.output))
 
     def stop(self, timeout: float = 20) -> int:
@@ -113,9 +124,9 @@ class ServeProcess:
             return self.proc.returncode if self.proc else 0
         self.proc.send_signal(signal.SIGTERM)
         try:
-            rest, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            rest, _ = self.proc.communicate()
-        self.output.append(rest or "")
+            self.proc.wait()
+        self._reader.join(timeout=5)
         return self.proc.returncode

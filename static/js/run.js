@@ -13,7 +13,9 @@
   let socket;
   let retry = 0;
   let drawTimer = null;
+  // Arrival times, for the latency benchmark: nodeid -> ms, and one entry per batch.
   const received = (window.ptdReceived = window.ptdReceived || {});
+  const batches = (window.ptdBatches = window.ptdBatches || []);
 
   function reset() {
     state = { run: null, results: new Map(), workers: new Map(), collected: null, t0: null,
@@ -110,6 +112,48 @@
     }));
   }
 
+  // "Rerun K times" and the test's history page, for a failed test (issue #6).
+  function baseNodeid(nodeid) {
+    const m = /^(.*?)\[(?:(.*)-)?(\d+)-(\d+)\]$/.exec(nodeid);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > Number(m[4])) return nodeid;
+    return m[2] ? `${m[1]}[${m[2]}]` : m[1];
+  }
+
+  function rerunControls(nodeid) {
+    const conf = document.getElementById("rerun-config");
+    if (!conf) return null;
+    const base = baseNodeid(nodeid);
+    const box = el("div", null, "rerun");
+    const link = el("a", "history");
+    link.href = conf.dataset.testsUrl + encodeURIComponent(base).replace(/%2F/g, "/");
+    const form = el("form", null, "inline");
+    form.method = "post";
+    form.action = conf.dataset.url;
+    const hidden = (name, value) => {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = name;
+      input.value = value;
+      form.append(input);
+    };
+    hidden("csrfmiddlewaretoken", conf.dataset.csrf);
+    hidden("nodeid", base);
+    hidden("run", conf.dataset.runId);
+    const times = document.createElement("input");
+    times.type = "number";
+    times.name = "times";
+    times.min = "1";
+    times.max = "200";
+    times.value = "10";
+    times.style.width = "4.5rem";
+    times.setAttribute("aria-label", "times");
+    const button = el("button", "Rerun ×K", "secondary small");
+    button.type = "submit";
+    form.append(" ", times, " ", button);
+    box.append(link, form);
+    return box;
+  }
+
   function renderFailures() {
     const list = document.getElementById("failures");
     const failed = [...state.results.values()].filter((r) => FAILING.has(r.outcome));
@@ -120,6 +164,8 @@
     list.replaceChildren(...failed.slice(0, 200).map((r) => {
       const item = el("li");
       item.append(el("strong", r.nodeid), el("span", ` (${r.outcome} on ${r.worker})`, "muted"));
+      const rerun = rerunControls(r.nodeid);
+      if (rerun) item.append(rerun);
       if (r.longrepr) item.append(el("pre", r.longrepr));
       return item;
     }));
@@ -176,6 +222,7 @@
         render(true);
         break;
       case "results":
+        batches.push({ sent_at: msg.sent_at, received: Date.now(), n: msg.results.length });
         addResults(msg.results);
         setWorkers(msg.workers);
         if (msg.progress && msg.progress.collected) state.collected = msg.progress.collected;
