@@ -10,3 +10,8 @@ os.environ.setdefault("PTD_DATA_DIR", tempfile.mkdtemp(prefix="ptd-test-"))
 os.environ.setdefault("PTD_DB_CONN_MAX_AGE", "0")
 
 from dashboard.settings import *  # noqa: E402, F403
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not shared-cache memory: threads (the pool's sink, the dispatcher) then wait on
+    # locks with the busy timeout instead of failing with "database table is locked".
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}  # noqa: F405

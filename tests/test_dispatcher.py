@@ -1,0 +1,114 @@
+"""The in-process runner pool: FIFO under the limit, cancel, interrupted runs, refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from runs import dispatcher, services
+from runs.models import Run, RunConfig, Suite
+from tests.factories import write_suite
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_until(predicate, timeout=60.0, interval=0.05):
+    """A bounded wait on a condition (not a sleep-and-hope: it returns as soon as it holds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def suite(tmp_path):
+    path = write_suite(
+        tmp_path / "quick",
+        {"test_quick.py": "import time\n\ndef test_a(): time.sleep(0.2)\ndef test_b(): pass\n"},
+    )
+    suite = Suite.objects.create(name="quick", path=str(path))
+    RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
+    return suite
+
+
+@pytest.fixture
+def running_dispatcher():
+    current = dispatcher.start(max_concurrent=1, poll=0.1)
+    yield current
+    dispatcher.stop()
+
+
+def test_queued_runs_execute_in_order_one_at_a_time(suite, running_dispatcher):
+    runs = [services.launch(suite, trigger="api") for _ in range(2)]
+    ids = [r.id for r in runs]
+    wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists())
+    done = list(Run.objects.filter(id__in=ids).order_by("started_at"))
+    assert [r.id for r in done] == ids
+    assert all(r.status == "passed" and r.tests_passed == 2 for r in done)
+    for earlier, later in zip(done, done[1:], strict=False):
+        assert later.started_at >= earlier.finished_at  # never two at once under limit 1
+
+
+def test_cancel_a_running_run_kills_it(tmp_path, running_dispatcher):
+    path = write_suite(
+        tmp_path / "slow", {"test_slow.py": "import time\n\ndef test_long(): time.sleep(60)\n"}
+    )
+    suite = Suite.objects.create(name="slow", path=str(path))
+    RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
+    run = services.launch(suite)
+    wait_until(lambda: run.id in running_dispatcher.pool.running())
+    run.refresh_from_db()
+    assert dispatcher.cancel(run, running_dispatcher.pool)
+    wait_until(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
+    assert not dispatcher.cancel(Run.objects.get(pk=run.pk), running_dispatcher.pool)
+
+
+def test_runs_whose_process_is_gone_become_interrupted(suite):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        stale = Run.objects.create(
+            suite=suite, status="running", runner_host=services.HOST, runner_pid=dead.pid
+        )
+        owned = Run.objects.create(
+            suite=suite, status="running", runner_host=services.HOST, runner_pid=alive.pid
+        )
+        elsewhere = Run.objects.create(
+            suite=suite, status="running", runner_host="other-host", runner_pid=dead.pid
+        )
+        assert services.mark_interrupted() == 1
+        statuses = dict(Run.objects.values_list("id", "status"))
+        assert statuses[stale.id] == "interrupted"
+        assert statuses[owned.id] == "running"
+        assert statuses[elsewhere.id] == "running"
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_interpreter_without_the_plugins_is_refused_up_front(suite, tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "bare")],
+        check=True,
+        timeout=60,
+    )
+    suite.python = str(tmp_path / "bare" / "bin" / "python")
+    suite.save()
+    with pytest.raises(services.LaunchError) as err:
+        services.launch(suite, overrides={"workers": 2})
+    assert "pytest" in err.value.message
+    assert not Run.objects.exists()
+
+
+def test_dispatcher_thread_stops_cleanly():
+    current = dispatcher.start(max_concurrent=1, poll=0.1)
+    dispatcher.stop()
+    assert not any(t.name == "ptd-dispatcher" and t.is_alive() for t in threading.enumerate())
+    assert dispatcher.current() is None and current.pool.running() == []
