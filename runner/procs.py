@@ -6,6 +6,7 @@ signalled at once with ``killpg``. Orphans of that group are reparented to the n
 "child subreaper"; when the pool can make its own process one (Linux), it reaps the group's
 dead orphans itself, so a finished run leaves no zombies even under an init that never reaps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,25 +54,19 @@ def _proc_members(pgid: int) -> list[tuple[int, int, str]] | None:
         except OSError:
             continue
         # "pid (comm) state ppid pgrp ..." - comm may itself contain spaces and parens
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) >= 3 and int(fields[2]) == pgid:
             members.append((int(entry), int(fields[1]), fields[0]))
     return members
 
 
-def reap_group_orphans(pgid: int, exclude: int | None = None) -> None:
-    """waitpid() the dead members of ``pgid`` that were reparented to us."""
-    members = _proc_members(pgid) or []
-    me = os.getpid()
-    for pid, ppid, state in members:
-        if state == "Z" and ppid == me and pid != exclude:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
-
-
 def group_alive(pgid: int, exclude: int | None = None) -> bool:
-    """True while some process of the group is still running (zombies don't count)."""
-    reap_group_orphans(pgid, exclude)
+    """True while some process of the group is still running (zombies don't count).
+
+    Dead members that were reparented to us are reaped in the same pass, so once this
+    returns False the group has left nothing behind (``exclude``: the leader, whose Popen
+    object reaps it).
+    """
     members = _proc_members(pgid)
     if members is None:  # no /proc: fall back to the kernel's view (zombies included)
         try:
@@ -79,7 +74,16 @@ def group_alive(pgid: int, exclude: int | None = None) -> bool:
         except (ProcessLookupError, PermissionError):
             return False
         return True
-    return any(state != "Z" for _, _, state in members)
+    me = os.getpid()
+    alive = False
+    for pid, ppid, state in members:
+        if state in ("Z", "X"):
+            if ppid == me and pid != exclude:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(pid, os.WNOHANG)
+        else:
+            alive = True
+    return alive
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -87,8 +91,7 @@ def signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def end_group(pgid: int, grace: float, leader: int | None = None,
-              poll: float = 0.02) -> bool:
+def end_group(pgid: int, grace: float, leader: int | None = None, poll: float = 0.02) -> bool:
     """SIGTERM the group, SIGKILL whatever is left after ``grace`` s; True once it is gone.
 
     ``leader`` (the Popen'd process) is never reaped here: its Popen object does that.
