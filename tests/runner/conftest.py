@@ -61,15 +61,21 @@ def run_pytest(
     durations: dict | None = None,
     env: dict | None = None,
     timeout: float = 60,
+    autoload: bool = False,
 ) -> SuiteRun:
-    """Run pytest with the in-run plugin in ``root``; collect every event it emits."""
+    """Run pytest with the in-run plugin in ``root``; collect every event it emits.
+
+    ``autoload``: load every installed plugin the normal way (slower), for behaviour that
+    depends on plugin names, e.g. rerunfailures only retries crashes when "xdist" is loaded.
+    """
     durations_file = None
     if durations is not None:
         durations_file = str(root / "ptd_durations.json")
         Path(durations_file).write_text(json.dumps(durations))
     r, w = os.pipe()
     try:
-        run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file)
+        suite_env = {**({} if autoload else FAST_ENV), **(env or {})}
+        run_env = build_env(os.environ, suite_env, w, durations_file)
         argv = [
             sys.executable,
             "-m",
@@ -78,7 +84,7 @@ def run_pytest(
             PLUGIN_MODULE,
             "-p",
             "no:cacheprovider",
-            *FAST_PLUGINS,
+            *([] if autoload else FAST_PLUGINS),
             *args,
         ]
         proc = subprocess.Popen(

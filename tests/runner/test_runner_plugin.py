@@ -142,6 +142,33 @@ def test_worker_crash_is_reported_and_the_run_goes_on(suite):
     assert summary["tests"]["total"] == 6 and summary["tests"]["failed"] == 1
 
 
+def test_a_crash_retried_by_rerunfailures_is_a_rerun_attempt(suite):
+    run = suite(
+        {
+            "test_c.py": """
+        import os
+
+        def test_dies():
+            os._exit(1)
+
+        def test_ok():
+            pass
+    """
+        },
+        "-n",
+        "2",
+        "--reruns",
+        "1",
+        autoload=True,
+    )
+    assert run.returncode == 1, run.output
+    attempts = run.by_nodeid()["test_c.py::test_dies"]
+    assert [(t["attempt"], t["outcome"]) for t in attempts] == [(0, "rerun"), (1, "crashed")]
+    assert [t["outcome"] for t in run.by_nodeid()["test_c.py::test_ok"]] == ["passed"]
+    counts = metrics.summarize(run.tests, wall=1.0, workers=2)["tests"]
+    assert counts["total"] == 2 and counts["failed"] == 1 and counts["passed"] == 1
+
+
 FLAKY = {
     "test_flaky.py": """
         from pathlib import Path
@@ -328,15 +355,19 @@ def test_without_events_fd_the_plugin_is_silent(tmp_path):
 def test_workers_skip_the_terminal_summary(suite, tmp_path):
     marker_dir = tmp_path / "summaries"
     marker_dir.mkdir()
-    run = suite({
-        "conftest.py": f"""
+    run = suite(
+        {
+            "conftest.py": f"""
             import os
 
             def pytest_terminal_summary(terminalreporter):
                 name = os.environ.get("PYTEST_XDIST_WORKER", "controller")
                 open(os.path.join({str(marker_dir)!r}, name), "w").close()
         """,
-        "test_s.py": "def test_a(): pass\ndef test_b(): pass\n",
-    }, "-n", "2")
+            "test_s.py": "def test_a(): pass\ndef test_b(): pass\n",
+        },
+        "-n",
+        "2",
+    )
     assert run.returncode == 0, run.output
     assert sorted(p.name for p in marker_dir.iterdir()) == ["controller"]

@@ -324,3 +324,19 @@ def test_load_durations(tmp_path):
     assert load_durations(None) == {}
     (tmp_path / "list.json").write_text("[1, 2]")
     assert load_durations(str(tmp_path / "list.json")) == {}
+
+
+def test_adapter_never_feeds_a_replacement_with_another_collection():
+    coll = ["t.py::a", "t.py::b", "t.py::c", "t.py::d"]
+    cfg = FakeConfig(1)
+    sched = PTDScheduling(cfg)
+    n0 = FakeNode("gw0")
+    sched.add_node(n0)
+    sched.add_node_collection(n0, coll)
+    sched.schedule()
+    assert sched.remove_node(n0) == coll[n0.sent[0]]  # crashed, the rest is requeued
+    n1 = FakeNode("gw1")
+    sched.add_node(n1)
+    sched.add_node_collection(n1, coll[:2])
+    sched.schedule()
+    assert n1.sent == [] and n1.shutting_down and cfg.hook.reports

@@ -3,6 +3,7 @@
 Implements xdist's ``Scheduling`` protocol. Only imported in the controlling process of a
 distributed run, so importing xdist here is safe.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,15 +45,22 @@ def make_scheduler(config: pytest.Config, log: Any) -> PTDScheduling | None:
     mode = config.getoption("dist", None)
     if mode not in MODES:
         return None  # "each", "worksteal", ...: leave them to xdist
-    return PTDScheduling(config, log, mode=mode,
-                         durations=load_durations(os.environ.get("PTD_DURATIONS_FILE")))
+    return PTDScheduling(
+        config, log, mode=mode, durations=load_durations(os.environ.get("PTD_DURATIONS_FILE"))
+    )
 
 
 class PTDScheduling:
     """Longest-first scheduling with grouping, for ``--dist load|loadscope|loadfile|loadgroup``."""
 
-    def __init__(self, config: pytest.Config, log: Any = None, *, mode: str = "load",
-                 durations: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        log: Any = None,
+        *,
+        mode: str = "load",
+        durations: dict[str, float] | None = None,
+    ) -> None:
         self.config = config
         self.mode = mode
         self.durations = durations or {}
@@ -63,6 +71,7 @@ class PTDScheduling:
         self.log = getattr(log, "ptdsched", None) or (lambda *args: None)
         self.node2collection: dict[Any, list[str]] = {}
         self._nodes: dict[Any, str] = {}
+        self._rejected: set[Any] = set()  # replacement nodes that collected other tests
         self.collection: list[str] | None = None
         self.core: LPTScheduler | None = None
 
@@ -102,6 +111,7 @@ class PTDScheduling:
         # A replacement for a crashed worker must have collected the same tests.
         if self.collection is not None and collection != self.collection:
             self._log_diff(self.collection, collection, node)
+            self._rejected.add(node)  # its indices would mean other tests: never use it
             return
         self.node2collection[node] = collection
 
@@ -109,6 +119,7 @@ class PTDScheduling:
         # node2collection keeps the node: collection_is_completed counts every node that
         # ever reported, so a replacement for a crashed worker gets scheduled at once.
         worker = self._nodes.pop(node)
+        self._rejected.discard(node)
         if self.core is None:
             return None
         unfinished = self.core.remove_worker(worker)
@@ -168,6 +179,9 @@ class PTDScheduling:
     def _dispatch(self, node: Any) -> None:
         if self.core is None or node.shutting_down:
             return
+        if node in self._rejected:
+            node.shutdown()
+            return
         indices = self.core.next_for_worker(self._nodes[node])
         if indices:
             node.send_runtest_some(indices)
@@ -175,8 +189,7 @@ class PTDScheduling:
             # Nothing left to hand out: let the worker run its last item and finish.
             node.shutdown()
 
-    def _log_diff(self, expected: list[str], got: list[str], node: Any,
-                  other: Any = None) -> None:
+    def _log_diff(self, expected: list[str], got: list[str], node: Any, other: Any = None) -> None:
         other = other or next(iter(self.node2collection), None)
         other_id = getattr(getattr(other, "gateway", None), "id", "?")
         if report_collection_diff is not None:
@@ -186,6 +199,7 @@ class PTDScheduling:
         if not msg:
             return
         self.log(msg)
-        rep = pytest.CollectReport(nodeid=str(node.gateway.id), outcome="failed",
-                                   longrepr=msg, result=[])
+        rep = pytest.CollectReport(
+            nodeid=str(node.gateway.id), outcome="failed", longrepr=msg, result=[]
+        )
         self.config.hook.pytest_collectreport(report=rep)
