@@ -4,6 +4,7 @@
 in-run plugin: one dict per attempt, with at least ``nodeid``, ``worker``, ``outcome`` and
 ``duration``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -12,14 +13,24 @@ from typing import Any
 from runner.inrun._ptd_inrun.ids import base_nodeid, strip_group
 
 __all__ = [
-    "balance", "base_nodeid", "count_outcomes", "efficiency", "executed_tests",
-    "flakiness_rate", "flaky_tests", "serial_seconds", "speedup", "strip_group",
-    "summarize", "worker_stats",
+    "balance",
+    "base_nodeid",
+    "count_outcomes",
+    "efficiency",
+    "executed_tests",
+    "flakiness_rate",
+    "flaky_tests",
+    "serial_seconds",
+    "speedup",
+    "strip_group",
+    "summarize",
+    "worker_stats",
 ]
 
 PASSING = frozenset({"passed", "xpassed"})
 FAILING = frozenset({"failed", "error", "rerun", "crashed"})
 NOT_EXECUTED = frozenset({"skipped"})
+
 
 def _duration(test: Mapping[str, Any]) -> float:
     return float(test.get("duration") or 0.0)
@@ -55,8 +66,9 @@ def worker_stats(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, floa
 
 def balance(busy_by_worker: Mapping[str, float] | Sequence[float]) -> float | None:
     """max(busy) / mean(busy); 1.0 is perfect. None when there is no busy time at all."""
-    values = list(busy_by_worker.values() if isinstance(busy_by_worker, Mapping)
-                  else busy_by_worker)
+    values = list(
+        busy_by_worker.values() if isinstance(busy_by_worker, Mapping) else busy_by_worker
+    )
     if not values:
         return None
     total = sum(values)
@@ -109,8 +121,9 @@ def count_outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def summarize(tests: Sequence[Mapping[str, Any]], wall: float | None,
-              workers: int) -> dict[str, Any]:
+def summarize(
+    tests: Sequence[Mapping[str, Any]], wall: float | None, workers: int
+) -> dict[str, Any]:
     """Every figure of DESIGN.md section 3 except ``speedup_measured`` (needs history)."""
     tests = list(tests)
     serial = serial_seconds(tests)

@@ -5,6 +5,7 @@ a log file and its events on a pipe. The pool reports through a ``Sink``; its me
 called from the pool's threads, per run always in the order ``run_started`` ->
 ``handle_events``* -> ``run_finished`` (``run_finished`` alone when the run never started).
 """
+
 from __future__ import annotations
 
 import collections
@@ -68,8 +69,15 @@ class _Run:
 
 
 class Pool:
-    def __init__(self, sink: Sink, max_concurrent: int = 1, batch_interval: float = 0.15,
-                 grace: float = 5.0, *, reap_orphans: bool = True) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        max_concurrent: int = 1,
+        batch_interval: float = 0.15,
+        grace: float = 5.0,
+        *,
+        reap_orphans: bool = True,
+    ) -> None:
         """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
         leaves behind are adopted and reaped here instead of piling up as zombies under an
         init that does not reap (containers). It is process-wide: orphans of *other*
@@ -114,8 +122,12 @@ class Pool:
             return True
         if run is None:
             return False
-        threading.Thread(target=self._terminate, args=(run, "cancelled"),
-                         name=f"ptd-cancel-{run_id}", daemon=True).start()
+        threading.Thread(
+            target=self._terminate,
+            args=(run, "cancelled"),
+            name=f"ptd-cancel-{run_id}",
+            daemon=True,
+        ).start()
         return True
 
     def free_slots(self) -> int:
@@ -146,12 +158,14 @@ class Pool:
             self._queue.clear()
             running = list(self._running.values())
         for spec in dropped:
-            self._finish(RunOutcome(spec.run_id, None, 0.0, "cancelled",
-                                    "cancelled: the pool shut down"))
+            self._finish(
+                RunOutcome(spec.run_id, None, 0.0, "cancelled", "cancelled: the pool shut down")
+            )
         if cancel_running:
             for run in running:
-                threading.Thread(target=self._terminate, args=(run, "cancelled"),
-                                 daemon=True).start()
+                threading.Thread(
+                    target=self._terminate, args=(run, "cancelled"), daemon=True
+                ).start()
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -163,8 +177,9 @@ class Pool:
         while self._queue and len(self._running) < self.max_concurrent:
             spec = self._queue.popleft()
             run = self._running[spec.run_id] = _Run(spec)
-            thread = threading.Thread(target=self._supervise, args=(run,),
-                                      name=f"ptd-run-{spec.run_id}", daemon=True)
+            thread = threading.Thread(
+                target=self._supervise, args=(run,), name=f"ptd-run-{spec.run_id}", daemon=True
+            )
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
 
@@ -204,8 +219,13 @@ class Pool:
             os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
             logfile = open(spec.log_path, "wb")  # noqa: SIM115 - closed below
         except OSError as exc:
-            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed",
-                              f"cannot open the run's log file {spec.log_path}: {exc}")
+            return RunOutcome(
+                spec.run_id,
+                None,
+                0.0,
+                "spawn_failed",
+                f"cannot open the run's log file {spec.log_path}: {exc}",
+            )
         r, w = os.pipe()
         env = dict(spec.env)
         env["PTD_EVENTS_FD"] = str(w)
@@ -213,14 +233,19 @@ class Pool:
         try:
             with logfile:
                 proc = subprocess.Popen(
-                    spec.argv, cwd=spec.cwd, env=env, stdin=subprocess.DEVNULL,
-                    stdout=logfile, stderr=subprocess.STDOUT, pass_fds=(w,),
-                    start_new_session=True)
+                    spec.argv,
+                    cwd=spec.cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=logfile,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(w,),
+                    start_new_session=True,
+                )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(r)
             os.close(w)
-            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed",
-                              _spawn_message(spec, exc))
+            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", _spawn_message(spec, exc))
         finally:
             with contextlib.suppress(OSError):
                 os.close(w)
@@ -228,8 +253,9 @@ class Pool:
         with run.lock:
             run.proc = proc
             cancelled_early = run.reason is not None
-        reader = threading.Thread(target=self._read_events, args=(run, r),
-                                  name=f"ptd-events-{spec.run_id}", daemon=True)
+        reader = threading.Thread(
+            target=self._read_events, args=(run, r), name=f"ptd-events-{spec.run_id}", daemon=True
+        )
         reader.start()
         self._call_sink("run_started", spec.run_id, proc.pid, started_at)
         timer = None
@@ -238,8 +264,7 @@ class Pool:
             timer.daemon = True
             timer.start()
         if cancelled_early:  # cancel() came while the process was being started
-            threading.Thread(target=self._terminate, args=(run, "cancelled"),
-                             daemon=True).start()
+            threading.Thread(target=self._terminate, args=(run, "cancelled"), daemon=True).start()
         returncode = proc.wait()
         wall = time.monotonic() - started
         run.exited.set()
@@ -249,8 +274,7 @@ class Pool:
         procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
         reader.join(10.0)
         if reader.is_alive():
-            log.warning("run %s: event pipe still open after exit; giving up on it",
-                        spec.run_id)
+            log.warning("run %s: event pipe still open after exit; giving up on it", spec.run_id)
             run.stop_reading = True
             reader.join(2.0)
         with run.lock:
@@ -261,8 +285,10 @@ class Pool:
             message = "cancelled; the run's processes were ended"
         elif not run.finished_session:
             reason = "crashed"
-            message = (f"pytest exited with code {returncode} before finishing the session"
-                       f"\n{_log_tail(spec.log_path)}")
+            message = (
+                f"pytest exited with code {returncode} before finishing the session"
+                f"\n{_log_tail(spec.log_path)}"
+            )
         else:
             message = ""
         return RunOutcome(spec.run_id, returncode, wall, reason, message)

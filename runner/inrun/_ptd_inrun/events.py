@@ -1,4 +1,5 @@
 """Non-blocking JSON-lines event writer to an inherited file descriptor."""
+
 from __future__ import annotations
 
 import contextlib
@@ -73,8 +74,16 @@ def _dumps(event: dict[str, Any]) -> str:
     try:
         return json.dumps(event, separators=(",", ":"), default=str) + "\n"
     except (TypeError, ValueError) as exc:
-        return json.dumps({"type": "internal_error", "time": time.time(),
-                           "error": f"unserialisable event: {exc}"}) + "\n"
+        return (
+            json.dumps(
+                {
+                    "type": "internal_error",
+                    "time": time.time(),
+                    "error": f"unserialisable event: {exc}",
+                }
+            )
+            + "\n"
+        )
 
 
 def open_from_env(var: str = "PTD_EVENTS_FD") -> EventWriter | None:

@@ -1,4 +1,5 @@
 """Node id helpers shared by the in-run code and the dashboard (pure, stdlib only)."""
+
 from __future__ import annotations
 
 import re
@@ -11,7 +12,7 @@ def group_of(nodeid: str) -> str | None:
     """The ``@name`` suffix pytest-xdist appends under ``--dist loadgroup``, if any."""
     at = nodeid.rfind("@")
     if at > nodeid.rfind("]") and at > nodeid.rfind("::") >= 0:
-        return nodeid[at + 1:]
+        return nodeid[at + 1 :]
     return None
 
 

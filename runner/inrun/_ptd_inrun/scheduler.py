@@ -14,6 +14,7 @@ Dispatch rules (``next_for_worker``):
   item stays under a small budget: tiny tests travel in batches (few round trips), and as the
   queue drains the budget shrinks so the tail stays balanced.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -41,8 +42,11 @@ def unit_key(nodeid: str, mode: str) -> str:
     raise ValueError(f"unknown scheduling mode {mode!r}")
 
 
-def estimate_durations(collection: Sequence[str], durations: Mapping[str, float] | None,
-                       default: float = DEFAULT_UNKNOWN) -> list[float]:
+def estimate_durations(
+    collection: Sequence[str],
+    durations: Mapping[str, float] | None,
+    default: float = DEFAULT_UNKNOWN,
+) -> list[float]:
     """Seconds per collected item; unknown ones at the mean of the known ones."""
     known: dict[str, float] = {}
     for nodeid, seconds in (durations or {}).items():
@@ -81,9 +85,17 @@ class _Worker:
 class LPTScheduler:
     """Hands out collection indices to workers, longest unit first."""
 
-    def __init__(self, collection: Sequence[str], durations: Mapping[str, float] | None = None,
-                 mode: str = "load", *, min_budget: float = 0.05, max_budget: float = 0.5,
-                 budget_share: float = 8.0, default_duration: float = DEFAULT_UNKNOWN) -> None:
+    def __init__(
+        self,
+        collection: Sequence[str],
+        durations: Mapping[str, float] | None = None,
+        mode: str = "load",
+        *,
+        min_budget: float = 0.05,
+        max_budget: float = 0.5,
+        budget_share: float = 8.0,
+        default_duration: float = DEFAULT_UNKNOWN,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown scheduling mode {mode!r}")
         self.collection = list(collection)
