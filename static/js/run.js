@@ -78,6 +78,18 @@
     return c;
   }
 
+  // Remaining time: from the tests' past durations when history exists, else extrapolated.
+  function eta(c, elapsed) {
+    const workers = Math.max(1, (state.run && state.run.workers) || state.workers.size || 1);
+    if (state.estimate && state.estimate.known_tests > 0) {
+      let done = 0;
+      for (const r of state.results.values()) done += r.duration || 0;
+      return Math.max(0, state.estimate.seconds - done) / workers;
+    }
+    if (!state.collected) return 0;
+    return Math.max(0, ((state.collected - c.done) / c.done) * elapsed);
+  }
+
   function renderProgress() {
     const c = counts();
     const total = state.collected || c.done || 1;
@@ -90,9 +102,8 @@
       const end = running ? Date.now() : Date.parse(state.run.finished_at || new Date().toISOString());
       const elapsed = (end - state.startedAt) / 1000;
       text += ` · elapsed ${elapsed.toFixed(1)} s`;
-      if (running && c.done > 0 && state.collected) {
-        const left = ((state.collected - c.done) / c.done) * elapsed;
-        text += ` · ETA ${Math.max(0, left).toFixed(0)} s`;
+      if (running && c.done > 0) {
+        text += ` · ETA ${eta(c, elapsed).toFixed(0)} s`;
       }
     }
     document.getElementById("progress-text").textContent = text;
@@ -154,9 +165,13 @@
     return box;
   }
 
+  let shownFailures = -1;
+
   function renderFailures() {
     const list = document.getElementById("failures");
     const failed = [...state.results.values()].filter((r) => FAILING.has(r.outcome));
+    if (failed.length === shownFailures) return;  // unchanged: leave the DOM alone
+    shownFailures = failed.length;
     if (!failed.length) {
       list.replaceChildren(el("li", "none", "muted"));
       return;
@@ -209,14 +224,19 @@
     renderLanes();
     renderFailures();
     if (immediateCharts) drawCharts();
-    else if (drawTimer === null) drawTimer = setTimeout(drawCharts, state.results.size > 2000 ? 1000 : 300);
+    else if (drawTimer === null) {
+      // Redrawing thousands of bars is the page's costliest work: the bigger, the rarer.
+      drawTimer = setTimeout(drawCharts, Math.min(3000, Math.max(300, state.results.size / 4)));
+    }
   }
 
   function onMessage(msg) {
     switch (msg.type) {
       case "snapshot":
         reset();
+        shownFailures = -1;
         setRun(msg.run);
+        state.estimate = msg.estimate || null;
         setWorkers(msg.workers);
         addResults(msg.results);
         render(true);
