@@ -1,0 +1,389 @@
+"""Send a pytest run made elsewhere (a CI machine) to a PTD dashboard, live.
+
+A pytest plugin, registered as the ``ptd`` pytest11 entry point (or ``-p runner.ingest``):
+
+    pytest -n 4 --ptd-url https://ptd.example --ptd-token ptd_... --ptd-suite NAME
+
+It is inert unless ``--ptd-url`` is given: it is auto-loaded in every pytest run where PTD is
+installed, so it only adds its options and imports nothing else. When active (controlling
+process only; xdist workers never talk to the dashboard) it reuses the in-run plugin's Reporter,
+so the events are exactly those PTD's own runs produce, and a background thread posts them in
+batches to ``/api/ingest/runs/{id}/events``, then closes the run with the session's outcome.
+
+The dashboard being down never fails or slows the run: the plugin warns once, appends the
+events to a local spool file (JSON lines) and tries once more at the end; if that fails too,
+the spool is kept and ``ptd upload FILE`` sends it later. Plain Python + requests, no Django.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+PLUGIN_NAME = "ptd-ingest"
+FLUSH_SECONDS = 1.0
+BATCH_MAX = 2000
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 30.0
+CLOSE_BUDGET = 60.0  # at most this long at the end of the session (flush, retry, finish)
+_STOP = object()
+
+# CI systems' variables for the commit, branch and job URL (first set wins).
+_CI_VARS = {
+    "commit": ("PTD_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT"),
+    "branch": (
+        "PTD_BRANCH",
+        "GITHUB_HEAD_REF",
+        "GITHUB_REF_NAME",
+        "CI_COMMIT_REF_NAME",
+        "GIT_BRANCH",
+        "BUILDKITE_BRANCH",
+    ),
+    "ci_url": ("PTD_CI_URL", "CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL"),
+}
+
+
+def ci_metadata(env: dict | None = None) -> dict[str, str]:
+    """Commit, branch and CI job URL from the CI system's environment ("" when unknown)."""
+    env = os.environ if env is None else env
+    meta = {key: next((env[v] for v in names if env.get(v)), "") for key, names in _CI_VARS.items()}
+    if not meta["ci_url"] and env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        meta["ci_url"] = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    meta["commit"] = meta["commit"][:64]
+    meta["branch"] = meta["branch"][:200]
+    meta["ci_url"] = meta["ci_url"][:1000]
+    return meta
+
+
+class IngestError(Exception):
+    """The dashboard refused (4xx): retrying will not help."""
+
+
+class Unreachable(Exception):
+    """No answer, a timeout or a 5xx: worth spooling and retrying later."""
+
+
+class Connection:
+    """POSTs JSON to the dashboard's ingestion endpoints, with timeouts on every request."""
+
+    def __init__(self, url: str, token: str):
+        import requests  # only when the plugin is active
+
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.headers["Content-Type"] = "application/json"
+        self.session.headers["User-Agent"] = "ptd-ingest"
+        self._requests = requests
+
+    def post(self, path: str, body: Any, timeout: float = READ_TIMEOUT) -> dict:
+        data = body if isinstance(body, bytes) else json.dumps(body, default=str).encode()
+        try:
+            response = self.session.post(
+                self.url + path, data=data, timeout=(CONNECT_TIMEOUT, timeout)
+            )
+        except self._requests.RequestException as exc:
+            reason = getattr(exc.args[0], "reason", exc) if exc.args else exc
+            raise Unreachable(f"{type(exc).__name__}: {str(reason)[:200]}") from None
+        if response.status_code >= 500:
+            raise Unreachable(f"HTTP {response.status_code} from {path}")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:300]
+            raise IngestError(f"HTTP {response.status_code}: {detail}")
+        return response.json()
+
+    def create_run(self, header: dict) -> int:
+        body = {k: header[k] for k in ("suite", "commit", "branch", "ci_url", "host", "args")}
+        if header.get("workers"):
+            body["workers"] = header["workers"]
+        return int(self.post("/api/ingest/runs", body)["id"])
+
+    def send(self, run_id: int, events: list[dict]) -> None:
+        for start in range(0, len(events), BATCH_MAX):
+            chunk = events[start : start + BATCH_MAX]
+            self.post(f"/api/ingest/runs/{run_id}/events", {"events": chunk})
+
+    def finish(self, run_id: int, exitstatus: int, wall_seconds: float) -> dict:
+        body = {"exitstatus": exitstatus, "wall_seconds": max(0.0, wall_seconds)}
+        return self.post(f"/api/ingest/runs/{run_id}/finish", body)
+
+
+class Sender:
+    """The writer the Reporter emits into: queues events, a thread posts them in batches."""
+
+    def __init__(self, url: str, token: str, header: dict, spool_path: Path, started: float):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.conn: Connection | None = None  # made in the thread: importing requests takes time
+        self.header = header
+        self.spool_path = spool_path
+        self.started = started
+        self.run_id: int | None = None
+        self.run_url = ""
+        self.final_status = ""
+        self.exitstatus: int | None = None
+        self.finished_at: float | None = None
+        self.notices: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.disabled = False  # refused by the dashboard: drop everything
+        self.spooling = False  # unreachable: events go to the spool file
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._spool = None
+        self._thread = threading.Thread(target=self._run, name="ptd-ingest", daemon=True)
+        self._thread.start()
+
+    # The EventWriter interface the Reporter uses.
+    def emit(self, event: dict) -> None:
+        if event.get("type") == "session_finish":
+            self.exitstatus = int(event.get("exitstatus", 1))
+            self.finished_at = time.time()
+        if not self._closed:
+            self._queue.put(event)
+
+    def close(self, timeout: float = CLOSE_BUDGET) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.notices.put(f"gave up waiting for {self.url} after {timeout:.0f} s")
+
+    # The thread.
+    def _run(self) -> None:
+        try:
+            self.conn = Connection(self.url, self.token)
+            self._start_run()
+            stop = False
+            while not stop:
+                batch, stop = self._collect()
+                if batch:
+                    self._deliver(batch)
+            self._finish()
+        except Exception as exc:  # never let the plugin break the user's run
+            self.notices.put(f"ingestion stopped: {type(exc).__name__}: {exc}")
+        finally:
+            if self._spool is not None:
+                self._spool.close()
+
+    def _collect(self) -> tuple[list[dict], bool]:
+        """Events queued within FLUSH_SECONDS of the first one (at most BATCH_MAX)."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while len(batch) < BATCH_MAX:
+            try:
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _start_run(self) -> None:
+        try:
+            self.run_id = self.conn.create_run(self.header)
+            self.run_url = f"{self.url}/runs/{self.run_id}/"
+        except IngestError as exc:
+            self.disabled = True
+            self.notices.put(f"the dashboard refused the run, not sending it: {exc}")
+        except Unreachable as exc:
+            self._go_offline(exc)
+
+    def _go_offline(self, exc: Exception) -> None:
+        self.spooling = True
+        self.notices.put(
+            f"dashboard unreachable at {self.url} ({exc}); spooling results to "
+            f"{self.spool_path} and retrying at the end"
+        )
+        self._spool = open(self.spool_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._spool.write(json.dumps({"type": "ptd_spool", **self.header}) + "\n")
+        if self.run_id is not None:
+            self._spool.write(json.dumps({"type": "ptd_run", "id": self.run_id}) + "\n")
+
+    def _deliver(self, batch: list[dict]) -> None:
+        if self.disabled:
+            return
+        if not self.spooling:
+            try:
+                self.conn.send(self.run_id, batch)
+                return
+            except IngestError as exc:
+                self.disabled = True
+                self.notices.put(f"the dashboard refused events, not sending more: {exc}")
+                return
+            except Unreachable as exc:
+                self._go_offline(exc)
+        self._spool.write("".join(json.dumps(e, default=str) + "\n" for e in batch))
+        self._spool.flush()
+
+    def _finish(self) -> None:
+        exitstatus = 1 if self.exitstatus is None else self.exitstatus
+        wall = (self.finished_at or time.time()) - self.started
+        if self.disabled:
+            return
+        if self.spooling:
+            self._spool.write(
+                json.dumps({"type": "ptd_finish", "exitstatus": exitstatus, "wall_seconds": wall})
+                + "\n"
+            )
+            self._spool.close()
+            self._spool = None
+            try:
+                run = upload_spool(self.spool_path, self.conn)
+            except (Unreachable, IngestError) as exc:
+                self.notices.put(
+                    f"still cannot send the run ({exc}); results kept in {self.spool_path}: "
+                    f"send them later with `ptd upload {self.spool_path}`"
+                )
+                return
+            self.spool_path.unlink(missing_ok=True)
+        else:
+            try:
+                run = self.conn.finish(self.run_id, exitstatus, wall)
+            except (Unreachable, IngestError) as exc:
+                self.notices.put(f"could not close run {self.run_id}: {exc}")
+                return
+        self.run_url = f"{self.url}{run['url']}"
+        self.final_status = run["status"]
+
+
+def upload_spool(path: Path | str, conn: Connection) -> dict:
+    """Send a spool file (header, events, finish line) as one run; returns the finished run."""
+    header: dict = {}
+    run_id = None
+    finish = {"exitstatus": 1, "wall_seconds": 0.0}
+    events: list[dict] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            kind = item.get("type")
+            if kind == "ptd_spool":
+                header = item
+            elif kind == "ptd_run":
+                run_id = item["id"]
+            elif kind == "ptd_finish":
+                finish = item
+            else:
+                events.append(item)
+    if not header:
+        raise IngestError(f"{path} is not a PTD spool file")
+    if run_id is None:
+        run_id = conn.create_run(header)
+    conn.send(run_id, events)
+    return conn.finish(run_id, int(finish["exitstatus"]), float(finish["wall_seconds"]))
+
+
+# The pytest plugin ------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: Any) -> None:
+    group = parser.getgroup("ptd", "send this run to a Parallel Test Dashboard")
+    group.addoption("--ptd-url", default=None, help="dashboard URL; without it, nothing is sent")
+    group.addoption("--ptd-token", default=None, help="API token (default: env PTD_TOKEN)")
+    group.addoption("--ptd-suite", default=None, help="name of the suite on the dashboard")
+    group.addoption("--ptd-commit", default=None, help="commit (default: from the CI's env)")
+    group.addoption("--ptd-branch", default=None, help="branch (default: from the CI's env)")
+    group.addoption("--ptd-ci-url", default=None, help="link to the CI job")
+    group.addoption(
+        "--ptd-spool", default=None, help="spool file used while the dashboard is unreachable"
+    )
+
+
+class IngestPlugin:
+    """Shows the sender's notices (from the main thread) and the run's link at the end."""
+
+    def __init__(self, sender: Sender, config: Any):
+        self.sender = sender
+        self.config = config
+
+    def _flush_notices(self) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        while True:
+            try:
+                message = self.sender.notices.get_nowait()
+            except queue.Empty:
+                return
+            _warn(terminal, message)
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if not self.sender.notices.empty():
+            self._flush_notices()
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        self.sender.close()  # normally closed already by the Reporter at session finish
+        self._flush_notices()
+        if self.sender.final_status:
+            terminalreporter.write_line(
+                f"ptd: run {self.sender.final_status}: {self.sender.run_url}"
+            )
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        self.sender.close()
+
+
+def _warn(terminal: Any, message: str) -> None:
+    if terminal is not None:
+        terminal.write_line(f"ptd: warning: {message}", yellow=True)
+    else:
+        print(f"ptd: warning: {message}", file=sys.__stderr__, flush=True)
+
+
+def pytest_configure(config: Any) -> None:
+    url = config.getoption("ptd_url", None)
+    if not url or hasattr(config, "workerinput"):
+        return  # inert: no --ptd-url, or an xdist worker (the controller sends everything)
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    token = config.getoption("ptd_token") or os.environ.get("PTD_TOKEN", "")
+    suite = config.getoption("ptd_suite") or os.environ.get("PTD_SUITE", "")
+    missing = [
+        name for name, value in (("--ptd-token", token), ("--ptd-suite", suite)) if not value
+    ]
+    if missing or not url.startswith(("http://", "https://")):
+        problem = f"{' and '.join(missing)} missing" if missing else f"bad --ptd-url {url!r}"
+        _warn(terminal, f"not sending this run to the dashboard: {problem}")
+        return
+    from runner.inrun._ptd_inrun.plugin import Reporter
+
+    meta = ci_metadata()
+    for key, option in (
+        ("commit", "ptd_commit"),
+        ("branch", "ptd_branch"),
+        ("ci_url", "ptd_ci_url"),
+    ):
+        if config.getoption(option):
+            meta[key] = config.getoption(option)
+    workers = getattr(config.option, "numprocesses", None)
+    header = {
+        "suite": suite,
+        **meta,
+        "host": socket.gethostname()[:200],
+        "args": [str(a)[:1000] for a in config.invocation_params.args][:200],
+        "workers": workers if isinstance(workers, int) and workers > 0 else None,
+    }
+    spool = config.getoption("ptd_spool") or os.path.join(
+        tempfile.gettempdir(), f"ptd-spool-{os.getpid()}-{int(time.time())}.jsonl"
+    )
+    sender = Sender(url, token, header, Path(spool), started=time.time())
+    config.pluginmanager.register(Reporter(config, sender), PLUGIN_NAME + "-reporter")
+    config.pluginmanager.register(IngestPlugin(sender, config), PLUGIN_NAME)

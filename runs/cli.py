@@ -1,0 +1,354 @@
+"""`ptd`: trigger, follow, cancel PTD runs from CI over the HTTP API (DESIGN.md section 5).
+
+Runs on CI machines against a remote dashboard: plain Python and requests, never Django (it
+imports nothing from this package but runner.ingest's CI metadata helper, also Django-free).
+
+    ptd run --server URL --token TOKEN --suite NAME [--workers N] [--wait] [--junit FILE]
+    ptd status RUN_ID
+    ptd cancel RUN_ID
+    ptd upload SPOOL_FILE      (results the pytest plugin kept while the dashboard was down)
+
+Exit codes: 0 passed (or done), 1 tests failed, 2 bad usage or a request the server rejected
+(4xx), 3 the run errored / was cancelled / interrupted, or the server stayed unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+from runner import ingest
+from runner.ingest import ci_metadata
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 0, 1, 2, 3
+FINISHED = {"passed": EXIT_PASSED, "failed": EXIT_FAILED}
+ACTIVE = ("queued", "running")
+RETRY_STATUSES = (502, 503, 504)
+
+
+class Rejected(Exception):
+    """The server answered 4xx: a bad request, a bad token, an unknown suite or run."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class Unreachable(Exception):
+    """No usable answer after the retries (connection refused, timeouts, 5xx)."""
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached the server (safe to retry a POST)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError")
+
+
+def _detail(response: requests.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except (ValueError, AttributeError):
+        detail = response.text[:500]
+    if isinstance(detail, list):  # validation errors: name each field
+        parts = []
+        for item in detail:
+            loc = ".".join(str(p) for p in item.get("loc", []) if p not in ("body", "payload"))
+            parts.append(f"{loc}: {item.get('msg', item)}")
+        detail = "; ".join(parts)
+    return str(detail)
+
+
+class Client:
+    """A small API client: bearer token, a timeout on every request, retries with backoff.
+
+    GETs are retried on connection errors, timeouts and 502/503/504; other requests only when
+    they cannot have been sent (connection refused), so a run is never launched twice.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+    ):
+        self.server = server.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.headers["User-Agent"] = "ptd-cli"
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        url = self.server + path
+        delay = self.backoff
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+            try:
+                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                if method == "GET" or _never_sent(exc):
+                    continue
+                raise Unreachable(f"{method} {url} failed: {last}") from None
+            if response.status_code in RETRY_STATUSES and method == "GET":
+                last = f"HTTP {response.status_code}"
+                continue
+            if 400 <= response.status_code < 500:
+                raise Rejected(response.status_code, _detail(response))
+            if response.status_code >= 500:
+                raise Unreachable(f"{method} {url}: HTTP {response.status_code}")
+            return response
+        raise Unreachable(f"{method} {url}: no answer after {self.retries + 1} tries ({last})")
+
+    def get_json(self, path: str, **params) -> dict:
+        return self.request("GET", path, params=params or None).json()
+
+    def post_json(self, path: str, body: dict | None = None) -> dict:
+        return self.request("POST", path, json=body or {}).json()
+
+
+# Commands --------------------------------------------------------------------------------------
+
+
+def cmd_run(client: Client, args: argparse.Namespace) -> int:
+    meta = ci_metadata()
+    body = {"suite": args.suite}
+    for key in ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers"):
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value
+    body["commit"] = args.commit if args.commit is not None else meta["commit"]
+    body["branch"] = args.branch if args.branch is not None else meta["branch"]
+    body["ci_url"] = args.ci_url if args.ci_url is not None else meta["ci_url"]
+    created = client.post_json("/api/runs", body)
+    run_id = created["id"]
+    log(f"run {run_id} {created['status']}: {client.server}{created['url']}")
+    if not args.wait:
+        print(json.dumps(created))
+        return EXIT_PASSED
+    run = wait_for(client, run_id, poll=args.poll, max_wait=args.max_wait)
+    if args.junit:
+        xml = client.request("GET", f"/api/runs/{run_id}/junit.xml").content
+        with open(args.junit, "wb") as fh:
+            fh.write(xml)
+        log(f"JUnit XML written to {args.junit}")
+    return report(run)
+
+
+def wait_for(client: Client, run_id: int, *, poll: float, max_wait: float) -> dict:
+    """Poll the run until it finishes, showing done/total and failures on stderr."""
+    deadline = time.monotonic() + max_wait
+    shown = None
+    while True:
+        run = client.get_json(f"/api/runs/{run_id}")
+        if run["status"] not in ACTIVE:
+            return run
+        done = sum(w.get("tests", 0) for w in run.get("per_worker", []))
+        failed = 0
+        if run["status"] == "running":
+            failed = client.get_json(f"/api/runs/{run_id}/results", outcome="failed", limit=1).get(
+                "count", 0
+            )
+        total = run.get("collected") or "?"
+        line = f"run {run_id} {run['status']}: {done}/{total} done, {failed} failed"
+        if line != shown:
+            log(line)
+            shown = line
+        if time.monotonic() + poll > deadline:
+            raise TimeoutError(f"run {run_id} still {run['status']} after {max_wait:.0f} s")
+        time.sleep(poll)
+
+
+def report(run: dict) -> int:
+    tests = run.get("tests", {})
+    figures = ", ".join(
+        f"{key} {run[key]:.2f}"
+        for key in ("wall_seconds", "speedup", "efficiency")
+        if isinstance(run.get(key), int | float)
+    )
+    log(
+        f"run {run['id']} {run['status']}: {tests.get('total', 0)} tests, "
+        f"{tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+        f"{tests.get('errors', 0)} errors, {tests.get('flaky', 0)} flaky"
+        + (f" ({figures})" if figures else "")
+    )
+    if run.get("message"):
+        log(run["message"])
+    print(json.dumps(run))
+    return FINISHED.get(run["status"], EXIT_RUN_ERROR)
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    run = client.get_json(f"/api/runs/{args.run_id}")
+    if run["status"] in ACTIVE:
+        log(f"run {run['id']} {run['status']}")
+        print(json.dumps(run))
+        return EXIT_PASSED
+    return report(run)
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    run = client.post_json(f"/api/runs/{args.run_id}/cancel")
+    log(f"run {run['id']} {run['status']}")
+    print(json.dumps(run))
+    return EXIT_PASSED
+
+
+def cmd_upload(client: Client, args: argparse.Namespace) -> int:
+    """Send a spool file the ingestion plugin kept while the dashboard was unreachable."""
+    if not os.path.isfile(args.spool):
+        log(f"error: no such file: {args.spool}")
+        return EXIT_USAGE
+    try:
+        run = ingest.upload_spool(args.spool, ingest.Connection(client.server, client.token))
+    except ingest.IngestError as exc:
+        log(f"error: the server rejected it: {exc}")
+        return EXIT_USAGE
+    except ingest.Unreachable as exc:
+        log(f"error: {exc}")
+        return EXIT_RUN_ERROR
+    log(f"run {run['id']} {run['status']}: {client.server}{run['url']}")
+    print(json.dumps(run))
+    return EXIT_PASSED
+
+
+# Command line ----------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"ptd: {message}", file=sys.stderr, flush=True)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < 1e7:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=None, help="dashboard URL (env PTD_SERVER)")
+    common.add_argument("--token", default=None, help="API token (env PTD_TOKEN)")
+    common.add_argument(
+        "--request-timeout",
+        type=positive_float,
+        default=10.0,
+        help="seconds for each HTTP request (default 10)",
+    )
+    common.add_argument(
+        "--retries",
+        type=int,
+        default=4,
+        choices=range(0, 11),
+        metavar="N",
+        help="retries of idempotent requests, with backoff (default 4)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="ptd",
+        description="Trigger and follow Parallel Test Dashboard runs from CI.",
+        epilog="Exit: 0 passed, 1 tests failed, 2 bad usage / rejected request, "
+        "3 run error, cancelled, interrupted or server unreachable.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="launch a run of a suite")
+    run.add_argument("--suite", required=True, help="suite name or id")
+    run.add_argument("--workers", help="number of workers or 'auto'")
+    run.add_argument("--engine", choices=["xdist", "fork"])
+    run.add_argument("--dist", choices=["load", "loadscope", "loadfile", "loadgroup"])
+    run.add_argument("--repeat", type=int)
+    run.add_argument("--reruns", type=int)
+    run.add_argument("--timeout", type=int, help="the run's timeout on the server, seconds")
+    run.add_argument("-k", "--keyword", help="pytest -k expression")
+    run.add_argument("-m", "--markers", help="pytest -m expression")
+    run.add_argument("--commit", help="commit SHA (default: from the CI's environment)")
+    run.add_argument("--branch", help="branch (default: from the CI's environment)")
+    run.add_argument("--ci-url", help="link back to the CI job")
+    run.add_argument("--wait", action="store_true", help="follow the run until it finishes")
+    run.add_argument("--junit", metavar="FILE", help="with --wait: write the JUnit XML here")
+    run.add_argument("--poll", type=positive_float, default=2.0, help="seconds between polls")
+    run.add_argument(
+        "--max-wait",
+        type=positive_float,
+        default=6 * 3600.0,
+        help="give up waiting (exit 3) after this many seconds (default 6 h)",
+    )
+
+    status = sub.add_parser("status", parents=[common], help="show a run (exit code as run)")
+    status.add_argument("run_id", type=int)
+    cancel = sub.add_parser("cancel", parents=[common], help="cancel a queued or running run")
+    cancel.add_argument("run_id", type=int)
+    upload = sub.add_parser(
+        "upload", parents=[common], help="send a spool file kept by the pytest plugin"
+    )
+    upload.add_argument("spool", help="the .jsonl spool file")
+    return parser
+
+
+def client_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Client:
+    server = args.server or os.environ.get("PTD_SERVER", "")
+    token = args.token or os.environ.get("PTD_TOKEN", "")
+    if not server:
+        parser.error("no server: pass --server URL or set PTD_SERVER")
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        parser.error(f"--server must be an http(s) URL, got {server!r}")
+    if not token:
+        parser.error("no token: pass --token TOKEN or set PTD_TOKEN")
+    return Client(server, token, timeout=args.request_timeout, retries=args.retries)
+
+
+COMMANDS = {"run": cmd_run, "status": cmd_status, "cancel": cmd_cancel, "upload": cmd_upload}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and args.junit and not args.wait:
+        parser.error("--junit needs --wait")
+    if args.command in ("status", "cancel") and args.run_id < 1:
+        parser.error("RUN_ID must be a positive number")
+    client = client_from(parser, args)
+    try:
+        return COMMANDS[args.command](client, args)
+    except Rejected as exc:
+        what = "the token was refused" if exc.status == 401 else "the server rejected it"
+        log(f"error: {what} ({exc.status}): {exc.detail}")
+        return EXIT_USAGE
+    except (Unreachable, TimeoutError) as exc:
+        log(f"error: {exc}")
+        return EXIT_RUN_ERROR
+    except (ValueError, KeyError) as exc:  # an answer that is not the API's JSON
+        log(f"error: unexpected answer from {client.server}: {exc!r}")
+        return EXIT_RUN_ERROR
+    except OSError as exc:  # e.g. the --junit file cannot be written
+        log(f"error: {exc}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Ingestion end to end: a real `pytest -n 2` elsewhere sends its run to a live dashboard."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from tests.factories import write_suite
+from tests.servers import ROOT, ServeProcess, free_port
+
+SUITE = {
+    "tests/test_a.py": (
+        "import pytest\n\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_many(i):\n    pass\n\n"
+        "def test_fails():\n    assert 1 == 2, 'boom'\n"
+    ),
+    "tests/test_b.py": "def test_skip():\n    import pytest\n    pytest.skip('later')\n",
+}
+PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n    pass\n"}
+
+
+def plugin_args() -> list[str]:
+    """The plugin comes from the pytest11 entry point once PTD is pip-installed; else -p."""
+    installed = any(
+        e.value == "runner.ingest" for e in importlib.metadata.entry_points(group="pytest11")
+    )
+    return [] if installed else ["-p", "runner.ingest"]
+
+
+def pytest_run(suite, *args, timeout=120):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PTD_", "PYTEST_"))}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *plugin_args(), *args],
+        cwd=suite,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ingest")
+    serve = ServeProcess(base / "data").start()
+    try:
+        serve.token = (
+            subprocess.run(
+                [sys.executable, "manage.py", "create_token", "admin"],
+                cwd=ROOT,
+                env=serve.env,
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        serve.suite = write_suite(base / "suite", SUITE)
+        serve.passing = write_suite(base / "passing", PASSING)
+        yield serve
+    finally:
+        serve.stop()
+
+
+def api(server, path):
+    response = requests.get(
+        server.url + path, headers={"Authorization": f"Bearer {server.token}"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ptd_args(server, suite="demo"):
+    return ["--ptd-url", server.url, "--ptd-token", server.token, "--ptd-suite", suite]
+
+
+def test_xdist_run_is_streamed_and_closed(server):
+    out = pytest_run(server.suite, "-n", "2", *ptd_args(server), "--ptd-branch", "ci-branch")
+    assert out.returncode == 1, out.stdout + out.stderr  # test_fails fails, as without PTD
+    assert "1 failed, 6 passed, 1 skipped" in out.stdout
+    assert "ptd: run failed: " in out.stdout and "warning" not in out.stdout
+    run_url = out.stdout.split("ptd: run failed: ")[1].split()[0]
+    run_id = int(run_url.rstrip("/").rsplit("/", 1)[1])
+    run = api(server, f"/api/runs/{run_id}")
+    assert run["trigger"] == "external" and run["status"] == "failed"
+    assert run["branch"] == "ci-branch" and run["workers"] == 2 and run["collected"] == 8
+    assert run["tests"] == {
+        "total": 8,
+        "passed": 6,
+        "failed": 1,
+        "skipped": 1,
+        "errors": 0,
+        "flaky": 0,
+    }
+    assert {w["id"] for w in run["per_worker"]} == {"gw0", "gw1"}
+    assert 0 < run["wall_seconds"] < 60 and run["speedup"] is not None
+    failed = api(server, f"/api/runs/{run_id}/results?outcome=failed")["items"]
+    assert failed[0]["nodeid"] == "tests/test_a.py::test_fails" and "boom" in failed[0]["longrepr"]
+    junit = requests.get(
+        f"{server.url}/api/runs/{run_id}/junit.xml",
+        timeout=10,
+        headers={"Authorization": f"Bearer {server.token}"},
+    )
+    assert b'tests="8"' in junit.content
+
+
+def test_run_without_xdist_is_one_worker(server):
+    out = pytest_run(server.passing, *ptd_args(server))
+    assert out.returncode == 0, out.stdout + out.stderr
+    runs = api(server, "/api/runs?trigger=external&status=passed")["items"]
+    assert runs and [w["id"] for w in runs[0]["per_worker"]] == ["gw0"]
+    assert runs[0]["tests"]["passed"] == 2 and runs[0]["workers"] == 1
+
+
+def test_unknown_suite_warns_and_the_run_goes_on(server):
+    out = pytest_run(server.passing, *ptd_args(server, suite="nope"))
+    assert out.returncode == 0 and "2 passed" in out.stdout
+    assert out.stdout.count("ptd: warning:") == 1 and "no suite 'nope'" in out.stdout
+
+
+def test_dashboard_down_spools_and_the_spool_can_be_uploaded(server, tmp_path):
+    spool = tmp_path / "spool.jsonl"
+    down = f"http://127.0.0.1:{free_port()}"
+    out = pytest_run(
+        server.passing,
+        "-n",
+        "2",
+        "--ptd-url",
+        down,
+        "--ptd-token",
+        server.token,
+        "--ptd-suite",
+        "demo",
+        "--ptd-spool",
+        str(spool),
+    )
+    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout + out.stderr
+    assert "dashboard unreachable" in out.stdout and "ptd upload" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    lines = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert lines[0]["type"] == "ptd_spool" and lines[-1]["type"] == "ptd_finish"
+    upload = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runs.cli",
+            "upload",
+            str(spool),
+            "--server",
+            server.url,
+            "--token",
+            server.token,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert upload.returncode == 0, upload.stderr
+    run = api(server, f"/api/runs/{json.loads(upload.stdout)['id']}")
+    assert run["status"] == "passed" and run["tests"]["total"] == 2
+
+
+def test_plugin_is_inert_without_ptd_url(server):
+    out = pytest_run(server.passing)
+    assert out.returncode == 0 and "ptd" not in out.stdout + out.stderr
+    code = "import sys, runner.ingest; assert not {'requests', 'django'} & set(sys.modules)"
+    check = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
+    assert check.returncode == 0, check.stderr
