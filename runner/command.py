@@ -1,4 +1,5 @@
 """Build the argv and environment of a run's pytest process (lists, never shell strings)."""
+
 from __future__ import annotations
 
 import os
@@ -9,17 +10,40 @@ from pathlib import Path
 INRUN_PATH = str(Path(__file__).resolve().parent / "inrun")
 PLUGIN_MODULE = "_ptd_inrun.plugin"
 VALID_DIST = ("load", "loadscope", "loadfile", "loadgroup")
+VALID_ENGINES = ("xdist", "fork")
 
 # The only variables of the dashboard's own environment a run inherits.
-_ENV_ALLOW = frozenset({
-    "PATH", "HOME", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP", "USER", "LOGNAME", "TERM",
-    "SHELL", "TZ", "SYSTEMROOT", "COMSPEC", "PYENV_VERSION", "PYENV_ROOT", "VIRTUAL_ENV",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
-})
+_ENV_ALLOW = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "LANG",
+        "LANGUAGE",
+        "TMPDIR",
+        "TEMP",
+        "TMP",
+        "USER",
+        "LOGNAME",
+        "TERM",
+        "SHELL",
+        "TZ",
+        "SYSTEMROOT",
+        "COMSPEC",
+        "PYENV_VERSION",
+        "PYENV_ROOT",
+        "VIRTUAL_ENV",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+    }
+)
 # Never handed to user code, even when the suite's own env lists them.
 _ENV_DENY = frozenset({"DJANGO_SETTINGS_MODULE", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"})
-_PLUGIN_PACKAGES = {"xdist": "pytest-xdist", "pytest_repeat": "pytest-repeat",
-                    "pytest_rerunfailures": "pytest-rerunfailures"}
+_PLUGIN_PACKAGES = {
+    "xdist": "pytest-xdist",
+    "pytest_repeat": "pytest-repeat",
+    "pytest_rerunfailures": "pytest-rerunfailures",
+}
 
 
 def resolve_workers(workers: int | str) -> int:
@@ -32,15 +56,40 @@ def resolve_workers(workers: int | str) -> int:
     return n
 
 
-def build_argv(python: str, *, workers: int | str, dist: str = "load", repeat: int = 1,
-               reruns: int = 0, keyword: str = "", markers: str = "",
-               junit_path: str | None = None, extra_args: list[str] | None = None) -> list[str]:
+def build_argv(
+    python: str,
+    *,
+    workers: int | str,
+    dist: str = "load",
+    repeat: int = 1,
+    reruns: int = 0,
+    keyword: str = "",
+    markers: str = "",
+    junit_path: str | None = None,
+    extra_args: list[str] | None = None,
+    engine: str = "xdist",
+) -> list[str]:
     if dist not in VALID_DIST:
         raise ValueError(f"unknown dist {dist!r}; expected one of {', '.join(VALID_DIST)}")
-    argv = [python, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
-            "-q", "-rfE", "--color=no"]
+    if engine not in VALID_ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(VALID_ENGINES)}")
+    argv = [
+        python,
+        "-m",
+        "pytest",
+        "-p",
+        PLUGIN_MODULE,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rfE",
+        "--color=no",
+    ]
     n = resolve_workers(workers)
-    if workers == "auto" or n != 1:
+    if (workers == "auto" or n != 1) and engine == "fork":
+        # The fork engine lives in our plugin (loaded above): collect once, fork N workers.
+        argv += ["--ptd-workers", str(n), "--ptd-dist", dist]
+    elif workers == "auto" or n != 1:
         # "auto" is resolved here so the dashboard and the run agree on N.
         argv += ["-n", str(n), "--dist", dist]
     if repeat and repeat > 1:
@@ -57,11 +106,14 @@ def build_argv(python: str, *, workers: int | str, dist: str = "load", repeat: i
     return argv
 
 
-def build_env(base_env: Mapping[str, str], suite_env: Mapping[str, str] | None,
-              events_fd: int | None, durations_file: str | None) -> dict[str, str]:
+def build_env(
+    base_env: Mapping[str, str],
+    suite_env: Mapping[str, str] | None,
+    events_fd: int | None,
+    durations_file: str | None,
+) -> dict[str, str]:
     """A clean environment for user code: an allowlist of ``base_env`` plus the suite's own."""
-    env = {k: v for k, v in base_env.items()
-           if k in _ENV_ALLOW or k.startswith("LC_")}
+    env = {k: v for k, v in base_env.items() if k in _ENV_ALLOW or k.startswith("LC_")}
     for key, value in (suite_env or {}).items():
         if key in _ENV_DENY:
             continue
@@ -70,8 +122,7 @@ def build_env(base_env: Mapping[str, str], suite_env: Mapping[str, str] | None,
     # PTD_SCHEDULER=xdist in the suite's env is honoured (stock xdist scheduling).
     env.pop("PTD_EVENTS_FD", None)
     env.pop("PTD_DURATIONS_FILE", None)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (INRUN_PATH, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (INRUN_PATH, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     if events_fd is not None:
@@ -81,9 +132,11 @@ def build_env(base_env: Mapping[str, str], suite_env: Mapping[str, str] | None,
     return env
 
 
-def required_modules(workers: int | str, repeat: int, reruns: int) -> list[str]:
+def required_modules(
+    workers: int | str, repeat: int, reruns: int, engine: str = "xdist"
+) -> list[str]:
     mods = ["pytest"]
-    if workers == "auto" or int(workers) != 1:
+    if engine != "fork" and (workers == "auto" or int(workers) != 1):
         mods.append("xdist")
     if repeat and repeat > 1:
         mods.append("pytest_repeat")
@@ -92,21 +145,34 @@ def required_modules(workers: int | str, repeat: int, reruns: int) -> list[str]:
     return mods
 
 
-def check_plugins(python: str, workers: int | str, repeat: int, reruns: int, *,
-                  env: Mapping[str, str] | None = None, timeout: float = 60.0) -> str | None:
+def check_plugins(
+    python: str,
+    workers: int | str,
+    repeat: int,
+    reruns: int,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+    engine: str = "xdist",
+) -> str | None:
     """Ask the suite's interpreter whether it has what the configuration needs.
 
     Returns None when it does, else one human-readable line naming what is missing.
     """
-    mods = required_modules(workers, repeat, reruns)
-    code = ("import importlib.util,sys\n"
-            f"m=[n for n in {mods!r} if importlib.util.find_spec(n) is None]\n"
-            "print(' '.join(m))")
+    mods = required_modules(workers, repeat, reruns, engine)
+    code = (
+        "import importlib.util,sys\n"
+        f"m=[n for n in {mods!r} if importlib.util.find_spec(n) is None]\n"
+        "print(' '.join(m))"
+    )
     try:
-        proc = subprocess.run([python, "-c", code], capture_output=True, text=True,
-                              timeout=timeout,
-                              env=dict(env) if env is not None
-                              else build_env(os.environ, None, None, None))
+        proc = subprocess.run(
+            [python, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else build_env(os.environ, None, None, None),
+        )
     except FileNotFoundError:
         return f"python interpreter not found: {python}"
     except PermissionError:
@@ -120,5 +186,7 @@ def check_plugins(python: str, workers: int | str, repeat: int, reruns: int, *,
     if not missing:
         return None
     names = [_PLUGIN_PACKAGES.get(m, m) for m in missing]
-    return (f"the suite's python ({python}) lacks {', '.join(names)}, needed by this "
-            f"configuration; install it there: {python} -m pip install {' '.join(names)}")
+    return (
+        f"the suite's python ({python}) lacks {', '.join(names)}, needed by this "
+        f"configuration; install it there: {python} -m pip install {' '.join(names)}"
+    )

@@ -22,7 +22,7 @@ from runner.pool import RunSpec
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
 
 OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
-AVAILABLE_ENGINES = ("xdist",)
+AVAILABLE_ENGINES = ("xdist", "fork")
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
 
@@ -237,6 +237,7 @@ def build_spec(run: Run) -> RunSpec:
         markers=snap.get("markers", ""),
         junit_path=str(directory / "junit.xml"),
         extra_args=list(snap.get("extra_args", [])),
+        engine=snap.get("engine", "xdist"),
     )
     env = command.build_env(
         dict(os.environ), dict(suite.env), events_fd=None, durations_file=str(durations_file)

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from .events import EventWriter, open_from_env
+from .fork import PLUGIN_NAME as FORK_PLUGIN
+from .fork import addoption as _add_fork_options
+from .fork import configure as configure_fork
 
 LONGREPR_LIMIT = 4000
 _REPORTER_NAME = "ptd-reporter"
@@ -114,8 +117,10 @@ class Reporter:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.emit("session_start", pid=os.getpid(), workers=self._workers())
-        if not self.distributed:
+        fork = self.config.pluginmanager.get_plugin(FORK_PLUGIN)  # it emits worker_up itself
+        workers = fork.workers if fork is not None else self._workers()
+        self.emit("session_start", pid=os.getpid(), workers=workers)
+        if not self.distributed and fork is None:
             self.emit("worker_up", worker="gw0")
 
     @pytest.hookimpl(trylast=True)
@@ -187,6 +192,10 @@ class Reporter:
         self.writer.close()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _add_fork_options(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         # xdist discards a worker's terminal output, yet its end-of-session summary hooks
@@ -194,7 +203,8 @@ def pytest_configure(config: pytest.Config) -> None:
         # The controller prints the real summary.
         config.option.no_summary = True
         return
-    writer = open_from_env()
+    engine = configure_fork(config)  # --ptd-workers N: the fork engine (None otherwise)
+    writer = engine.open_writer() if engine is not None else open_from_env()
     if writer is not None:
         config.pluginmanager.register(Reporter(config, writer), _REPORTER_NAME)
 

@@ -1,0 +1,468 @@
+"""The fork engine: collect once, fork N workers, dispatch longest-first over pipes.
+
+``pytest -p _ptd_inrun.plugin --ptd-workers N [--ptd-dist load|loadscope|loadfile|loadgroup]``
+
+The controller is the ordinary pytest process. It collects, then (in ``pytest_runtestloop``)
+forks N workers that inherit the collected session (``fork_worker``). It never runs a test:
+it hands out collection indices with the LPT core of ``scheduler.py``, replays the reports
+the workers send through ``pytest_runtest_logreport`` (so terminal output, ``--junitxml`` and
+the event Reporter see one ordinary session) and forks a replacement when a worker dies.
+
+The controller never starts a thread (its events go through ``fork_wire.LoopWriter``), so
+every fork, replacements included, happens in a single-threaded process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
+from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
+from .scheduler import MODES, LPTScheduler
+
+PLUGIN_NAME = "ptd-fork"
+_REPORTER_NAME = "ptd-reporter"
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ptd", "Parallel Test Dashboard fork engine")
+    group.addoption(
+        "--ptd-workers",
+        dest="ptd_workers",
+        default=None,
+        metavar="N",
+        help="collect once, then run the tests on N forked workers (N or 'auto'; Linux only)",
+    )
+    group.addoption(
+        "--ptd-dist",
+        dest="ptd_dist",
+        default=None,
+        choices=MODES,
+        help="grouping for --ptd-workers (default: --dist when it names one of these, else load)",
+    )
+    group.addoption(
+        "--ptd-max-restarts",
+        dest="ptd_max_restarts",
+        default=None,
+        type=int,
+        metavar="K",
+        help="replace at most K crashed workers (default 4 x N)",
+    )
+
+
+def fork_supported() -> bool:
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def _xdist_plugin(config: pytest.Config) -> Any:
+    module = sys.modules.get("xdist.plugin")
+    pm = config.pluginmanager
+    return module if module is not None and pm.is_registered(module) else None
+
+
+def configure(config: pytest.Config) -> ForkEngine | None:
+    """Set the engine up when ``--ptd-workers`` asks for it; None otherwise."""
+    raw = config.getoption("ptd_workers", None)
+    if raw in (None, "", "0"):
+        return None
+    try:
+        workers = (os.cpu_count() or 1) if raw == "auto" else int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"--ptd-workers: expected N or 'auto', got {raw!r}") from None
+    if workers < 1:
+        return None
+    mode = config.getoption("ptd_dist", None)
+    if mode is None:
+        dist = config.getoption("dist", None)
+        mode = dist if dist in MODES else "load"
+    if config.getoption("numprocesses", None) or config.getoption("tx", None):
+        raise pytest.UsageError("--ptd-workers and -n/--tx are alternatives; use one")
+    if config.getoption("usepdb", False):
+        raise pytest.UsageError("--pdb is incompatible with --ptd-workers")
+    xdist = _xdist_plugin(config)
+    if not fork_supported():
+        if xdist is not None:  # the same run on xdist: same options, same scheduler
+            config.option.numprocesses = workers
+            config.option.tx = ["popen"] * workers
+            config.option.dist = mode
+            config.option.loadgroup = mode == "loadgroup"
+            return None
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                "--ptd-workers needs os.fork (Linux) or pytest-xdist; running the tests serially"
+            ),
+            stacklevel=2,
+        )
+        return None
+    if config.getoption("collectonly", False):
+        return None
+    if xdist is None:
+        from . import fork_compat
+
+        config.pluginmanager.register(fork_compat, "ptd-fork-compat")
+    engine = ForkEngine(config, workers, mode)
+    config.pluginmanager.register(engine, PLUGIN_NAME)
+    return engine
+
+
+class ForkEngine:
+    def __init__(self, config: pytest.Config, workers: int, mode: str) -> None:
+        self.config = config
+        self.workers = workers
+        self.mode = mode
+        self.max_restarts = config.getoption("ptd_max_restarts", None)
+        if self.max_restarts is None:
+            self.max_restarts = 4 * workers
+        self.restarts = 0
+        self.testrun_uid = uuid.uuid4().hex
+        self.writer: LoopWriter | None = None
+        self.handles: dict[str, Handle] = {}
+        self.nodes: dict[str, WorkerNode] = {}
+        self.core: LPTScheduler | None = None
+        self.session: pytest.Session | None = None
+        self.stopping = False
+        self.basetemp = None
+
+    def open_writer(self) -> LoopWriter | None:
+        self.writer = writer_from_env()
+        return self.writer
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            raise session.Interrupted(
+                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
+                "during collection"
+            )
+        if session.config.option.collectonly:
+            return None
+        self.session = session
+        try:
+            self.run(session)
+        finally:
+            self._kill_all()
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, session: pytest.Session) -> None:
+        items = session.items
+        if not items:
+            return
+        from .xdist_sched import load_durations
+
+        durations = load_durations(os.environ.get("PTD_DURATIONS_FILE"))
+        self.core = LPTScheduler(scheduler_ids(items, self.mode), durations, self.mode)
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        if factory is not None:
+            with contextlib.suppress(Exception):
+                self.basetemp = factory.getbasetemp()
+        self._warn_threads()
+        for i in range(self.workers):
+            self._spawn(f"gw{i}")
+        self._loop()
+
+    def _loop(self) -> None:
+        have_pidfd = hasattr(os, "pidfd_open")
+        while self.handles:
+            rlist: list[int] = []
+            for handle in self.handles.values():
+                rlist += [fd for fd in (handle.res_fd, handle.pidfd) if fd is not None]
+            wlist: list[int] = []
+            timeout = None if have_pidfd else 0.05
+            writer = self.writer
+            if writer is not None and writer.pending:
+                due = writer.due_in() or 0.0
+                if due <= 0:
+                    writer.flush()
+                    if writer.pending:
+                        wlist.append(writer.fd)
+                else:
+                    timeout = due if timeout is None else min(timeout, due)
+            readable, writable, _ = select.select(rlist, wlist, [], timeout)
+            if writable and writer is not None:
+                writer.flush(force=True)
+            ready = set(readable)
+            for handle in list(self.handles.values()):
+                if handle.res_fd in ready:
+                    self._read(handle)
+                if handle.pidfd is not None:
+                    exited = handle.pidfd in ready
+                else:  # no pidfd: poll
+                    pid, status = os.waitpid(handle.pid, os.WNOHANG)
+                    if pid:
+                        handle.status = status
+                    exited = bool(pid)
+                if exited:
+                    self._on_exit(handle)
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _spawn(self, worker_id: str) -> None:
+        from .fork_worker import run_forked_child, worker_main
+
+        assert self.core is not None and self.session is not None
+        workerinput = {
+            "workerid": worker_id,
+            "workercount": self.workers,
+            "testrunuid": self.testrun_uid,
+            "mainargs": list(self.config.args),
+        }
+        node = self.nodes.setdefault(worker_id, WorkerNode(worker_id, workerinput))
+        cmd_r, cmd_w = os.pipe()
+        res_r, res_w = os.pipe()
+        close_in_child = [cmd_w, res_r]
+        for other in self.handles.values():
+            close_in_child += other.fds()
+        if self.writer is not None:
+            close_in_child.append(self.writer.fd)
+        pm = self.config.pluginmanager
+        controller_only = [pm.get_plugin(_REPORTER_NAME), self, self._junit_plugin()]
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            run_forked_child(
+                worker_main,
+                self.session,
+                worker_id,
+                workerinput,
+                cmd_r,
+                res_w,
+                os.getppid(),
+                close_in_child,
+                controller_only,
+                self.basetemp,
+            )
+        os.close(cmd_r)
+        os.close(res_w)
+        os.set_blocking(res_r, False)
+        handle = Handle(worker_id, pid, cmd_w, res_r)
+        with contextlib.suppress(AttributeError, OSError):
+            handle.pidfd = os.pidfd_open(pid)
+        self.handles[worker_id] = handle
+        node.workeroutput = {}
+        self.core.add_worker(worker_id)
+        self._emit("worker_up", worker=worker_id, pid=pid)
+        self._dispatch(handle)
+
+    def _junit_plugin(self) -> Any:
+        try:
+            from _pytest.junitxml import xml_key
+        except ImportError:  # pragma: no cover
+            return None
+        return self.config.stash.get(xml_key, None)
+
+    def _send(self, handle: Handle, messages: list[tuple]) -> None:
+        # A worker that is gone is handled from the loop (its pidfd / pipe EOF).
+        with contextlib.suppress(OSError):
+            write_all(handle.cmd_fd, pack(messages))
+
+    def _dispatch(self, handle: Handle) -> None:
+        core = self.core
+        if core is None or handle.shutdown_sent or handle.stop_sent or self.stopping:
+            return
+        messages: list[tuple] = []
+        indices = core.next_for_worker(handle.id)
+        if indices:
+            messages.append(("run", indices))
+        if not core.has_queued:
+            messages.append(("shutdown",))
+            handle.shutdown_sent = True
+        if messages:
+            self._send(handle, messages)
+
+    def _dispatch_all(self) -> None:
+        for handle in list(self.handles.values()):
+            self._dispatch(handle)
+
+    def _stop_all(self) -> None:
+        self.stopping = True
+        for handle in self.handles.values():
+            if not handle.stop_sent:
+                handle.stop_sent = True
+                self._send(handle, [("stop",)])
+
+    # -- results ---------------------------------------------------------------------------
+
+    def _read(self, handle: Handle) -> None:
+        if handle.res_fd is None:
+            return
+        data, eof = read_available(handle.res_fd)
+        if data:
+            for frame in handle.reader.feed(data):
+                for message in frame:
+                    self._handle_message(handle, message)
+            self._dispatch(handle)
+        if eof:
+            os.close(handle.res_fd)
+            handle.res_fd = None
+
+    def _handle_message(self, handle: Handle, message: tuple) -> None:
+        kind = message[0]
+        if kind == "item":
+            _, index, events = message
+            self._replay(handle.id, events)
+            assert self.core is not None
+            self.core.mark_complete(handle.id, index)
+            session = self.session
+            if session is not None and (session.shouldfail or session.shouldstop):
+                self._stop_all()
+        elif kind == "bye":
+            handle.said_bye = True
+        elif kind == "fatal":
+            handle.fatal = message[1]
+
+    def _replay(self, worker_id: str, events: list[tuple]) -> None:
+        hook = self.config.hook
+        node = self.nodes[worker_id]
+        for event in events:
+            kind = event[0]
+            if kind == "report":
+                report = hook.pytest_report_from_serializable(config=self.config, data=event[1])
+                report.node = node
+                hook.pytest_runtest_logreport(report=report)
+            elif kind == "start":
+                hook.pytest_runtest_logstart(nodeid=event[1], location=event[2])
+            elif kind == "finish":
+                hook.pytest_runtest_logfinish(nodeid=event[1], location=event[2])
+            elif kind == "warning":
+                import warnings
+
+                message, category, filename, lineno, line = event[1]
+                warning = warnings.WarningMessage(message, category, filename, lineno, line=line)
+                hook.pytest_warning_recorded.call_historic(
+                    kwargs={
+                        "warning_message": warning,
+                        "when": event[2],
+                        "nodeid": event[3],
+                        "location": event[4],
+                    }
+                )
+
+    # -- exits and crashes -----------------------------------------------------------------
+
+    def _on_exit(self, handle: Handle) -> None:
+        if handle.res_fd is not None:  # whatever it wrote before dying
+            self._read(handle)
+        status = handle.status
+        if status is None:
+            try:
+                _, status = os.waitpid(handle.pid, 0)
+            except ChildProcessError:
+                status = 0
+        for fd in handle.fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        handle.res_fd = handle.pidfd = None
+        del self.handles[handle.id]
+        assert self.core is not None
+        unfinished = self.core.remove_worker(handle.id)
+        clean = handle.said_bye and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        if clean and not unfinished:
+            self._emit("worker_down", worker=handle.id, crashed=False, error=None)
+            return
+        how = describe_exit(status)
+        if unfinished and not self.stopping:
+            self._report_crash(handle, unfinished[0], how)
+        error = f"worker {handle.id!r} crashed ({how})"
+        if handle.fatal:
+            error += "\n" + handle.fatal
+        self._emit("worker_down", worker=handle.id, crashed=True, error=error)
+        if self.stopping or not self.core.has_queued:
+            return
+        if self.restarts >= self.max_restarts:
+            if not any(not h.shutdown_sent for h in self.handles.values()):
+                assert self.session is not None
+                self.session.shouldstop = (
+                    f"{self.restarts} workers replaced, the limit (--ptd-max-restarts); stopping"
+                )
+                self._stop_all()
+            else:
+                self._dispatch_all()
+            return
+        self.restarts += 1
+        self._spawn(handle.id)
+
+    def _report_crash(self, handle: Handle, index: int, how: str) -> None:
+        assert self.session is not None
+        item = self.session.items[index]
+        message = f"worker {handle.id!r} crashed while running {item.nodeid!r} ({how})"
+        if handle.fatal:
+            message += "\n" + handle.fatal
+        report = pytest.TestReport(
+            item.nodeid,
+            item.location,
+            {},
+            "failed",
+            message,
+            "???",
+            worker_id=handle.id,
+            item_index=index,
+            testrun_uid=self.testrun_uid,
+        )
+        report.node = self.nodes[handle.id]
+        hook = self.config.hook
+        hook.pytest_runtest_logreport(report=report)
+        hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def _kill_all(self) -> None:
+        """After an interruption: no worker may outlive the controller's loop."""
+        if not self.handles:
+            return
+        for handle in self.handles.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 2.0
+        for handle in list(self.handles.values()):
+            while True:
+                pid, _ = os.waitpid(handle.pid, os.WNOHANG)
+                if pid or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+            if not pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(handle.pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(handle.pid, 0)
+            for fd in handle.fds():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.handles.clear()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def _emit(self, type_: str, **fields: Any) -> None:
+        reporter = self.config.pluginmanager.get_plugin(_REPORTER_NAME)
+        if reporter is not None:
+            reporter.emit(type_, **fields)
+
+    def _warn_threads(self) -> None:
+        others = [
+            t
+            for t in threading.enumerate()
+            if t is not threading.main_thread() and "run_server" not in t.name
+        ]
+        if others:
+            names = ", ".join(sorted(t.name for t in others))
+            sys.stderr.write(
+                f"ptd fork engine: threads alive at fork time ({names}); they "
+                "do not exist in the workers\n"
+            )

@@ -1,0 +1,83 @@
+"""Small pieces of the fork engine's controller: worker handles, xdist-like nodes, ids."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+
+import pytest
+
+from .fork_wire import FrameReader
+
+
+class Gateway:
+    __slots__ = ("id",)
+
+    def __init__(self, id_: str) -> None:
+        self.id = id_
+
+
+class WorkerNode:
+    """What xdist puts on ``report.node``: enough for code that reads ``node.gateway.id``."""
+
+    def __init__(self, worker_id: str, workerinput: dict) -> None:
+        self.gateway = Gateway(worker_id)
+        self.workerinput = workerinput
+        self.workeroutput: dict = {}
+        # Read by pytest's report.toterminal() for the "[gw0] linux -- Python ..." line.
+        self.workerinfo = {
+            "id": worker_id,
+            "version_info": tuple(sys.version_info),
+            "sysplatform": sys.platform,
+            "executable": sys.executable,
+            "cwd": os.getcwd(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<WorkerNode {self.gateway.id}>"
+
+
+class Handle:
+    """The controller's side of one worker process."""
+
+    def __init__(self, worker_id: str, pid: int, cmd_fd: int, res_fd: int) -> None:
+        self.id = worker_id
+        self.pid = pid
+        self.cmd_fd = cmd_fd
+        self.res_fd: int | None = res_fd
+        self.pidfd: int | None = None
+        self.reader = FrameReader()
+        self.shutdown_sent = False
+        self.stop_sent = False
+        self.said_bye = False
+        self.fatal: str | None = None
+        self.status: int | None = None  # wait status, once reaped
+
+    def fds(self) -> list[int]:
+        return [fd for fd in (self.cmd_fd, self.res_fd, self.pidfd) if fd is not None]
+
+
+def scheduler_ids(items: list[pytest.Item], mode: str) -> list[str]:
+    """Node ids as the scheduler sees them: loadgroup appends ``@group`` like xdist does."""
+    ids = [item.nodeid for item in items]
+    if mode != "loadgroup":
+        return ids
+    for i, item in enumerate(items):
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        if names:
+            ids[i] = f"{ids[i]}@{'_'.join(sorted(names))}"
+    return ids
+
+
+def describe_exit(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(sig).name}"
+        return f"killed by signal {sig}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"
