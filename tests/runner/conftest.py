@@ -16,8 +16,9 @@ import pytest
 from runner.command import PLUGIN_MODULE, build_env
 
 # Autoloading every installed plugin (hypothesis, schemathesis, django...) costs ~2 s per
-# pytest process; the tiny suites only need these.
-FAST_PLUGINS = ["-p", "xdist.plugin", "-p", "pytest_repeat", "-p", "pytest_rerunfailures"]
+# pytest process; the tiny suites only need these. Loaded by entry-point name, so they are
+# registered under their usual names (rerunfailures only handles crashes when "xdist" is).
+FAST_PLUGINS = ["-p", "xdist", "-p", "repeat", "-p", "rerunfailures"]
 FAST_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
@@ -61,21 +62,15 @@ def run_pytest(
     durations: dict | None = None,
     env: dict | None = None,
     timeout: float = 60,
-    autoload: bool = False,
 ) -> SuiteRun:
-    """Run pytest with the in-run plugin in ``root``; collect every event it emits.
-
-    ``autoload``: load every installed plugin the normal way (slower), for behaviour that
-    depends on plugin names, e.g. rerunfailures only retries crashes when "xdist" is loaded.
-    """
+    """Run pytest with the in-run plugin in ``root``; collect every event it emits."""
     durations_file = None
     if durations is not None:
         durations_file = str(root / "ptd_durations.json")
         Path(durations_file).write_text(json.dumps(durations))
     r, w = os.pipe()
     try:
-        suite_env = {**({} if autoload else FAST_ENV), **(env or {})}
-        run_env = build_env(os.environ, suite_env, w, durations_file)
+        run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file)
         argv = [
             sys.executable,
             "-m",
@@ -84,7 +79,7 @@ def run_pytest(
             PLUGIN_MODULE,
             "-p",
             "no:cacheprovider",
-            *([] if autoload else FAST_PLUGINS),
+            *FAST_PLUGINS,
             *args,
         ]
         proc = subprocess.Popen(

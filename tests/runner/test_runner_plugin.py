@@ -159,7 +159,6 @@ def test_a_crash_retried_by_rerunfailures_is_a_rerun_attempt(suite):
         "2",
         "--reruns",
         "1",
-        autoload=True,
     )
     assert run.returncode == 1, run.output
     attempts = run.by_nodeid()["test_c.py::test_dies"]
