@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from runs.models import ApiToken, Run, RunConfig, Suite, TestResult, WorkerStat
+from runs.models import ApiToken, Run, RunConfig, Suite, TestResult, TestStat, WorkerStat
 
 
 class RunConfigInline(admin.TabularInline):
@@ -62,3 +62,12 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "name", "user", "created_at", "last_used_at"]
     search_fields = ["name", "prefix", "user__username"]
     readonly_fields = ["prefix", "hashed", "created_at", "last_used_at"]
+
+
+@admin.register(TestStat)
+class TestStatAdmin(admin.ModelAdmin):
+    list_display = ["nodeid", "suite", "runs_seen", "flip_count", "fail_rate", "quarantined"]
+    list_filter = ["quarantined", "suite"]
+    search_fields = ["nodeid"]
+    raw_id_fields = ["last_run", "last_flip_run", "quarantined_by"]
+    readonly_fields = ["recent", "commits", "by_workers", "by_worker_id"]

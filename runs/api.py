@@ -16,6 +16,7 @@ from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.security import HttpBearer, SessionAuth
 
 from runs import dispatcher, ingest, services
+from runs.flaky_api import router as flaky_router
 from runs.junit import junit_xml
 from runs.models import MAX_WORKERS, ApiToken, Run, Suite
 
@@ -314,6 +315,7 @@ def cancel_run(request, run_id: int):
 
 api.add_router("/suites", suites)
 api.add_router("/runs", runs)
+api.add_router("/", flaky_router)  # issue #6: flaky, trends, test history
 api.add_router("/ingest", ingest.router)
 
 

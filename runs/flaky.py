@@ -1,0 +1,459 @@
+"""Flakiness detection and the per-test summary (DESIGN.md section 3, issue #6).
+
+Rules:
+- within a run, a test (its base node id: pytest-repeat's ``[i-N]`` and loadgroup's ``@name``
+  stripped) is flaky when it has both a passing and a failing attempt (``rerun`` attempts of
+  pytest-rerunfailures are failing attempts);
+- across runs, it is flaky when it passed in one run and failed in another on the same commit;
+- a test that only ever fails is failing, not flaky; skips and xfails are neither.
+
+``record_run`` folds one finished run into the suite's TestStat rows with a fixed number of
+queries (one read, one bulk upsert), whatever the number of tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from runner.metrics import FAILING, PASSING, base_nodeid
+from runs.models import Run, Suite, TestResult, TestStat
+
+log = logging.getLogger(__name__)
+
+COUNTED = (Run.Status.PASSED, Run.Status.FAILED)  # runs whose results are complete
+FINAL_FAILING = frozenset({"failed", "error", "crashed"})  # attempts that fail a run
+MAX_COMMITS = 50  # commits remembered per test for the same-commit rule
+# Columns folded by record_run (FKs by their column), written with one raw upsert.
+COLUMNS = [
+    "runs_seen",
+    "runs_failed",
+    "runs_flaky",
+    "flip_count",
+    "first_flaky_at",
+    "last_flip_at",
+    "last_flip_run_id",
+    "first_seen_at",
+    "last_seen_at",
+    "last_run_id",
+    "last_outcome",
+    "fail_rate",
+    "mean_duration",
+    "recent",
+    "commits",
+    "by_workers",
+    "by_worker_id",
+]
+JSON_COLUMNS = frozenset({"recent", "commits", "by_workers", "by_worker_id"})
+DATE_COLUMNS = frozenset({"first_flaky_at", "last_flip_at", "first_seen_at", "last_seen_at"})
+PASSED, FAILED, FLAKY, SKIPPED = "passed", "failed", "flaky", "skipped"
+
+
+# Detection over one run's attempts ---------------------------------------------------------
+
+
+def aggregate(tests: Iterable[Mapping[str, Any]]) -> dict[str, dict]:
+    """Per base node id: attempts, passes, failures, duration, and per-worker attempts/failures.
+
+    Only attempts that passed or failed count; skipped and xfailed attempts are neither.
+    """
+    out: dict[str, dict] = {}
+    for t in tests:
+        base = base_nodeid(t["nodeid"])
+        entry = out.get(base)
+        if entry is None:
+            entry = out[base] = {
+                "attempts": 0,
+                "passes": 0,
+                "failures": 0,
+                "duration": 0.0,
+                "workers": {},
+            }
+        outcome = t.get("outcome")
+        if outcome in PASSING:
+            entry["passes"] += 1
+        elif outcome in FAILING:
+            entry["failures"] += 1
+        else:
+            continue
+        entry["attempts"] += 1
+        entry["duration"] += float(t.get("duration") or 0.0)
+        worker = t.get("worker") or "gw0"
+        counts = entry["workers"].setdefault(worker, [0, 0])
+        counts[0] += 1
+        counts[1] += outcome in FAILING
+    return out
+
+
+def run_outcome(entry: Mapping[str, int]) -> str:
+    if entry["passes"] and entry["failures"]:
+        return FLAKY
+    if entry["failures"]:
+        return FAILED
+    if entry["passes"]:
+        return PASSED
+    return SKIPPED
+
+
+def _commit_mark(outcome: str) -> str:
+    return {PASSED: "p", FAILED: "f", FLAKY: "pf"}[outcome]
+
+
+def _add(table: dict, key: str, attempts: int, failures: int) -> None:
+    a, f = table.get(key, (0, 0))
+    table[key] = [a + attempts, f + failures]
+
+
+def fold(stat: TestStat, run: Run, entry: Mapping[str, Any], when) -> None:
+    """Fold one run's attempts of one test into its summary (in memory)."""
+    outcome = run_outcome(entry)
+    flipped = outcome == FLAKY
+    if run.commit and outcome != SKIPPED:
+        commits = dict(stat.commits or {})
+        seen = commits.pop(run.commit, "")
+        mark = _commit_mark(outcome)
+        if seen and any(m not in seen for m in mark):
+            flipped = True  # passed and failed on the same commit, in different runs
+        commits[run.commit] = "".join(m for m in "pf" if m in seen or m in mark)
+        while len(commits) > MAX_COMMITS:
+            commits.pop(next(iter(commits)))
+        stat.commits = commits
+    if outcome != SKIPPED:
+        previous = stat.runs_seen
+        stat.runs_seen = previous + 1
+        mean = entry["duration"] / entry["attempts"]
+        stat.mean_duration = (
+            mean
+            if not previous or stat.mean_duration is None
+            else (stat.mean_duration * previous + mean) / (previous + 1)
+        )
+        by_workers = dict(stat.by_workers or {})
+        _add(by_workers, str(run.workers or 1), entry["attempts"], entry["failures"])
+        stat.by_workers = by_workers
+        by_worker_id = dict(stat.by_worker_id or {})
+        for worker, (attempts, failures) in entry["workers"].items():
+            _add(by_worker_id, worker, attempts, failures)
+        stat.by_worker_id = by_worker_id
+    stat.runs_failed += outcome in (FAILED, FLAKY)
+    stat.runs_flaky += outcome == FLAKY
+    if flipped:
+        stat.flip_count += 1
+        stat.first_flaky_at = stat.first_flaky_at or when
+        stat.last_flip_at = when
+        stat.last_flip_run_id = run.id
+    stat.first_seen_at = stat.first_seen_at or when
+    stat.last_seen_at = when
+    stat.last_run_id = run.id
+    stat.last_outcome = outcome
+    recent = list(stat.recent or [])
+    recent.append([run.id, outcome, entry["attempts"], entry["failures"], run.workers or 1])
+    recent = recent[-TestStat.RECENT_RUNS :]
+    stat.recent = recent
+    attempts = sum(r[2] for r in recent)
+    stat.fail_rate = round(sum(r[3] for r in recent) / attempts, 4) if attempts else None
+
+
+def record_run(run: Run, tests: Iterable[Mapping[str, Any]] | None = None) -> int:
+    """Fold a finished run into its suite's per-test summary; returns the rows written.
+
+    Runs that did not complete (error, cancelled...) are not counted; a run already folded
+    in is not counted twice.
+    """
+    if run.status not in COUNTED:
+        return 0
+    if tests is None:
+        tests = (
+            TestResult.objects.filter(run_id=run.id)
+            .order_by()
+            .values("nodeid", "worker", "outcome", "duration")
+        )
+    per_test = aggregate(tests)
+    if not per_test:
+        return 0
+    when = run.finished_at or run.created_at or timezone.now()
+    with transaction.atomic():
+        # Plain rows, not model instances: building and saving 10,000 models costs seconds.
+        stats = read_rows(run.suite_id, list(per_test) if len(per_test) <= 500 else None)
+        rows = []
+        for nodeid, entry in per_test.items():
+            stat = stats.get(nodeid)
+            if stat is None:
+                stat = SimpleNamespace(**dict.fromkeys(COLUMNS), nodeid=nodeid)
+                stat.runs_seen = stat.runs_failed = stat.runs_flaky = stat.flip_count = 0
+            elif stat.recent and any(r[0] == run.id for r in stat.recent):
+                continue  # already folded in
+            fold(stat, run, entry, when)
+            rows.append(stat)
+        upsert(run.suite_id, rows)
+    return len(rows)
+
+
+def _table() -> str:
+    return connection.ops.quote_name(TestStat._meta.db_table)
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def read_rows(suite_id: int, nodeids: list[str] | None) -> dict[str, SimpleNamespace]:
+    """A suite's summaries as plain rows, locked (PostgreSQL) until the transaction ends.
+
+    Dates stay in the database's own representation and are written back as they came.
+    """
+    qn = connection.ops.quote_name
+    # Only constant, quoted identifiers are formatted in; values are parameters.
+    sql = f"SELECT {', '.join(qn(c) for c in ['nodeid', *COLUMNS])} FROM {_table()} WHERE "  # noqa: S608
+    sql += f"{qn('suite_id')} = %s"
+    params: list = [suite_id]
+    if nodeids is not None:
+        sql += f" AND {qn('nodeid')} IN ({', '.join(['%s'] * len(nodeids))})"
+        params += nodeids
+    if connection.features.has_select_for_update:
+        sql += " FOR UPDATE"
+    out = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for values in cursor.fetchall():
+            stat = SimpleNamespace(nodeid=values[0], **dict(zip(COLUMNS, values[1:], strict=True)))
+            for column in JSON_COLUMNS:
+                setattr(stat, column, _json(getattr(stat, column)))
+            out[stat.nodeid] = stat
+    return out
+
+
+def upsert(suite_id: int, rows: list) -> None:
+    """INSERT ... ON CONFLICT (suite, nodeid) DO UPDATE, with executemany (SQLite, PostgreSQL)."""
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    json_cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    columns = ["suite_id", "nodeid", "quarantined", "quarantine_reason", *COLUMNS]
+    marks = ", ".join("%s" + (json_cast if c in JSON_COLUMNS else "") for c in columns)
+    updates = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in COLUMNS)
+    sql = (
+        f"INSERT INTO {_table()} ({', '.join(qn(c) for c in columns)}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({qn('suite_id')}, {qn('nodeid')}) DO UPDATE SET {updates}"
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    adapted: dict = {}
+
+    def date(v):
+        if not isinstance(v, datetime):
+            return v  # None, or the database's own value read back unchanged
+        if v not in adapted:
+            adapted[v] = adapt(v)
+        return adapted[v]
+
+    dumps = json.dumps
+    params = [
+        (
+            suite_id,
+            s.nodeid,
+            False,
+            "",
+            s.runs_seen,
+            s.runs_failed,
+            s.runs_flaky,
+            s.flip_count,
+            date(s.first_flaky_at),
+            date(s.last_flip_at),
+            s.last_flip_run_id,
+            date(s.first_seen_at),
+            date(s.last_seen_at),
+            s.last_run_id,
+            s.last_outcome,
+            s.fail_rate,
+            s.mean_duration,
+            dumps(s.recent or []),
+            dumps(s.commits or {}),
+            dumps(s.by_workers or {}),
+            dumps(s.by_worker_id or {}),
+        )  # fmt: skip
+        for s in rows
+    ]
+    with connection.cursor() as cursor:
+        for start in range(0, len(params), 2000):
+            cursor.executemany(sql, params[start : start + 2000])
+
+
+def record_run_safely(run: Run, tests=None) -> None:
+    """The sink's hook: the summary is derived data, it must never fail a run's finish."""
+    try:
+        record_run(run, tests)
+    except Exception:
+        log.exception("could not update the flakiness summary of run %s", run.id)
+
+
+def rebuild(suite: Suite) -> int:
+    """Recompute a suite's summary from every stored run, oldest first; keeps quarantines."""
+    with transaction.atomic():
+        TestStat.objects.filter(suite=suite, quarantined=False).delete()
+        TestStat.objects.filter(suite=suite).update(
+            runs_seen=0,
+            runs_failed=0,
+            runs_flaky=0,
+            flip_count=0,
+            first_flaky_at=None,
+            last_flip_at=None,
+            last_flip_run=None,
+            first_seen_at=None,
+            last_seen_at=None,
+            last_run=None,
+            last_outcome="",
+            fail_rate=None,
+            mean_duration=None,
+            recent=[],
+            commits={},
+            by_workers={},
+            by_worker_id={},
+        )
+        runs = Run.objects.filter(suite=suite, status__in=COUNTED).order_by("created_at", "id")
+        for run in runs:
+            record_run(run)
+    return TestStat.objects.filter(suite=suite).count()
+
+
+# Quarantine --------------------------------------------------------------------------------
+
+
+def failing_tests(tests: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Base node ids with an attempt that fails the run (not rerun attempts)."""
+    return {base_nodeid(t["nodeid"]) for t in tests if t.get("outcome") in FINAL_FAILING}
+
+
+def quarantined_ids(suite_id: int) -> set[str]:
+    return set(
+        TestStat.objects.filter(suite_id=suite_id, quarantined=True).values_list(
+            "nodeid", flat=True
+        )
+    )
+
+
+def apply_quarantine(run: Run, tests, status: str, message: str) -> tuple[str, str]:
+    """A failed run whose only failing tests are quarantined passes, with a note."""
+    if status != Run.Status.FAILED:
+        return status, message
+    failing = failing_tests(tests)
+    if not failing:
+        return status, message
+    quarantined = failing & quarantined_ids(run.suite_id)
+    if not quarantined:
+        return status, message
+    names = ", ".join(sorted(quarantined)[:5]) + (" …" if len(quarantined) > 5 else "")
+    if quarantined == failing:
+        note = (
+            f"Passed: the only failing tests are quarantined ({len(quarantined)}: {names}); "
+            "their failures are shown but do not fail the run."
+        )
+        return Run.Status.PASSED, f"{message} {note}".strip()
+    note = f"{len(quarantined)} of the {len(failing)} failing tests are quarantined ({names})."
+    return status, f"{message} {note}".strip()
+
+
+# Reading -----------------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
+_TMP = re.compile(r"/tmp/[^\s'\"]+")  # noqa: S108 (a pattern, not a file)
+
+
+def error_key(longrepr: str) -> str:
+    """A short signature of an error: its first ``E`` line, else its last line."""
+    lines = [line.strip() for line in (longrepr or "").splitlines() if line.strip()]
+    if not lines:
+        return "(no error message)"
+    key = next((line[1:].strip() for line in lines if line.startswith("E ")), lines[-1])
+    key = _TMP.sub("/tmp/…", _ADDRESS.sub("0x…", key))  # noqa: S108
+    return key[:300]
+
+
+def attempts_of(suite: Suite, nodeid: str, run_ids: Iterable[int] | None = None):
+    """Every stored attempt of a test (all its repeats) in a suite, oldest run first."""
+    qs = TestResult.objects.filter(run__suite=suite).filter(
+        Q(nodeid=nodeid) | Q(nodeid__startswith=nodeid + "[") | Q(nodeid__startswith=nodeid + "@")
+    )
+    if run_ids is not None:
+        qs = qs.filter(run_id__in=list(run_ids))
+    rows = qs.order_by("run_id", "start", "id").values(
+        "run_id", "nodeid", "worker", "outcome", "duration", "longrepr"
+    )
+    return [r for r in rows if base_nodeid(r["nodeid"]) == nodeid]
+
+
+def history(suite: Suite, nodeid: str, limit: int = TestStat.RECENT_RUNS) -> dict:
+    """A test's recent runs (outcome, durations, workers) and its grouped error messages."""
+    stat = TestStat.objects.filter(suite=suite, nodeid=nodeid).first()
+    if stat is not None and stat.recent:
+        run_ids = [r[0] for r in stat.recent][-limit:]
+    else:
+        run_ids = list(
+            Run.objects.filter(suite=suite, status__in=COUNTED)
+            .order_by("-created_at")
+            .values_list("id", flat=True)[:limit]
+        )
+    rows = attempts_of(suite, nodeid, run_ids)
+    runs = {
+        r["id"]: r
+        for r in Run.objects.filter(id__in={row["run_id"] for row in rows}).values(
+            "id", "created_at", "workers", "commit", "branch", "status"
+        )
+    }
+    by_run: dict[int, list] = defaultdict(list)
+    for row in rows:
+        by_run[row["run_id"]].append(row)
+    points = []
+    errors: dict[str, dict] = {}
+    for run_id in sorted(by_run, key=lambda i: (runs[i]["created_at"], i)):
+        attempts = by_run[run_id]
+        entry = aggregate(attempts)[nodeid]
+        run = runs[run_id]
+        points.append(
+            {
+                "run_id": run_id,
+                "time": run["created_at"].isoformat(),
+                "outcome": run_outcome(entry),
+                "attempts": entry["attempts"],
+                "failures": entry["failures"],
+                "duration": round(entry["duration"] / entry["attempts"], 6)
+                if entry["attempts"]
+                else None,
+                "workers": run["workers"],
+                "worker_ids": sorted(entry["workers"]),
+                "commit": run["commit"],
+                "branch": run["branch"],
+                "url": f"/runs/{run_id}/",
+            }
+        )
+        for a in attempts:
+            if a["outcome"] in FAILING:
+                key = error_key(a["longrepr"])
+                group = errors.setdefault(
+                    key, {"message": key, "count": 0, "runs": [], "example": a["longrepr"]}
+                )
+                group["count"] += 1
+                if run_id not in group["runs"]:
+                    group["runs"].append(run_id)
+                group["last_run"] = run_id
+                group["example"] = a["longrepr"] or group["example"]
+    return {
+        "stat": stat,
+        "points": points,
+        "errors": sorted(errors.values(), key=lambda g: (-g["count"], g["message"])),
+    }
+
+
+def last_run_of(suite: Suite, nodeid: str) -> Run | None:
+    stat = TestStat.objects.filter(suite=suite, nodeid=nodeid).first()
+    if stat is not None and stat.last_run_id:
+        return Run.objects.filter(pk=stat.last_run_id).first()
+    return None

@@ -1,0 +1,221 @@
+"""Flakiness pages: a suite's flaky list, a test's history, quarantine, "rerun K times".
+
+Every page needs a login (LoginRequiredMiddleware); quarantining and rebuilding need staff.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db.models import F, FloatField
+from django.db.models.functions import Cast
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST
+
+from runner.metrics import base_nodeid
+from runs import flaky, services
+from runs.models import Run, Suite, TestStat
+from runs.views import staff_required
+
+RERUN_DEFAULT = 10
+RERUN_MAX = 200
+SORTS = {
+    "flip_rate": ("-flip_ratio", "-last_flip_at"),
+    "last_flip": ("-last_flip_at",),
+    "last_seen": ("-last_seen_at",),
+    "flips": ("-flip_count", "-last_flip_at"),
+    "fail_rate": ("-fail_rate", "-last_flip_at"),
+    "nodeid": ("nodeid",),
+}
+
+
+def flaky_queryset(suite: Suite, sort: str = "flip_rate"):
+    qs = TestStat.objects.filter(suite=suite, flip_count__gt=0).annotate(
+        flip_ratio=Cast(F("flip_count"), FloatField()) / Cast(F("runs_seen"), FloatField())
+    )
+    return qs.order_by(*SORTS.get(sort, SORTS["flip_rate"]), "nodeid")
+
+
+def failing_queryset(suite: Suite):
+    """Tests that failed in every run they ran in (never passed): failing, not flaky."""
+    return TestStat.objects.filter(
+        suite=suite, flip_count=0, runs_seen__gt=0, runs_failed=F("runs_seen")
+    ).order_by("nodeid")
+
+
+def test_url(suite: Suite, nodeid: str) -> str:
+    return reverse("test_history", args=[suite.name, nodeid])
+
+
+def flaky_list(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    sort = request.GET.get("sort", "flip_rate")
+    if sort not in SORTS:
+        sort = "flip_rate"
+    tests = list(flaky_queryset(suite, sort)[:500])
+    return render(
+        request,
+        "runs/flaky_list.html",
+        {
+            "suite": suite,
+            "tests": tests,
+            "failing": failing_queryset(suite)[:200],
+            "sort": sort,
+            "sorts": list(SORTS),
+            "quarantined": TestStat.objects.filter(suite=suite, quarantined=True).count(),
+            "tracked": TestStat.objects.filter(suite=suite).count(),
+        },
+    )
+
+
+def test_history(request, name, nodeid):
+    suite = get_object_or_404(Suite, name=name)
+    data = flaky.history(suite, nodeid)
+    stat = data["stat"]
+    if stat is None and not data["points"]:
+        raise Http404("No such test in this suite's history.")
+    return render(
+        request,
+        "runs/test_history.html",
+        {
+            "suite": suite,
+            "nodeid": nodeid,
+            "stat": stat,
+            "points": data["points"],
+            "errors": data["errors"],
+            "by_workers": TestStat.rates(stat.by_workers) if stat else [],
+            "by_worker_id": TestStat.rates(stat.by_worker_id) if stat else [],
+            "last_run_id": data["points"][-1]["run_id"] if data["points"] else None,
+            "rerun_default": RERUN_DEFAULT,
+            "rerun_max": RERUN_MAX,
+        },
+    )
+
+
+def quarantine_list(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    tests = (
+        TestStat.objects.filter(suite=suite, quarantined=True)
+        .select_related("quarantined_by")
+        .order_by("-quarantined_at", "nodeid")
+    )
+    return render(request, "runs/flaky_quarantine.html", {"suite": suite, "tests": tests})
+
+
+def _back(request, default: str) -> str:
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
+@require_POST
+@staff_required
+def quarantine(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    nodeid = request.POST.get("nodeid", "").strip()
+    stat = get_object_or_404(TestStat, suite=suite, nodeid=nodeid)
+    back = _back(request, test_url(suite, nodeid))
+    if request.POST.get("action") == "release":
+        stat.quarantined = False
+        stat.quarantined_by = request.user
+        stat.quarantined_at = timezone.now()
+        stat.quarantine_reason = ""
+        messages.info(request, f"{nodeid} is out of quarantine: its failures fail runs again.")
+    else:
+        reason = request.POST.get("reason", "").strip()
+        if not reason:
+            messages.warning(request, "Say why the test is quarantined.")
+            return redirect(back)
+        stat.quarantined = True
+        stat.quarantined_by = request.user
+        stat.quarantined_at = timezone.now()
+        stat.quarantine_reason = reason[:2000]
+        messages.success(
+            request, f"{nodeid} is quarantined: it still runs, its failures do not fail runs."
+        )
+    stat.save(
+        update_fields=["quarantined", "quarantined_by", "quarantined_at", "quarantine_reason"]
+    )
+    return redirect(back)
+
+
+def _valid_nodeid(nodeid: str) -> bool:
+    # It becomes a pytest argument: never an option, never several arguments.
+    return (
+        0 < len(nodeid) <= 1000
+        and not nodeid.startswith("-")
+        and not any(c in nodeid for c in "\x00\r\n")
+    )
+
+
+def rerun_overrides(source: Run | None, times: int) -> dict:
+    """The source run's configuration (its snapshot), repeated `times` times."""
+    overrides: dict = {}
+    if source is not None:
+        snap = source.config_snapshot or {}
+        for key in services.OVERRIDABLE:
+            if key in snap and snap[key] is not None:
+                overrides[key] = snap[key]
+        if overrides.get("workers") == 0:
+            overrides["workers"] = "auto"
+    overrides["repeat"] = times
+    return overrides
+
+
+@require_POST
+def rerun(request, name):
+    """Launch a run of just one test, repeated K times, on the configuration of a run."""
+    suite = get_object_or_404(Suite, name=name)
+    nodeid = base_nodeid(request.POST.get("nodeid", "").strip())
+    if not _valid_nodeid(nodeid):
+        messages.error(request, "Not a test id.")
+        return redirect(_back(request, suite.get_absolute_url()))
+    back = _back(request, test_url(suite, nodeid))
+    try:
+        times = int(request.POST.get("times", RERUN_DEFAULT))
+    except ValueError:
+        times = 0
+    if not 1 <= times <= RERUN_MAX:
+        messages.error(request, f"Rerun between 1 and {RERUN_MAX} times.")
+        return redirect(back)
+    source = None
+    run_id = request.POST.get("run", "")
+    if run_id.isdigit():
+        source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
+    if source is None:
+        source = flaky.last_run_of(suite, nodeid)
+    known = TestStat.objects.filter(suite=suite, nodeid=nodeid).exists() or (
+        source is not None and bool(flaky.attempts_of(suite, nodeid, [source.id]))
+    )
+    if not known:
+        messages.error(request, f"{nodeid} never ran in {suite.name}.")
+        return redirect(back)
+    config = (source.config if source is not None else None) or suite.default_config()
+    try:
+        run = services.launch(
+            config,
+            trigger=Run.Trigger.UI,
+            user=request.user,
+            overrides=rerun_overrides(source, times),
+            extra_args=[nodeid],
+        )
+    except services.LaunchError as exc:
+        messages.error(request, f"Could not rerun {nodeid}: {exc.message}")
+        return redirect(back)
+    messages.success(request, f"Rerunning {nodeid} {times} times.")
+    return redirect(run)
+
+
+@require_POST
+@staff_required
+def rebuild(request, name):
+    suite = get_object_or_404(Suite, name=name)
+    count = flaky.rebuild(suite)
+    messages.info(request, f"Rebuilt the flakiness summary of {suite.name}: {count} tests.")
+    return redirect("flaky_list", name=suite.name)

@@ -1,0 +1,34 @@
+// Report charts from the points embedded with json_script; static (printable) plots.
+(function () {
+  "use strict";
+  const data = document.getElementById("report-points");
+  if (!data || !window.Plotly || !document.getElementById("report-speedup")) return;
+  const points = JSON.parse(data.textContent);
+  if (!points.length) return;
+  const config = { displayModeBar: false, responsive: true, staticPlot: false };
+  const x = points.map((p) => p.time);
+  function line(key, name, extra) {
+    return Object.assign({ type: "scatter", mode: "lines+markers", name, x,
+      y: points.map((p) => p[key]),
+      text: points.map((p) => `run #${p.run_id} · ${p.workers} workers`),
+      hovertemplate: "%{text}<br>%{y}<extra>" + name + "</extra>" }, extra || {});
+  }
+  function plot(id, title, traces, extra) {
+    Plotly.newPlot(id, traces, Object.assign({ title: { text: title },
+      margin: { t: 40, l: 50, r: 50, b: 40 }, legend: { orientation: "h" } }, extra || {}), config);
+  }
+  plot("report-speedup", "Speedup, efficiency and balance", [
+    line("speedup", "speedup"),
+    line("efficiency", "efficiency", { yaxis: "y2" }),
+    line("balance", "balance"),
+  ], { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", title: "efficiency" } });
+  plot("report-flakiness", "Flakiness rate (target < 0.001)", [
+    line("flakiness_rate", "flakiness rate"),
+    { type: "scatter", mode: "lines", name: "target", x: [x[0], x[x.length - 1]], y: [0.001, 0.001],
+      line: { dash: "dash", color: "#b45309" }, hoverinfo: "skip" },
+  ]);
+  plot("report-pass", "Pass rate", [line("pass_rate", "pass rate")], { yaxis: { range: [0, 1.05] } });
+  window.addEventListener("beforeprint", () => {
+    for (const id of ["report-speedup", "report-flakiness", "report-pass"]) Plotly.Plots.resize(id);
+  });
+})();

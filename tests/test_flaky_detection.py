@@ -1,0 +1,148 @@
+"""Flakiness rules on hand-made histories (runs/flaky.py::record_run)."""
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from runs import flaky
+from runs.models import Run, TestStat
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+A = "tests/test_a.py::test_one"
+
+
+def stat(suite, nodeid=A):
+    return TestStat.objects.get(suite=suite, nodeid=nodeid)
+
+
+class DetectionTests(BaseTestCase):
+    def record(self, results, **fields):
+        run = make_run(self.suite, results=results, **fields)
+        flaky.record_run(run)
+        return run
+
+    def test_repeat_suffixes_fold_into_one_flaky_test(self):
+        self.record(
+            [
+                (f"{A}[1-3]", "gw0", "passed", 0.1),
+                (f"{A}[2-3]", "gw1", "failed", 0.1),
+                (f"{A}[3-3]", "gw0", "passed", 0.1),
+                ("tests/test_a.py::test_p[x-1-2]", "gw0", "passed", 0.1),
+                ("tests/test_a.py::test_p[x-2-2]", "gw1", "passed", 0.1),
+            ],
+            status=Run.Status.FAILED,
+        )
+        s = stat(self.suite)
+        self.assertEqual((s.runs_seen, s.runs_flaky, s.flip_count), (1, 1, 1))
+        self.assertEqual(s.last_outcome, "flaky")
+        self.assertAlmostEqual(s.fail_rate, 1 / 3, places=3)
+        self.assertEqual(s.by_worker_id, {"gw0": [2, 0], "gw1": [1, 1]})
+        self.assertIsNotNone(s.first_flaky_at)
+        p = stat(self.suite, "tests/test_a.py::test_p[x]")
+        self.assertEqual((p.flip_count, p.last_outcome), (0, "passed"))
+        self.assertEqual(TestStat.objects.filter(suite=self.suite).count(), 2)
+
+    def test_rerun_attempt_then_pass_is_flaky(self):
+        self.record([(A, "gw0", "rerun", 0.1), (A, "gw0", "passed", 0.1)])
+        self.assertEqual(stat(self.suite).flip_count, 1)
+
+    def test_always_failing_is_failing_not_flaky(self):
+        for _ in range(3):
+            self.record(
+                [(f"{A}[1-2]", "gw0", "failed", 0.1), (f"{A}[2-2]", "gw1", "failed", 0.1)],
+                status=Run.Status.FAILED,
+                commit="abc",
+            )
+        s = stat(self.suite)
+        self.assertEqual((s.flip_count, s.runs_failed, s.runs_seen), (0, 3, 3))
+        self.assertEqual(s.fail_rate, 1.0)
+
+    def test_same_commit_pass_then_fail_is_a_flip(self):
+        self.record([(A, "gw0", "passed", 0.1)], commit="c1")
+        self.assertEqual(stat(self.suite).flip_count, 0)
+        self.record([(A, "gw0", "failed", 0.1)], commit="c1", status=Run.Status.FAILED)
+        s = stat(self.suite)
+        self.assertEqual(s.flip_count, 1)
+        self.assertEqual(s.runs_flaky, 0)  # not flaky inside one run
+        self.assertEqual(s.commits, {"c1": "pf"})
+
+    def test_different_commits_are_not_a_flip(self):
+        self.record([(A, "gw0", "passed", 0.1)], commit="c1")
+        self.record([(A, "gw0", "failed", 0.1)], commit="c2", status=Run.Status.FAILED)
+        self.record([(A, "gw0", "failed", 0.1)], status=Run.Status.FAILED)  # no commit known
+        self.assertEqual(stat(self.suite).flip_count, 0)
+
+    def test_skipped_attempts_are_neither_pass_nor_fail(self):
+        self.record([(A, "gw0", "skipped", 0.0), (A, "gw1", "failed", 0.1)])
+        self.record([("tests/test_a.py::test_skip", "gw0", "skipped", 0.0)])
+        s = stat(self.suite)
+        self.assertEqual((s.flip_count, s.last_outcome), (0, "failed"))
+        skip = stat(self.suite, "tests/test_a.py::test_skip")
+        self.assertEqual((skip.runs_seen, skip.last_outcome, skip.fail_rate), (0, "skipped", None))
+
+    def test_unfinished_runs_do_not_count_and_runs_count_once(self):
+        run = self.record([(A, "gw0", "failed", 0.1)], status=Run.Status.ERROR)
+        self.assertFalse(TestStat.objects.exists())
+        run = self.record([(A, "gw0", "rerun", 0.1), (A, "gw0", "passed", 0.1)])
+        flaky.record_run(run)
+        self.assertEqual(stat(self.suite).runs_seen, 1)
+
+    def test_parallel_only_flag_needs_a_clean_one_worker_run(self):
+        self.record([(A, "gw0", "passed", 0.1), (A, "gw1", "failed", 0.1)], workers=4)
+        s = stat(self.suite)
+        self.assertTrue(s.failed_parallel)
+        self.assertFalse(s.parallel_only)  # never ran with one worker
+        self.record([(A, "gw0", "passed", 0.1)], workers=1)
+        s = stat(self.suite)
+        self.assertTrue(s.parallel_only)
+        self.assertEqual(s.by_workers, {"4": [2, 1], "1": [1, 0]})
+        self.record([(A, "gw0", "failed", 0.1)], workers=1, status=Run.Status.FAILED)
+        s = stat(self.suite)
+        self.assertFalse(s.parallel_only)
+        self.assertTrue(s.failed_serial)
+
+    def test_fail_rate_covers_the_last_k_runs_only(self):
+        TestStat.RECENT_RUNS, old = 3, TestStat.RECENT_RUNS
+        try:
+            self.record([(A, "gw0", "failed", 0.1)], status=Run.Status.FAILED)
+            for _ in range(3):
+                self.record([(A, "gw0", "passed", 0.1)])
+        finally:
+            TestStat.RECENT_RUNS = old
+        s = stat(self.suite)
+        self.assertEqual(len(s.recent), 3)
+        self.assertEqual(s.fail_rate, 0.0)
+        self.assertEqual(s.runs_failed, 1)
+
+    def test_rebuild_matches_incremental_and_keeps_quarantine(self):
+        self.record([(A, "gw0", "passed", 0.1), (A, "gw1", "failed", 0.2)])
+        self.record([(A, "gw0", "passed", 0.3)], commit="c1")
+        self.record([(A, "gw0", "failed", 0.1)], commit="c1", status=Run.Status.FAILED)
+        before = stat(self.suite).to_dict()
+        TestStat.objects.filter(suite=self.suite).update(
+            quarantined=True, quarantine_reason="known"
+        )
+        flaky.rebuild(self.suite)
+        after = stat(self.suite)
+        self.assertEqual({**before, "quarantined": True}, after.to_dict())
+        self.assertEqual(after.flip_count, 2)
+        self.assertEqual(after.quarantine_reason, "known")
+
+    def test_update_is_bulk_whatever_the_number_of_tests(self):
+        results = [(f"t.py::test_{i}", f"gw{i % 4}", "passed", 0.01) for i in range(600)]
+        run = make_run(self.suite, results=results)
+        with CaptureQueriesContext(connection) as ctx:
+            flaky.record_run(run)
+        selects = [q for q in ctx.captured_queries if q["sql"].startswith("SELECT")]
+        writes = [q for q in ctx.captured_queries if q["sql"].startswith("INSERT")]
+        self.assertEqual(len(selects), 2)  # the run's results, the suite's summaries
+        self.assertTrue(all("ON CONFLICT" in q["sql"] for q in writes))  # batched upserts
+        self.assertLess(len(writes), 600 // 20)
+        self.assertEqual(TestStat.objects.filter(suite=self.suite).count(), 600)
+
+    def test_error_key_groups_messages(self):
+        one = "def t():\n>   assert x\nE   AssertionError: at 0x7f00ab\n\nt.py:3: AssertionError"
+        two = "def t():\n>   assert x\nE   AssertionError: at 0x7f99cd\n\nt.py:3: AssertionError"
+        self.assertEqual(flaky.error_key(one), flaky.error_key(two))
+        self.assertEqual(flaky.error_key("boom"), "boom")
+        self.assertEqual(flaky.error_key(""), "(no error message)")

@@ -1,0 +1,66 @@
+"""'Rerun K times': a run of just one test, repeated, on the configuration of a run."""
+
+from runs import flaky
+from runs.models import Run
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+NODE = "tests/test_flaky.py::test_sometimes"
+URL = "/suites/demo/rerun/"
+
+
+class RerunTests(BaseTestCase):
+    def setUp(self):
+        self.source = make_run(
+            self.suite,
+            workers=3,
+            status=Run.Status.FAILED,
+            config=self.config,
+            results=[
+                (f"{NODE}[1-2]", "gw0", "failed", 0.1),
+                (f"{NODE}[2-2]", "gw1", "passed", 0.1),
+            ],
+        )
+        self.source.config_snapshot.update(workers=3, reruns=1, keyword="sometimes")
+        self.source.save()
+        flaky.record_run(self.source)
+
+    def test_launches_the_test_repeated_on_the_same_configuration(self):
+        self.login_member()
+        response = self.client.post(
+            URL, {"nodeid": f"{NODE}[1-2]", "times": "7", "run": self.source.id}
+        )
+        run = Run.objects.exclude(pk=self.source.pk).get()
+        self.assertRedirects(response, run.get_absolute_url(), fetch_redirect_response=False)
+        snap = run.config_snapshot
+        self.assertEqual(snap["repeat"], 7)
+        self.assertEqual((snap["workers"], snap["reruns"], snap["keyword"]), (3, 1, "sometimes"))
+        self.assertEqual(snap["extra_args"][-1], NODE)  # the base node id, no repeat suffix
+        self.assertEqual(run.status, Run.Status.QUEUED)
+        self.assertEqual(run.user, self.member)
+
+    def test_without_a_run_it_uses_the_tests_latest_run(self):
+        self.login_member()
+        self.client.post(URL, {"nodeid": NODE, "times": "3"})
+        run = Run.objects.exclude(pk=self.source.pk).get()
+        self.assertEqual((run.config_snapshot["repeat"], run.config_snapshot["workers"]), (3, 3))
+
+    def test_rejects_options_unknown_tests_and_bad_counts(self):
+        self.login_member()
+        for data in (
+            {"nodeid": "--co", "times": "2"},
+            {"nodeid": "-p evil", "times": "2"},
+            {"nodeid": "tests/x.py::nope", "times": "2"},
+            {"nodeid": NODE, "times": "0"},
+            {"nodeid": NODE, "times": "many"},
+            {"nodeid": NODE, "times": "100000"},
+        ):
+            self.assertEqual(self.client.post(URL, data).status_code, 302)
+        self.assertEqual(Run.objects.count(), 1)
+
+    def test_post_only_and_login_required(self):
+        self.login_member()
+        self.assertEqual(self.client.get(URL).status_code, 405)
+        self.client.logout()
+        self.client.post(URL, {"nodeid": NODE, "times": "2"})
+        self.assertEqual(Run.objects.count(), 1)
