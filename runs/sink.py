@@ -22,6 +22,7 @@ from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
+COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 FINAL_KEYS = ("nodeid", "worker", "outcome", "attempt", "when", "start", "stop", "duration")
 
 
@@ -102,6 +103,14 @@ class DbSink:
                     state.done += 1
                     state.failed += result.outcome in TestResult.FAILING
                 dirty.add(result.worker)
+            elif kind == "collect_error":  # a module that failed to import: show it as an error
+                results.append(
+                    result_from_event(
+                        run_id,
+                        {**event, "outcome": "error", "when": "collect", "worker": COLLECT_WORKER},
+                    )
+                )
+                state.failed += 1
             elif kind == "collected":
                 state.collected = run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
@@ -211,7 +220,11 @@ def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> R
             "nodeid", "worker", "outcome", "duration", "start", "stop"
         )
     )
-    summary = metrics.summarize(tests, outcome.wall_seconds, run.workers or 1)
+    # Collection errors count as errors but belong to no worker (they would skew balance).
+    executed = [t for t in tests if t["worker"] != COLLECT_WORKER]
+    summary = metrics.summarize(executed, outcome.wall_seconds, run.workers or 1)
+    summary["tests"]["errors"] += len(tests) - len(executed)
+    summary["tests"]["total"] += len(tests) - len(executed)
     status, message = status_for(outcome, interrupted)
     status, message = flaky.apply_quarantine(run, tests, status, message)
     run.status = status
