@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--limit", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="ptd-bench-api-"))
     suite = base / "tiny"
@@ -89,10 +90,19 @@ def main() -> None:
         statuses = {}
         for r in runs.values():
             statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-        starts = sorted(ids, key=lambda i: runs[i]["started_at"] or "")
+
+        def when(i, key):
+            return datetime.fromisoformat(runs[i][key])
+
+        # The queue is FIFO by (created_at, id); compare parsed times, never strings.
+        queue = sorted(ids, key=lambda i: (when(i, "created_at"), i))
+        starts = sorted(ids, key=lambda i: (when(i, "started_at"), i))
         # With L runs at once, two started together may swap by a few ms: FIFO means no run
         # starts more than L - 1 places away from its place in the queue.
-        displacement = max(abs(starts.index(i) - ids.index(i)) for i in ids)
+        if args.verbose:
+            for i in starts:
+                print(i, runs[i]["created_at"], runs[i]["started_at"], runs[i]["finished_at"])
+        displacement = max(abs(starts.index(i) - queue.index(i)) for i in ids)
         spans = sorted((datetime.fromisoformat(runs[i]["started_at"]), +1) for i in ids) + sorted(
             (datetime.fromisoformat(runs[i]["finished_at"]), -1) for i in ids
         )
