@@ -45,11 +45,12 @@ done
 TOKEN=$("$PYTHON" manage.py create_token admin --name schemathesis 2>/dev/null | tail -n 1)
 
 status=0
-"$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
+# From the temp dir: schemathesis keeps its example database (.schemathesis/) in the cwd.
+(cd "$DATA" && "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance \
   --max-examples "$EXAMPLES" --seed 5 --workers 2 --request-timeout 20 \
-  --phases examples,coverage,fuzzing || status=$?
+  --phases examples,coverage,fuzzing) || status=$?
 
 if grep -q "Traceback" "$DATA/serve.log"; then
   echo "--- the server logged tracebacks:" >&2
