@@ -15,6 +15,8 @@ every fork, replacements included, happens in a single-threaded process.
 from __future__ import annotations
 
 import contextlib
+import gc
+import importlib
 import os
 import select
 import signal
@@ -31,6 +33,8 @@ from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_
 from .scheduler import MODES, LPTScheduler
 
 PLUGIN_NAME = "ptd-fork"
+# Plugin module -> modules its end-of-session hooks import lazily (see _start_prewarm).
+PREWARM = {"_hypothesis_pytestplugin": ("hypothesis.internal.observability",)}
 _REPORTER_NAME = "ptd-reporter"
 
 
@@ -132,6 +136,7 @@ class ForkEngine:
         self.session: pytest.Session | None = None
         self.stopping = False
         self.basetemp = None
+        self._prewarm: threading.Thread | None = None
 
     def open_writer(self) -> LoopWriter | None:
         self.writer = writer_from_env()
@@ -174,9 +179,17 @@ class ForkEngine:
             with contextlib.suppress(Exception):
                 self.basetemp = factory.getbasetemp()
         self._warn_threads()
+        # Everything alive now is the collected session the workers inherit: keep the garbage
+        # collector off those pages, or every worker would copy them all (copy-on-write).
+        gc.collect()
+        gc.freeze()
         for i in range(self.workers):
             self._spawn(f"gw{i}")
-        self._loop()
+        self._start_prewarm()
+        try:
+            self._loop()
+        finally:
+            self._join_prewarm()
 
     def _loop(self) -> None:
         have_pidfd = hasattr(os, "pidfd_open")
@@ -217,6 +230,7 @@ class ForkEngine:
     def _spawn(self, worker_id: str) -> None:
         from .fork_worker import run_forked_child, worker_main
 
+        self._join_prewarm()  # a replacement, mid-run: no thread may be alive at fork time
         assert self.core is not None and self.session is not None
         workerinput = {
             "workerid": worker_id,
@@ -453,6 +467,37 @@ class ForkEngine:
         reporter = self.config.pluginmanager.get_plugin(_REPORTER_NAME)
         if reporter is not None:
             reporter.emit(type_, **fields)
+
+    def _start_prewarm(self) -> None:
+        """Import now, while the workers run, what the end of the session imports lazily.
+
+        The controller is mostly idle during the run; its end-of-session hooks are not (the
+        hypothesis plugin imports hypothesis in its terminal summary: ~0.5 s). Done on a
+        thread, which is joined before any later fork.
+        """
+        pm = self.config.pluginmanager
+        names = [
+            module
+            for plugin, modules in PREWARM.items()
+            if plugin in sys.modules and pm.is_registered(sys.modules[plugin])
+            for module in modules
+            if module not in sys.modules
+        ]
+        if not names:
+            return
+
+        def prewarm() -> None:
+            for name in names:
+                with contextlib.suppress(Exception):
+                    importlib.import_module(name)
+
+        self._prewarm = threading.Thread(target=prewarm, name="ptd-prewarm", daemon=True)
+        self._prewarm.start()
+
+    def _join_prewarm(self) -> None:
+        thread, self._prewarm = self._prewarm, None
+        if thread is not None:
+            thread.join()
 
     def _warn_threads(self) -> None:
         others = [

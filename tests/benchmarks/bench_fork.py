@@ -1,0 +1,106 @@
+"""Issue #7 figures: the fork engine against plain pytest / pytest-xdist, alternating rounds.
+
+    python -m tests.benchmarks.bench_fork [--rounds 3] [--only uniform,imports,api,skewed]
+
+For each scenario one PTD run first records the durations (the scheduler's history), then
+the commands alternate; medians are compared with the issue's targets:
+
+  uniform  2,000 tests of ~1 ms, N=2:  run_suite <= serial pytest, <= 0.6 x pytest -n 2
+  imports  --import-cost 0.5, 100 tests, N=8:  run_suite <= 0.5 x pytest -n 8
+  api      200 API calls of 0.2 s, N=16:  engine wall <= 1.4 x lower bound,
+           run_suite <= 0.5 x pytest -n 16
+  skewed   400 tests, 6 long ones last, N=4:  engine wall <= 1.10 x lower bound,
+           run_suite <= 0.85 x pytest -n 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from tests.benchmarks.common import (
+    fresh_data_dir,
+    lower_bound,
+    make_suite,
+    median,
+    run_ptd,
+    run_serial,
+    run_xdist,
+)
+
+SCENARIOS = {
+    # name: (make_suite args, workers, targets)
+    "uniform": (["--profile", "uniform", "--tests", "2000"], 2, {"serial": 1.0, "xdist": 0.6}),
+    "imports": (
+        ["--profile", "uniform", "--tests", "100", "--import-cost", "0.5"],
+        8,
+        {"xdist": 0.5},
+    ),
+    "api": (["--profile", "api", "--tests", "200"], 16, {"bound": 1.4, "xdist": 0.5}),
+    "skewed": (
+        ["--profile", "skewed", "--tests", "400", "--seed", "1", "--long", "6"],
+        4,
+        {"bound": 1.10, "xdist": 0.85},
+    ),
+}
+
+
+def bench(name: str, rounds: int, base: Path) -> list[str]:
+    args, n, targets = SCENARIOS[name]
+    suite = base / name
+    made = make_suite(suite, *args)
+    bound = lower_bound(made["planned"], n)
+    data = fresh_data_dir()
+    ptd_args = ["--workers", str(n), "--engine", "fork"]
+    run_ptd(data, suite, *ptd_args)  # records the durations the scheduler uses next
+    cmd, wall, xdist, serial = [], [], [], []
+    for i in range(rounds):
+        took, summary = run_ptd(data, suite, *ptd_args)
+        assert summary["status"] == "passed", summary
+        cmd.append(took)
+        wall.append(summary["wall_seconds"])
+        xdist.append(run_xdist(suite, n))
+        line = (
+            f"  round {i + 1}: run_suite {took:.2f} s (engine {wall[-1]:.2f} s, "
+            f"balance {summary['balance']:.3f}), pytest -n {n} {xdist[-1]:.2f} s"
+        )
+        if "serial" in targets:
+            serial.append(run_serial(suite))
+            line += f", serial pytest {serial[-1]:.2f} s"
+        print(line, flush=True)
+    m_cmd, m_wall, m_x = median(cmd), median(wall), median(xdist)
+    out = [
+        f"{name}: N={n}, lower bound {bound:.2f} s; medians of {rounds}: run_suite "
+        f"{m_cmd:.2f} s, engine wall {m_wall:.2f} s, pytest -n {n} {m_x:.2f} s"
+        + (f", serial {median(serial):.2f} s" if serial else "")
+    ]
+    checks = {
+        "serial": ("run_suite / serial pytest", m_cmd / median(serial) if serial else None),
+        "xdist": (f"run_suite / pytest -n {n}", m_cmd / m_x),
+        "bound": ("engine wall / lower bound", m_wall / bound),
+    }
+    for key, target in targets.items():
+        label, value = checks[key]
+        verdict = "ok" if value <= target else "MISSED"
+        out.append(f"  {label} = {value:.3f}  (target <= {target:.2f}) {verdict}")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="ptd-bench-fork-"))
+    report = []
+    for name in args.only.split(","):
+        print(f"== {name}", flush=True)
+        lines = bench(name.strip(), args.rounds, base)
+        print("\n".join(lines), flush=True)
+        report += lines
+    print("\n== summary\n" + "\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
