@@ -6,8 +6,9 @@
   const config = { displayModeBar: false, responsive: true };
 
   function chart(id, title, traces, extra) {
-    const layout = Object.assign({ title: { text: title }, margin: { t: 40, l: 50, r: 20, b: 40 },
-      hovermode: "closest", legend: { orientation: "h" } }, extra || {});
+    const layout = Object.assign({ title: { text: title }, margin: { t: 60, l: 60, r: 60, b: 40 },
+      hovermode: "closest", legend: { orientation: "h", x: 0, y: 1.12 },
+      yaxis: { rangemode: "tozero" } }, extra || {});
     Plotly.newPlot(id, traces, layout, config);
     document.getElementById(id).on("plotly_click", (event) => {
       const url = event.points[0] && event.points[0].customdata;
@@ -39,7 +40,7 @@
         line(points, "efficiency", "efficiency", { yaxis: "y2" }),
         { type: "scatter", mode: "lines", name: "efficiency target 0.75", x: [x[0], x[x.length - 1]],
           y: [0.75, 0.75], yaxis: "y2", line: { dash: "dash", color: "#b45309" }, hoverinfo: "skip" },
-      ], { yaxis: { title: "speedup" }, yaxis2: { title: "efficiency", overlaying: "y", side: "right", rangemode: "tozero" } });
+      ], { yaxis: { title: "speedup", rangemode: "tozero" }, yaxis2: { title: "efficiency", overlaying: "y", side: "right", rangemode: "tozero" } });
       chart("chart-balance", "Worker balance (max / mean busy; 1.0 is perfect)", [line(points, "balance", "balance")]);
       chart("chart-flakiness", "Flakiness rate", [line(points, "flakiness_rate", "flakiness rate")]);
       chart("chart-wall", "Wall time (s)", [line(points, "wall_seconds", "wall"), line(points, "serial_seconds", "serial work")]);
