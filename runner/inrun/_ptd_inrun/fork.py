@@ -390,7 +390,7 @@ class ForkEngine:
         assert self.core is not None
         unfinished = self.core.remove_worker(handle.id)
         clean = handle.said_bye and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        if clean and not unfinished:
+        if clean and (not unfinished or self.stopping):  # stopped early (-x): not a crash
             self._emit("worker_down", worker=handle.id, crashed=False, error=None)
             return
         how = describe_exit(status)
