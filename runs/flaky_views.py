@@ -106,8 +106,13 @@ def quarantine_list(request, name):
 
 
 def _back(request, default: str) -> str:
+    """Where to go after a POST: a local path from `next`, else `default`.
+
+    Only a path ("/..."): redirect() would take any other text for a URL pattern's name
+    (a 500 on NoReverseMatch) or a relative URL.
+    """
     target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(
+    if target.startswith("/") and url_has_allowed_host_and_scheme(
         target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
         return target
@@ -186,7 +191,7 @@ def rerun(request, name):
         return redirect(back)
     source = None
     run_id = request.POST.get("run", "")
-    if run_id.isdigit():
+    if run_id.isascii() and run_id.isdigit():  # not "²": str.isdigit() but int() refuses it
         source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
     if source is None:
         source = flaky.last_run_of(suite, nodeid)

@@ -23,15 +23,20 @@ EFFICIENCY_TARGET = 0.75
 
 def _date(value: str | None) -> date | None:
     try:
-        return date.fromisoformat(value) if value else None
+        day = date.fromisoformat(value) if value else None
     except ValueError:
         return None
+    # The period's end is the next midnight: the last day has none (an OverflowError).
+    return None if day == date.max else day
 
 
 def period(params) -> tuple[date, date]:
     """[since, until] as dates, both included; default: the last 30 days."""
     until = _date(params.get("until")) or timezone.localdate()
-    since = _date(params.get("since")) or until - timedelta(days=DEFAULT_DAYS - 1)
+    since = _date(params.get("since"))
+    if since is None:
+        days = min(DEFAULT_DAYS - 1, (until - date.min).days)  # no OverflowError near year 1
+        since = until - timedelta(days=days)
     if since > until:
         since, until = until, since
     return since, until

@@ -31,7 +31,7 @@ def filtered_runs(suite: Suite, params) -> tuple:
     runs = Run.objects.filter(suite=suite, status__in=FINISHED)
     filters = {}
     workers = params.get("workers", "").strip()
-    if workers.isdigit():
+    if workers.isascii() and workers.isdigit():  # not "²": str.isdigit() but int() refuses it
         runs = runs.filter(workers=int(workers))
         filters["workers"] = workers
     if branch := params.get("branch", "").strip():

