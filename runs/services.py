@@ -90,8 +90,18 @@ def _clean_value(key: str, value):
     if key in ("keyword", "markers"):
         if not isinstance(value, str) or len(value) > 500:
             raise LaunchError(f"{key} must be a string of at most 500 characters", key)
+        check_expression(key, value)
         return value
     raise LaunchError(f"unknown option {key!r}", key)  # pragma: no cover - guarded above
+
+
+def check_expression(key: str, value: str) -> None:
+    """A -k / -m expression goes to pytest as one argv item after its option: it must not
+    read as an option itself, nor hold a NUL (neither argv nor PostgreSQL takes one)."""
+    if value.lstrip().startswith("-"):
+        raise LaunchError(f"{key} must be a pytest expression, not an option: {value!r}", key)
+    if "\x00" in value:
+        raise LaunchError(f"{key} must not contain NUL characters", key)
 
 
 def snapshot(config: RunConfig, overrides: Overrides) -> dict:
@@ -139,6 +149,9 @@ def launch(
     suite = config.suite
     snap = snapshot(config, Overrides.clean(overrides))
     snap["extra_args"] += list(extra_args or [])
+    for key in ("keyword", "markers"):  # the configuration's own too, not only overrides
+        if snap.get(key):
+            check_expression(key, snap[key])
     if not Path(suite.path).is_dir():
         raise LaunchError(f"the suite's directory {suite.path} does not exist", "suite")
     check_engine_available(suite, snap)

@@ -1,7 +1,11 @@
 """Security review regressions: hostile input gets a 4xx or a form error (never a 500), the
 API's schema and docs need a login, and user text never becomes a pytest option."""
 
-from runs.models import TestStat
+import pytest
+from django.test import Client
+
+from runs import services
+from runs.models import ApiToken, Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run
 
@@ -55,3 +59,35 @@ class HostileInputTests(BaseTestCase):
             ):
                 with self.subTest(url=url, params=params):
                     assert self.client.get(url, params).status_code == 200
+
+
+class ExpressionOptionTests(BaseTestCase):
+    """-k / -m values follow their option in argv; they must not read as options."""
+
+    def test_launch_form_refuses_an_option_as_keyword_or_markers(self):
+        self.login_member()
+        for field, value in (("keyword", "-p evil"), ("markers", "--co"), ("keyword", "a\x00b")):
+            with self.subTest(field=field, value=value):
+                response = self.client.post(
+                    "/suites/demo/", {"config": self.config.pk, field: value}
+                )
+                assert response.status_code == 400
+                assert Run.objects.count() == 0
+
+    def test_api_refuses_it_with_a_400(self):
+        _, raw = ApiToken.create_for(self.member)
+        client = Client(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        response = client.post(
+            "/api/runs", {"suite": "demo", "keyword": "--help"}, content_type="application/json"
+        )
+        assert response.status_code == 400 and "keyword" in response.json()["detail"]
+
+    def test_a_configured_option_is_refused_too(self):
+        self.config.markers = "-x"
+        self.config.save()
+        with pytest.raises(services.LaunchError):
+            services.launch(self.config)
+
+    def test_expressions_are_still_accepted(self):
+        services.check_expression("keyword", "not slow and test_a")
+        services.check_expression("markers", "")
