@@ -5,10 +5,12 @@ Auth: `Authorization: Bearer <token>` or the browser session (with CSRF). Errors
 """
 
 from datetime import datetime
+from functools import wraps
 from typing import Literal
 
+from django.contrib.auth.views import redirect_to_login
 from django.db import DataError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Field, NinjaAPI, Query, Router, Schema, Status
 from ninja.errors import HttpError
@@ -43,11 +45,33 @@ class ActiveSession(SessionAuth):
         return user if user is not None and user.is_active else None
 
 
+def docs_login_required(view):
+    """The schema and docs page are for users too: a session or a valid bearer token (CI tools
+    such as schemathesis load the schema with the token). Else the login page, or a 401 for
+    the JSON schema."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        user = request.user
+        if not user.is_authenticated:
+            header = request.headers.get("Authorization", "")
+            scheme, _, raw = header.partition(" ")
+            bearer = scheme.lower() == "bearer"
+            if not bearer or ApiToken.objects.authenticate(raw.strip()) is None:
+                if request.path.endswith(".json"):
+                    return JsonResponse({"detail": "Unauthorized"}, status=401)
+                return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
 api = NinjaAPI(
     title="Parallel Test Dashboard API",
     version="1",
     auth=[BearerToken(), ActiveSession()],
     urls_namespace="api",
+    docs_decorator=docs_login_required,
 )
 
 

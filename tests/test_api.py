@@ -44,7 +44,7 @@ class AuthTests(ApiTestCase):
         assert self.client.get("/api/suites").status_code == 200
 
     def test_openapi_schema_is_served(self):
-        response = self.client.get("/api/openapi.json")
+        response = self.call("get", "/api/openapi.json", self.member_token)
         assert response.status_code == 200
         assert "/api/runs" in response.json()["paths"]
 

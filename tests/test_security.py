@@ -91,3 +91,21 @@ class ExpressionOptionTests(BaseTestCase):
     def test_expressions_are_still_accepted(self):
         services.check_expression("keyword", "not slow and test_a")
         services.check_expression("markers", "")
+
+
+class ApiDocsLoginTests(BaseTestCase):
+    def test_outsiders_get_a_login_redirect_or_a_401(self):
+        client = Client()
+        docs = client.get("/api/docs")
+        assert docs.status_code == 302 and docs["Location"].startswith("/login/")
+        schema = client.get("/api/openapi.json")
+        assert schema.status_code == 401
+        bad = Client(HTTP_AUTHORIZATION="Bearer ptd_nope").get("/api/openapi.json")
+        assert bad.status_code == 401
+
+    def test_a_token_or_a_session_reads_the_schema(self):
+        _, raw = ApiToken.create_for(self.member)
+        schema = Client(HTTP_AUTHORIZATION=f"Bearer {raw}").get("/api/openapi.json")
+        assert schema.status_code == 200 and "/api/runs" in schema.json()["paths"]
+        self.login_member()
+        assert self.client.get("/api/openapi.json").status_code == 200
