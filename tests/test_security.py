@@ -2,6 +2,8 @@
 API's schema and docs need a login, and user text never becomes a pytest option."""
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.test import Client
 
 from runs import services
@@ -109,3 +111,9 @@ class ApiDocsLoginTests(BaseTestCase):
         assert schema.status_code == 200 and "/api/runs" in schema.json()["paths"]
         self.login_member()
         assert self.client.get("/api/openapi.json").status_code == 200
+
+
+def test_serve_refuses_a_bad_port_with_exit_2():
+    with pytest.raises(CommandError) as info:
+        call_command("serve", "--port", "0", "--no-migrate")
+    assert info.value.returncode == 2 and "--port" in str(info.value)

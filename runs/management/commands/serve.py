@@ -23,7 +23,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, no_migrate, **options):
         if not 0 < port < 65536:
-            raise CommandError(f"--port must be between 1 and 65535, got {port}")
+            raise CommandError(f"--port must be between 1 and 65535, got {port}", returncode=2)
         # daphne.server installs Twisted's asyncio reactor on import; import it first.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server, twisted_loop
