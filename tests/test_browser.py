@@ -102,3 +102,7 @@ def test_script_in_nodeid_renders_inert(server, page, tmp_path):
     text = page.text_content("#failures")
     assert "<script>window.pwned=1</script>" in text
     assert "<img src=x onerror=window.pwned=2>" in text
+    # Plotly renders some tags in labels: the Gantt's hover text carries them as entities.
+    page.wait_for_function("(document.getElementById('gantt').data || []).length > 0")
+    hover = page.evaluate("document.getElementById('gantt').data.flatMap((t) => t.text).join()")
+    assert "&lt;script&gt;" in hover and "<script>" not in hover

@@ -9,6 +9,8 @@
     passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
     skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
   };
+  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
+  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   let state;
   let socket;
   let retry = 0;
@@ -197,8 +199,8 @@
       const t = byOutcome.get(r.outcome);
       t.base.push(r.start - t0);
       t.x.push(Math.max(r.duration, 0.001));
-      t.y.push(r.worker);
-      t.text.push(`${r.nodeid} (${r.duration.toFixed(3)} s)`);
+      t.y.push(inert(r.worker));
+      t.text.push(inert(`${r.nodeid} (${r.duration.toFixed(3)} s)`));
     }
     const traces = [...byOutcome.entries()].map(([outcome, t]) => ({
       type: "bar", orientation: "h", name: outcome, x: t.x, base: t.base, y: t.y,
@@ -212,8 +214,8 @@
     const ids = [...state.workers.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
     const workers = ids.map((id) => state.workers.get(id));
     Plotly.react("balance", [
-      { type: "bar", name: "busy seconds", x: ids, y: workers.map((w) => w.busy_seconds) },
-      { type: "bar", name: "tests", x: ids, y: workers.map((w) => w.tests), yaxis: "y2" },
+      { type: "bar", name: "busy seconds", x: ids.map(inert), y: workers.map((w) => w.busy_seconds) },
+      { type: "bar", name: "tests", x: ids.map(inert), y: workers.map((w) => w.tests), yaxis: "y2" },
     ], { barmode: "group", margin: { t: 20, l: 50, r: 50, b: 40 },
          yaxis: { title: "busy seconds" }, yaxis2: { title: "tests", overlaying: "y", side: "right" } },
     { displayModeBar: false, responsive: true });

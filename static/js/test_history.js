@@ -9,6 +9,8 @@
     box.textContent = "No executed attempts yet.";
     return;
   }
+  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
+  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const COLORS = { passed: "#16a34a", failed: "#dc2626", flaky: "#f59e0b", skipped: "#9ca3af" };
   Plotly.newPlot(box, [{
     type: "scatter", mode: "lines+markers", name: "mean seconds per attempt",
@@ -16,7 +18,7 @@
     marker: { color: points.map((p) => COLORS[p.outcome] || "#64748b"), size: 9 },
     line: { color: "#94a3b8" },
     customdata: points.map((p) => p.url),
-    text: points.map((p) => `run #${p.run_id} · ${p.outcome} · ${p.workers} workers · ${p.worker_ids.join(", ")}`),
+    text: points.map((p) => `run #${p.run_id} · ${p.outcome} · ${p.workers} workers · ${inert(p.worker_ids.join(", "))}`),
     hovertemplate: "%{text}<br>%{y:.3f} s<extra></extra>",
   }], { margin: { t: 20, l: 50, r: 20, b: 40 }, yaxis: { title: "seconds", rangemode: "tozero" } },
   { displayModeBar: false, responsive: true });

@@ -4,6 +4,8 @@
   const box = document.getElementById("trends");
   if (!box || !window.Plotly) return;
   const config = { displayModeBar: false, responsive: true };
+  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
+  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 
   function chart(id, title, traces, extra) {
     const layout = Object.assign({ title: { text: title }, margin: { t: 60, l: 60, r: 60, b: 40 },
@@ -21,7 +23,7 @@
       type: "scatter", mode: "lines+markers", name,
       x: points.map((p) => p.time), y: points.map((p) => p[key]),
       customdata: points.map((p) => p.url),
-      text: points.map((p) => `run #${p.run_id} · ${p.workers} workers${p.branch ? " · " + p.branch : ""}`),
+      text: points.map((p) => `run #${p.run_id} · ${p.workers} workers${p.branch ? " · " + inert(p.branch) : ""}`),
       hovertemplate: "%{text}<br>%{y}<extra>" + name + "</extra>",
     }, extra || {});
   }
