@@ -78,7 +78,20 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # Binary frames and text that is not JSON are ignored, like any message not understood
+        # (the base class raised, which dropped the connection with a traceback in the log).
+        if not text_data:
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict):
+            return
         if content.get("type") == "snapshot":  # a client may ask to rebuild its state
             data = await database_sync_to_async(snapshot)(self.run_id)
             if data:

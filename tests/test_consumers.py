@@ -113,3 +113,16 @@ async def test_unknown_run_closes_with_error():
     closed = await communicator.receive_output(timeout=2)
     assert closed == {"type": "websocket.close", "code": 4404}
     await communicator.disconnect()
+
+
+async def test_malformed_client_messages_are_ignored():
+    user, run = await setup_run()
+    communicator = await connect(run.id, user)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    for text in ("not json", "[1, 2]", '"snapshot"', "null"):
+        await communicator.send_to(text_data=text)
+    await communicator.send_to(bytes_data=b"\x00\x01")
+    await communicator.send_json_to({"type": "snapshot"})  # the socket is still open and served
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    await communicator.disconnect()
