@@ -101,10 +101,11 @@ def cancel(run: Run, pool: Pool | None = None) -> bool:
         return False
     if pool is not None and pool.cancel(run.id):
         return True
-    # Owned by another process: mark it; its dispatcher stops the process on its next tick.
+    # Owned by another process (or an external CI run): mark it; a dispatcher owning the
+    # process stops it on its next tick, and its finishing figures then complete the row.
     return bool(
         Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.CANCELLED, message="Cancelled."
+            status=Run.Status.CANCELLED, message="Cancelled.", finished_at=timezone.now()
         )
     )
 
