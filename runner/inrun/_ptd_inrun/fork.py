@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import os
 import select
 import signal
@@ -28,13 +27,11 @@ from typing import Any
 
 import pytest
 
-from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
+from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids, start_prewarm
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .scheduler import MODES, LPTScheduler
 
 PLUGIN_NAME = "ptd-fork"
-# Plugin module -> modules its end-of-session hooks import lazily (see _start_prewarm).
-PREWARM = {"_hypothesis_pytestplugin": ("hypothesis.internal.observability",)}
 _REPORTER_NAME = "ptd-reporter"
 
 
@@ -469,30 +466,7 @@ class ForkEngine:
             reporter.emit(type_, **fields)
 
     def _start_prewarm(self) -> None:
-        """Import now, while the workers run, what the end of the session imports lazily.
-
-        The controller is mostly idle during the run; its end-of-session hooks are not (the
-        hypothesis plugin imports hypothesis in its terminal summary: ~0.5 s). Done on a
-        thread, which is joined before any later fork.
-        """
-        pm = self.config.pluginmanager
-        names = [
-            module
-            for plugin, modules in PREWARM.items()
-            if plugin in sys.modules and pm.is_registered(sys.modules[plugin])
-            for module in modules
-            if module not in sys.modules
-        ]
-        if not names:
-            return
-
-        def prewarm() -> None:
-            for name in names:
-                with contextlib.suppress(Exception):
-                    importlib.import_module(name)
-
-        self._prewarm = threading.Thread(target=prewarm, name="ptd-prewarm", daemon=True)
-        self._prewarm.start()
+        self._prewarm = start_prewarm(self.config)
 
     def _join_prewarm(self) -> None:
         thread, self._prewarm = self._prewarm, None
