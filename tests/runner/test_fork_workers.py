@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from runner import procs
 from runner.command import build_env
 from runner.inrun._ptd_inrun.fork_wire import FrameReader, LoopWriter, pack
@@ -238,7 +240,8 @@ class _Sink:
         pass
 
 
-def test_cancel_ends_the_controller_and_every_worker(tmp_path, fast_pytest_cmd):
+@pytest.mark.parametrize("how", ["cancel", "timeout"])
+def test_cancel_and_timeout_end_the_controller_and_every_worker(tmp_path, fast_pytest_cmd, how):
     from tests.runner.conftest import write_suite
 
     write_suite(tmp_path, HANGING)
@@ -246,16 +249,18 @@ def test_cancel_ends_the_controller_and_every_worker(tmp_path, fast_pytest_cmd):
     sink = _Sink()
     pool = Pool(sink, grace=2.0)
     try:
+        timeout = 5.0 if how == "timeout" else None  # long enough for both workers to start
         spec = RunSpec(
-            1, [*argv, "--ptd-workers", "2"], str(tmp_path), env, None, str(tmp_path / "run.log")
+            1, [*argv, "--ptd-workers", "2"], str(tmp_path), env, timeout, str(tmp_path / "run.log")
         )
         pool.submit(spec)
         assert sink.started.wait(WAIT)
         workers = _wait_for_pids(tmp_path, 2)
         assert sink.pid not in workers and all(os.getpgid(p) == sink.pid for p in workers)
-        assert pool.cancel(1)
+        if how == "cancel":
+            assert pool.cancel(1)
         outcome = pool.wait(1, WAIT)
-        assert outcome is not None and outcome.reason == "cancelled"
+        assert outcome is not None and outcome.reason == ("cancelled" if how == "cancel" else how)
         _wait_group_gone(sink.pid)
     finally:
         pool.shutdown(timeout=WAIT)
