@@ -18,7 +18,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-ENGINES = [("xdist", "xdist (pytest -n)"), ("fork", "fork (collect once, then fork)")]
+ENGINES = [("fork", "fork (collect once, then fork)"), ("xdist", "xdist (pytest -n)")]
 DIST_MODES = [
     ("load", "load: longest first, test by test"),
     ("loadscope", "loadscope: a module or class per worker"),
@@ -124,7 +124,8 @@ class RunConfig(models.Model):
         validators=[MaxValueValidator(MAX_WORKERS)],
         help_text="Number of workers; 0 means one per CPU core (-n auto).",
     )
-    engine = models.CharField(max_length=10, choices=ENGINES, default="xdist")
+    # fork: collect once, fork N workers (Linux); xdist stays the compatible alternative.
+    engine = models.CharField(max_length=10, choices=ENGINES, default="fork")
     dist = models.CharField(max_length=10, choices=DIST_MODES, default="load")
     repeat = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]

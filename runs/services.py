@@ -111,7 +111,7 @@ def snapshot(config: RunConfig, overrides: Overrides) -> dict:
     return data
 
 
-_plugin_cache: dict[tuple[str, int, int, int], str | None] = {}
+_plugin_cache: dict[tuple, str | None] = {}
 
 
 def check_engine_available(suite: Suite, snap: dict) -> None:
@@ -119,13 +119,20 @@ def check_engine_available(suite: Suite, snap: dict) -> None:
         raise LaunchError(
             f"the {snap['engine']} engine is not available in this version; use xdist", "engine"
         )
-    key = (suite.interpreter, snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0)
-    if key not in _plugin_cache:
+    key = (
+        suite.interpreter,
+        snap["engine"],
+        snap["workers"] != 1,
+        snap["repeat"] > 1,
+        snap["reruns"] > 0,
+    )
+    if key not in _plugin_cache:  # the fork engine needs no xdist in the suite's interpreter
         _plugin_cache[key] = command.check_plugins(
             suite.interpreter,
             workers=snap["workers"] or "auto",
             repeat=snap["repeat"],
             reruns=snap["reruns"],
+            engine=snap["engine"],
         )
     missing = _plugin_cache[key]
     if missing:
