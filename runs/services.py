@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +112,46 @@ def snapshot(config: RunConfig, overrides: Overrides) -> dict:
     return data
 
 
-_plugin_cache: dict[tuple, str | None] = {}
+PLUGIN_CHECK_TTL = 600.0  # seconds a passed check of an interpreter's plugins is trusted
+
+
+def _plugins_missing(suite: Suite, snap: dict) -> str | None:
+    """Which pytest plugin the run needs and the suite's interpreter lacks, or None.
+
+    Asking the interpreter costs a process start, so a passed check is remembered in the data
+    dir for a few minutes (keyed by the interpreter and its mtime), which every command shares.
+    Failed checks are never cached: installing the package fixes the next launch at once.
+    """
+    python = suite.interpreter
+    try:
+        stamp = os.stat(python).st_mtime
+    except OSError:
+        stamp = 0.0
+    needs = [snap["engine"], snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0]
+    key = json.dumps([python, stamp, *needs])
+    cache_file = Path(settings.DATA_DIR) / "plugin-checks.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if time.time() - cache.get(key, 0) < PLUGIN_CHECK_TTL:
+        return None
+    missing = command.check_plugins(
+        python,
+        workers=snap["workers"] or "auto",
+        repeat=snap["repeat"],
+        reruns=snap["reruns"],
+        engine=snap["engine"],
+    )
+    if not missing:
+        cache[key] = time.time()
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(cache))
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass  # a cache that cannot be written only costs the next check
+    return missing
 
 
 def check_engine_available(suite: Suite, snap: dict) -> None:
@@ -119,22 +159,7 @@ def check_engine_available(suite: Suite, snap: dict) -> None:
         raise LaunchError(
             f"the {snap['engine']} engine is not available in this version; use xdist", "engine"
         )
-    key = (
-        suite.interpreter,
-        snap["engine"],
-        snap["workers"] != 1,
-        snap["repeat"] > 1,
-        snap["reruns"] > 0,
-    )
-    if key not in _plugin_cache:  # the fork engine needs no xdist in the suite's interpreter
-        _plugin_cache[key] = command.check_plugins(
-            suite.interpreter,
-            workers=snap["workers"] or "auto",
-            repeat=snap["repeat"],
-            reruns=snap["reruns"],
-            engine=snap["engine"],
-        )
-    missing = _plugin_cache[key]
+    missing = _plugins_missing(suite, snap)
     if missing:
         raise LaunchError(missing, "python")
 

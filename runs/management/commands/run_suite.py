@@ -111,6 +111,9 @@ class ProgressSink(DbSink):
 
 class Command(BaseCommand):
     help = "Run a pytest suite on N workers through PTD's pool and store the results."
+    # CI calls this for every run: skip the project-wide system checks (`manage.py check`
+    # and `serve` run them); they cost more start-up time than small suites take to run.
+    requires_system_checks = []
 
     def run_from_argv(self, argv):
         # Everything after "--" goes to pytest untouched.
