@@ -72,7 +72,14 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json({"type": "error", "detail": "No such run."})
             await self.close(code=CLOSE_NOT_FOUND)
             return
-        await self.send_json(data)
+        await self.send_snapshot(data)
+
+    async def send_snapshot(self, data: dict) -> None:
+        """The snapshot, its results split over several messages when they are many."""
+        first, *rest = live.chunked(data["results"])
+        await self.send_json({**data, "results": first})
+        for chunk in rest:
+            await self.send_json({"type": "results", "results": chunk})
 
     async def disconnect(self, code):
         if hasattr(self, "group"):
@@ -95,7 +102,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if content.get("type") == "snapshot":  # a client may ask to rebuild its state
             data = await database_sync_to_async(snapshot)(self.run_id)
             if data:
-                await self.send_json(data)
+                await self.send_snapshot(data)
 
     async def run_message(self, event):
         await self.send_json(event["message"])

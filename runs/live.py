@@ -42,3 +42,23 @@ def publish(run_id: int, message: dict) -> None:
         # else: in-memory layer and no server loop in this process: nobody can be listening.
     except Exception:  # publishing is best effort; the database is the record
         log.exception("could not publish to run %s", run_id)
+
+
+# Websocket messages stay well under the server's 1 MiB frame limit (daphne/autobahn refuse
+# larger ones); a big snapshot or batch goes out as several messages.
+MESSAGE_BUDGET = 256 * 1024
+
+
+def chunked(results: list[dict], budget: int | None = None) -> list[list[dict]]:
+    """Split results into lists whose JSON stays under `budget` bytes (estimated cheaply)."""
+    budget = budget or MESSAGE_BUDGET
+    chunks: list[list[dict]] = [[]]
+    size = 0
+    for result in results:
+        cost = 200 + len(result.get("nodeid") or "") + len(result.get("longrepr") or "") * 2
+        if chunks[-1] and size + cost > budget:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(result)
+        size += cost
+    return chunks

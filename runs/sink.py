@@ -140,11 +140,12 @@ class DbSink:
                 Run.objects.filter(pk=run_id).update(**run_fields)
         stored = time.monotonic()
         if results or stats or run_fields:
+            first, *rest = live.chunked([live_result(r) for r in results])
             live.publish(
                 run_id,
                 {
                     "type": "results",
-                    "results": [live_result(r) for r in results],
+                    "results": first,
                     "workers": [worker_dict(s) for s in stats],
                     "progress": {
                         "done": state.done,
@@ -154,6 +155,8 @@ class DbSink:
                     "sent_at": time.time(),  # lets clients measure report -> page latency
                 },
             )
+            for chunk in rest:  # a huge batch (many long tracebacks) in several messages
+                live.publish(run_id, {"type": "results", "results": chunk, "sent_at": time.time()})
         log.debug(
             "run %s: %d events stored in %.1f ms, published in %.1f ms",
             run_id,

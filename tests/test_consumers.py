@@ -126,3 +126,23 @@ async def test_malformed_client_messages_are_ignored():
     await communicator.send_json_to({"type": "snapshot"})  # the socket is still open and served
     assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
     await communicator.disconnect()
+
+
+async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):
+    """A run's snapshot can exceed the server's 1 MiB frame limit: it is split, nothing lost."""
+    user, run = await setup_run()
+    monkeypatch.setattr(live, "MESSAGE_BUDGET", 2000)
+    sink = DbSink()
+    events = [test_event(f"t.py::test_{i}", start=100.0 + i) for i in range(40)]
+    await database_sync_to_async(sink.handle_events)(run.id, events)
+    communicator = await connect(run.id, user)
+    assert (await communicator.connect())[0]
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot" and 0 < len(snapshot["results"]) < 40
+    nodeids = [r["nodeid"] for r in snapshot["results"]]
+    while len(nodeids) < 40:
+        more = await communicator.receive_json_from(timeout=5)
+        assert more["type"] == "results"
+        nodeids += [r["nodeid"] for r in more["results"]]
+    assert nodeids == [f"t.py::test_{i}" for i in range(40)]
+    await communicator.disconnect()

@@ -244,7 +244,7 @@
         render(true);
         break;
       case "results":
-        batches.push({ sent_at: msg.sent_at, received: Date.now(), n: msg.results.length });
+        if (msg.sent_at) batches.push({ sent_at: msg.sent_at, received: Date.now(), n: msg.results.length });
         addResults(msg.results);
         setWorkers(msg.workers);
         if (msg.progress && msg.progress.collected) state.collected = msg.progress.collected;
