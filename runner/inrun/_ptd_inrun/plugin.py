@@ -4,6 +4,7 @@ Loaded in the run's pytest process with ``-p _ptd_inrun.plugin``. Active only in
 controlling process (xdist workers load it too, and do nothing). Events go to the descriptor
 named by ``PTD_EVENTS_FD``; without it nothing is emitted but the scheduler still works.
 """
+
 from __future__ import annotations
 
 import os
@@ -145,8 +146,12 @@ class Reporter:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        self.emit("worker_down", worker=str(node.gateway.id), crashed=error is not None,
-                  error=None if error is None else str(error))
+        self.emit(
+            "worker_down",
+            worker=str(node.gateway.id),
+            crashed=error is not None,
+            error=None if error is None else str(error),
+        )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         worker = _worker_of(report)
@@ -178,9 +183,18 @@ class Reporter:
         self.attempts[nodeid] = number + 1
         start = attempt.start if attempt.start is not None else time.time()
         stop = attempt.stop if attempt.stop is not None else start
-        self.emit("test", nodeid=nodeid, worker=worker, outcome=attempt.outcome or "passed",
-                  attempt=number, when=attempt.when or "call", start=start, stop=stop,
-                  duration=attempt.duration, longrepr=attempt.longrepr)
+        self.emit(
+            "test",
+            nodeid=nodeid,
+            worker=worker,
+            outcome=attempt.outcome or "passed",
+            attempt=number,
+            when=attempt.when or "call",
+            start=start,
+            stop=stop,
+            duration=attempt.duration,
+            longrepr=attempt.longrepr,
+        )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
