@@ -5,6 +5,7 @@
   const app = document.getElementById("run-app");
   if (!app) return;
   const FAILING = new Set(["failed", "error", "crashed"]);
+  const LIVE_BARS = 2000;
   const COLORS = {
     passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
     skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
@@ -193,7 +194,13 @@
     if (!window.Plotly) return;
     const byOutcome = new Map();
     const t0 = state.t0 || 0;
-    for (const r of state.results.values()) {
+    let shown = [...state.results.values()];
+    if (state.run && state.run.status === "running" && shown.length > LIVE_BARS) {
+      // While a big run goes, the timeline shows its latest bars only: redrawing tens of
+      // thousands of bars would keep the page too busy to show new results promptly.
+      shown = shown.sort((a, b) => (a.start || 0) - (b.start || 0)).slice(-LIVE_BARS);
+    }
+    for (const r of shown) {
       if (r.start === null || r.start === undefined) continue;
       if (!byOutcome.has(r.outcome)) byOutcome.set(r.outcome, { x: [], base: [], y: [], text: [] });
       const t = byOutcome.get(r.outcome);
