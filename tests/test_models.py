@@ -4,7 +4,7 @@ from django.db import IntegrityError
 
 from runs.models import ApiToken, RunConfig, Suite, WorkerStat
 from tests.base import BaseTestCase
-from tests.factories import make_run
+from tests.factories import SUMMARY_KEYS, make_run
 
 
 class SuiteModelTests(BaseTestCase):
@@ -48,21 +48,7 @@ class RunModelTests(BaseTestCase):
     def test_summary_has_the_contract_keys(self):
         run = make_run(self.suite, results=[("t.py::a", "gw0", "passed", 1.0)])
         summary = run.summary()
-        assert set(summary) == {
-            "run_id",
-            "status",
-            "engine",
-            "workers",
-            "wall_seconds",
-            "serial_seconds",
-            "speedup",
-            "speedup_measured",
-            "efficiency",
-            "balance",
-            "flakiness_rate",
-            "tests",
-            "per_worker",
-        }
+        assert set(summary) == SUMMARY_KEYS
         assert set(summary["tests"]) == {"total", "passed", "failed", "skipped", "errors", "flaky"}
         assert summary["per_worker"] == [{"id": "gw0", "tests": 1, "busy_seconds": 1.0}]
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.factories import write_suite
+from tests.factories import SUMMARY_KEYS, write_suite
 from tests.servers import ROOT, isolated_env
 
 SUITE = {
@@ -61,21 +61,7 @@ def test_failed_run_exit_1_with_json_summary(data_dir, tmp_path):
     out = run_suite(data_dir, suite, "--workers", "2", "--json")
     assert out.returncode == 1, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(summary) == {
-        "run_id",
-        "status",
-        "engine",
-        "workers",
-        "wall_seconds",
-        "serial_seconds",
-        "speedup",
-        "speedup_measured",
-        "efficiency",
-        "balance",
-        "flakiness_rate",
-        "tests",
-        "per_worker",
-    }
+    assert set(summary) == SUMMARY_KEYS
     assert summary["status"] == "failed" and summary["workers"] == 2
     assert summary["tests"] == {
         "total": 6,
