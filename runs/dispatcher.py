@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -19,6 +20,7 @@ from runs.models import Run
 from runs.sink import DbSink
 
 log = logging.getLogger(__name__)
+SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for
 
 
 class Dispatcher:
@@ -29,6 +31,7 @@ class Dispatcher:
         )
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()
+        self._last_sweep = float("-inf")
         self._thread = threading.Thread(target=self._loop, name="ptd-dispatcher", daemon=True)
 
     def start(self) -> Dispatcher:
@@ -45,6 +48,9 @@ class Dispatcher:
                 close_old_connections()
                 self.dispatch()
                 self.cancel_requested()
+                if time.monotonic() - self._last_sweep > SWEEP_SECONDS:
+                    self._last_sweep = time.monotonic()
+                    services.expire_silent_external_runs()
             except Exception:
                 log.exception("dispatcher loop failed; retrying")
         connection.close()

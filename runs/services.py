@@ -12,10 +12,12 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from runner import command
@@ -309,6 +311,31 @@ def mark_interrupted() -> int:
             message="The process running it stopped before it finished.",
         )
     return count
+
+
+def expire_silent_external_runs(now=None) -> int:
+    """Outside (ingested) runs that sent nothing for PTD_EXTERNAL_TIMEOUT seconds become
+    interrupted: their CI job died before closing them, and nothing else ever will."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.PTD_EXTERNAL_TIMEOUT)
+    candidates = (
+        Run.objects.filter(
+            trigger=Run.Trigger.EXTERNAL, status=Run.Status.RUNNING, started_at__lt=cutoff
+        )
+        .annotate(last_result=Max("results__stop"))
+        .values_list("id", "last_result")
+    )
+    silent = [rid for rid, last in candidates if last is None or last < cutoff.timestamp()]
+    if not silent:
+        return 0
+    return Run.objects.filter(id__in=silent, status=Run.Status.RUNNING).update(
+        status=Run.Status.INTERRUPTED,
+        finished_at=now,
+        message=(
+            f"No news from this outside run for {settings.PTD_EXTERNAL_TIMEOUT} s: "
+            "its CI job probably stopped before closing it."
+        ),
+    )
 
 
 def _alive(pid: int) -> bool:

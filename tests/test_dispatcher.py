@@ -112,3 +112,40 @@ def test_dispatcher_thread_stops_cleanly():
     dispatcher.stop()
     assert not any(t.name == "ptd-dispatcher" and t.is_alive() for t in threading.enumerate())
     assert dispatcher.current() is None and current.pool.running() == []
+
+
+def test_silent_outside_runs_are_interrupted_live_ones_are_not(suite, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from runs.models import TestResult
+
+    settings.PTD_EXTERNAL_TIMEOUT = 600
+    now = timezone.now()
+    long_ago = now - timedelta(hours=2)
+
+    def external(last_result_age):
+        run = Run.objects.create(
+            suite=suite, status="running", trigger="external", started_at=long_ago
+        )
+        if last_result_age is not None:
+            stop = (now - timedelta(seconds=last_result_age)).timestamp()
+            TestResult.objects.create(
+                run=run,
+                nodeid="t.py::a",
+                worker="gw0",
+                outcome="passed",
+                start=stop - 1,
+                stop=stop,
+                duration=1,
+            )
+        return run
+
+    silent, quiet_for_long, busy = external(None), external(3600), external(30)
+    fresh = Run.objects.create(suite=suite, status="running", trigger="external", started_at=now)
+    assert services.expire_silent_external_runs(now) == 2
+    statuses = dict(Run.objects.values_list("id", "status"))
+    assert statuses[silent.id] == statuses[quiet_for_long.id] == "interrupted"
+    assert statuses[busy.id] == statuses[fresh.id] == "running"
+    assert "CI job" in Run.objects.get(pk=silent.pk).message
