@@ -69,3 +69,23 @@ def write_suite(directory: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(source)
     return directory
+
+
+def test_event(nodeid, outcome="passed", worker="gw0", start=1000.0, duration=0.5, **extra):
+    """A runner "test" event (one attempt), as the in-run plugin emits it."""
+    return {
+        "type": "test",
+        "nodeid": nodeid,
+        "worker": worker,
+        "outcome": outcome,
+        "attempt": 0,
+        "when": "call",
+        "start": start,
+        "stop": start + duration,
+        "duration": duration,
+        "longrepr": None if outcome == "passed" else "E   assert 0",
+        **extra,
+    }
+
+
+test_event.__test__ = False  # a factory, not a test

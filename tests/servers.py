@@ -119,6 +119,16 @@ class ServeProcess:
                 self._changed.wait(left)
         raise RuntimeError(f"no {pattern!r} in serve's output:\n" + "".join(self.output))
 
+    def create_token(self, username: str = "admin", name: str = "") -> str:
+        """A new API token for `username` (`manage.py create_token` on this server's data)."""
+        argv = [sys.executable, "manage.py", "create_token", username]
+        if name:
+            argv += ["--name", name]
+        out = subprocess.run(
+            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, check=True, timeout=60
+        )
+        return out.stdout.strip().splitlines()[-1]
+
     def stop(self, timeout: float = 20) -> int:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else 0

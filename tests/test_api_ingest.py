@@ -2,22 +2,7 @@
 
 from runs.models import ApiToken, Run, Suite
 from tests.base import BaseTestCase
-
-
-def event_of(nodeid, outcome="passed", worker="gw0", start=1000.0, duration=0.5, **extra):
-    return {
-        "type": "test",
-        "nodeid": nodeid,
-        "worker": worker,
-        "outcome": outcome,
-        "attempt": 0,
-        "when": "call",
-        "start": start,
-        "stop": start + duration,
-        "duration": duration,
-        "longrepr": None if outcome == "passed" else "E   assert 0",
-        **extra,
-    }
+from tests.factories import test_event
 
 
 class IngestTestCase(BaseTestCase):
@@ -50,7 +35,7 @@ class IngestAuthTests(IngestTestCase):
 
     def test_member_may_ingest_but_not_into_someone_elses_run(self):
         staff_run = self.start_run(self.staff_token)
-        events = {"events": [event_of("t.py::a")]}
+        events = {"events": [test_event("t.py::a")]}
         response = self.call(f"/api/ingest/runs/{staff_run}/events", events, self.member_token)
         assert response.status_code == 403
         response = self.call(f"/api/ingest/runs/{staff_run}/finish", {}, self.member_token)
@@ -58,7 +43,7 @@ class IngestAuthTests(IngestTestCase):
 
     def test_staff_may_write_to_any_external_run(self):
         run_id = self.start_run(self.member_token)
-        events = {"events": [event_of("t.py::a")]}
+        events = {"events": [test_event("t.py::a")]}
         response = self.call(f"/api/ingest/runs/{run_id}/events", events, self.staff_token)
         assert response.status_code == 200
 
@@ -74,15 +59,15 @@ class IngestFlowTests(IngestTestCase):
             {"type": "worker_up", "worker": "gw0"},
             {"type": "worker_up", "worker": "gw1"},
             {"type": "collected", "count": 3},
-            event_of("t.py::a", worker="gw0", start=1000.0, duration=1.0),
-            event_of("t.py::b", "failed", worker="gw1", start=1000.0, duration=2.0),
+            test_event("t.py::a", worker="gw0", start=1000.0, duration=1.0),
+            test_event("t.py::b", "failed", worker="gw1", start=1000.0, duration=2.0),
         ]
         response = self.call(
             f"/api/ingest/runs/{run_id}/events", {"events": batch}, self.member_token
         )
         assert response.status_code == 200, response.content
         assert response.json()["accepted"] == 6
-        more = [event_of("t.py::c", worker="gw0", start=1001.0, duration=1.0, time=1.0)]
+        more = [test_event("t.py::c", worker="gw0", start=1001.0, duration=1.0, time=1.0)]
         self.call(f"/api/ingest/runs/{run_id}/events", {"events": more}, self.member_token)
         live = self.client.get(
             f"/api/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {self.member_token}"
@@ -115,7 +100,7 @@ class IngestFlowTests(IngestTestCase):
         run_id = self.start_run(suite="remote")
         self.call(
             f"/api/ingest/runs/{run_id}/events",
-            {"events": [event_of("t.py::a")]},
+            {"events": [test_event("t.py::a")]},
             self.member_token,
         )
         finish = self.call(
@@ -134,7 +119,7 @@ class IngestFlowTests(IngestTestCase):
 
     def test_only_external_running_runs_take_events(self):
         other = Run.objects.create(suite=self.suite, config_snapshot={}, status="running")
-        events = {"events": [event_of("t.py::a")]}
+        events = {"events": [test_event("t.py::a")]}
         response = self.call(f"/api/ingest/runs/{other.id}/events", events, self.staff_token)
         assert response.status_code == 409
         assert (
@@ -153,10 +138,10 @@ class IngestValidationTests(IngestTestCase):
         assert field in str(response.json()["detail"]), response.content
 
     def test_bad_events_name_the_field(self):
-        self.assert_rejected([event_of("t.py::a", outcome="exploded")], "outcome")
-        self.assert_rejected([event_of("t.py::a", duration=-1)], "duration")
-        self.assert_rejected([event_of("t.py::a", worker="")], "worker")
-        self.assert_rejected([event_of("t.py::a", attempt="x")], "attempt")
+        self.assert_rejected([test_event("t.py::a", outcome="exploded")], "outcome")
+        self.assert_rejected([test_event("t.py::a", duration=-1)], "duration")
+        self.assert_rejected([test_event("t.py::a", worker="")], "worker")
+        self.assert_rejected([test_event("t.py::a", attempt="x")], "attempt")
         self.assert_rejected([{"type": "test", "outcome": "passed"}], "events[0].nodeid")
         self.assert_rejected([{"type": "worker_up"}], "events[0].worker")
         self.assert_rejected([{"nodeid": "x"}], "type")

@@ -34,19 +34,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("cli")
     serve = ServeProcess(base / "data").start()
     try:
-        token = (
-            subprocess.run(
-                [sys.executable, "manage.py", "create_token", "admin", "--name", "cli-tests"],
-                cwd=ROOT,
-                env=serve.env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        token = serve.create_token(name="cli-tests")
         headers = {"Authorization": f"Bearer {token}"}
         for name, files in (("ok", PASSING), ("bad", FAILING), ("slow", SLOW)):
             path = write_suite(base / name, files)

@@ -12,7 +12,7 @@ from dashboard.asgi import application
 from runs import live
 from runs.models import Run, RunConfig, Suite
 from runs.sink import DbSink
-from tests.factories import DEMO_DIR
+from tests.factories import DEMO_DIR, test_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,24 +26,6 @@ def setup_run():
         suite=suite, config=config, status="running", workers=2, config_snapshot={"workers": 2}
     )
     return user, run
-
-
-def test_event(nodeid, worker="gw0", outcome="passed", start=100.0):
-    return {
-        "type": "test",
-        "nodeid": nodeid,
-        "worker": worker,
-        "outcome": outcome,
-        "attempt": 0,
-        "when": "call",
-        "start": start,
-        "stop": start + 0.5,
-        "duration": 0.5,
-        "longrepr": "<script>x</script>" if outcome == "failed" else None,
-    }
-
-
-test_event.__test__ = False
 
 
 @database_sync_to_async
@@ -83,7 +65,7 @@ async def test_snapshot_then_increments_then_late_join():
         events = [
             {"type": "collected", "count": 3},
             test_event("t.py::a"),
-            test_event("t.py::b", "gw1", "failed"),
+            test_event("t.py::b", "failed", worker="gw1"),
         ]
         await database_sync_to_async(sink.handle_events)(run.id, events)
         batch = await first.receive_json_from(timeout=5)
@@ -133,7 +115,7 @@ async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):
     user, run = await setup_run()
     monkeypatch.setattr(live, "MESSAGE_BUDGET", 2000)
     sink = DbSink()
-    events = [test_event(f"t.py::test_{i}", start=100.0 + i) for i in range(40)]
+    events = [test_event(f"t.py::test_{i}", start=1000.0 + i) for i in range(40)]
     await database_sync_to_async(sink.handle_events)(run.id, events)
     communicator = await connect(run.id, user)
     assert (await communicator.connect())[0]

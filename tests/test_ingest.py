@@ -53,19 +53,7 @@ def server(tmp_path_factory):
     base = tmp_path_factory.mktemp("ingest")
     serve = ServeProcess(base / "data").start()
     try:
-        serve.token = (
-            subprocess.run(
-                [sys.executable, "manage.py", "create_token", "admin"],
-                cwd=ROOT,
-                env=serve.env,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        serve.token = serve.create_token()
         serve.suite = write_suite(base / "suite", SUITE)
         serve.passing = write_suite(base / "passing", PASSING)
         yield serve

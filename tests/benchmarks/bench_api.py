@@ -10,8 +10,6 @@ once; then every run is awaited (bounded) and the start order and overlap are ch
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +18,6 @@ from pathlib import Path
 
 import requests
 
-from tests.benchmarks.common import ROOT
 from tests.servers import ServeProcess, isolated_env
 
 
@@ -38,18 +35,7 @@ def main() -> None:
     env = {**isolated_env(base / "data"), "PTD_MAX_CONCURRENT_RUNS": str(args.limit)}
     server = ServeProcess(base / "data", env=env).start()
     try:
-        token = (
-            subprocess.run(
-                [sys.executable, "manage.py", "create_token", "admin"],
-                cwd=ROOT,
-                env=server.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        token = server.create_token()
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         made = session.post(

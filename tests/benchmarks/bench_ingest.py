@@ -96,18 +96,7 @@ def main() -> None:
     make_suite(suite, "--profile", "uniform", "--tests", str(args.tests))
     server = ServeProcess(base / "data").start()
     try:
-        token = (
-            subprocess.run(
-                [sys.executable, "manage.py", "create_token", "admin"],
-                cwd=ROOT,
-                env=server.env,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        token = server.create_token()
         ptd = ["--ptd-url", server.url, "--ptd-token", token, "--ptd-suite", "demo"]
         timed_pytest(suite)  # warm the file cache and bytecode
         plain, sent = [], []

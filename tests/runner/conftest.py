@@ -56,6 +56,12 @@ def write_suite(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
+def plugin_argv() -> list[str]:
+    """pytest with the in-run plugin, the fast way (what every runner test starts from)."""
+    return [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
+            *FAST_PLUGINS]  # fmt: skip
+
+
 def run_pytest(
     root: Path,
     *args: str,
@@ -71,17 +77,7 @@ def run_pytest(
     r, w = os.pipe()
     try:
         run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file)
-        argv = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            PLUGIN_MODULE,
-            "-p",
-            "no:cacheprovider",
-            *FAST_PLUGINS,
-            *args,
-        ]
+        argv = [*plugin_argv(), *args]
         proc = subprocess.Popen(
             argv,
             cwd=root,
@@ -123,15 +119,4 @@ def suite(tmp_path):
 @pytest.fixture
 def fast_pytest_cmd():
     """(argv, env) to run pytest with our plugin, the fast way; the pool adds the fd."""
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        PLUGIN_MODULE,
-        "-p",
-        "no:cacheprovider",
-        *FAST_PLUGINS,
-        "-q",
-    ]
-    return argv, build_env(os.environ, FAST_ENV, None, None)
+    return [*plugin_argv(), "-q"], build_env(os.environ, FAST_ENV, None, None)
