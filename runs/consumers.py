@@ -8,8 +8,12 @@ an increment already in the snapshot may arrive again, and clients de-duplicate 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from runs import live
 from runs.models import Run
@@ -50,10 +54,14 @@ def snapshot(run_id: int) -> dict | None:
 
 
 def estimated_work(run: Run) -> dict:
-    """Expected serial seconds of the run from history, for the page's ETA."""
-    from runs.services import duration_history
-
-    history = duration_history(run.suite)
+    """Expected serial seconds of the run, for the page's ETA: the duration history the
+    scheduler was given when the run started (read back, not queried again per client)."""
+    try:
+        history = json.loads(
+            (Path(settings.PTD_RUNS_DIR) / str(run.id) / "durations.json").read_text()
+        )
+    except (OSError, ValueError):
+        history = {}  # queued, ingested from outside, or no history yet
     return {"known_tests": len(history), "seconds": round(sum(history.values()), 3)}
 
 
