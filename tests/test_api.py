@@ -2,6 +2,8 @@
 
 import xml.etree.ElementTree as ET
 
+from django.contrib.staticfiles import finders
+
 from runs.models import ApiToken, Run, Suite
 from tests.base import BaseTestCase
 from tests.factories import make_run
@@ -218,3 +220,6 @@ class ApiReviewTests(ApiTestCase):
         self.login_member()
         response = self.client.get("/api/docs")
         assert response.status_code == 200 and b"openapi.json" in response.content
+        # Swagger UI comes from ninja's package through staticfiles, never from a CDN.
+        assert b"/static/ninja/swagger-ui-bundle.js" in response.content
+        assert finders.find("ninja/swagger-ui-bundle.js")
