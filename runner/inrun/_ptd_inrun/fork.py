@@ -27,9 +27,14 @@ from typing import Any
 
 import pytest
 
+from . import fork_safety
 from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids, start_prewarm
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .scheduler import MODES, LPTScheduler
+
+# Imported when pytest loads the plugin (-p), before any conftest or test module: the
+# sockets open now are not user code's, so fork workers leave them alone (fork_safety).
+fork_safety.record_baseline()
 
 PLUGIN_NAME = "ptd-fork"
 _REPORTER_NAME = "ptd-reporter"

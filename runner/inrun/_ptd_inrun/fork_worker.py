@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from .fork_safety import isolate_inherited
 from .fork_wire import FrameReader, pack, write_all
 
 PR_SET_PDEATHSIG = 1
@@ -278,6 +279,7 @@ def worker_main(
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+    isolate_inherited(keep=(cmd_fd, res_fd))  # user code's import-time connections
     config = session.config
     setup_worker(config, worker_id, workerinput, controller_only, basetemp)
     worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd)
