@@ -189,5 +189,6 @@ def finish_external_run(request, run_id: int, payload: FinishIn):
         message=payload.message,
     )
     run = finish_run(run.id, outcome)
-    live.publish(run.id, {"type": "finished", "run": run.to_dict()})
+    if live.reachable():
+        live.publish(run.id, {"type": "finished", "run": run.to_dict()})
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

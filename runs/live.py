@@ -28,14 +28,29 @@ def group_name(run_id: int) -> str:
     return f"run-{run_id}"
 
 
+def _server_loop() -> asyncio.AbstractEventLoop | None:
+    loop = _loop
+    return loop if loop is not None and loop.is_running() else None
+
+
+def reachable() -> bool:
+    """Whether a published message can reach a websocket client at all.
+
+    False in a command (run_suite) on the in-memory layer: no consumer can live there, so
+    callers skip building messages (a finished run's message reverses URLs, which loads the
+    whole URLconf and the API: ~0.6 s at the end of every CI run).
+    """
+    return _server_loop() is not None or bool(settings.REDIS_URL)
+
+
 def publish(run_id: int, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     event = {"type": "run.message", "message": message}
-    loop = _loop
+    loop = _server_loop()
     try:
-        if loop is not None and loop.is_running():
+        if loop is not None:
             asyncio.run_coroutine_threadsafe(layer.group_send(group_name(run_id), event), loop)
         elif settings.REDIS_URL:
             async_to_sync(layer.group_send)(group_name(run_id), event)
