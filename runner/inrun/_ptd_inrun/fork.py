@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from . import fork_safety
-from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids, start_prewarm
+from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .scheduler import MODES, LPTScheduler
 
@@ -138,7 +138,6 @@ class ForkEngine:
         self.session: pytest.Session | None = None
         self.stopping = False
         self.basetemp = None
-        self._prewarm: threading.Thread | None = None
 
     def open_writer(self) -> LoopWriter | None:
         self.writer = writer_from_env()
@@ -187,11 +186,7 @@ class ForkEngine:
         gc.freeze()
         for i in range(self.workers):
             self._spawn(f"gw{i}")
-        self._start_prewarm()
-        try:
-            self._loop()
-        finally:
-            self._join_prewarm()
+        self._loop()
 
     def _loop(self) -> None:
         have_pidfd = hasattr(os, "pidfd_open")
@@ -232,7 +227,6 @@ class ForkEngine:
     def _spawn(self, worker_id: str) -> None:
         from .fork_worker import run_forked_child, worker_main
 
-        self._join_prewarm()  # a replacement, mid-run: no thread may be alive at fork time
         assert self.core is not None and self.session is not None
         workerinput = {
             "workerid": worker_id,
@@ -469,14 +463,6 @@ class ForkEngine:
         reporter = self.config.pluginmanager.get_plugin(_REPORTER_NAME)
         if reporter is not None:
             reporter.emit(type_, **fields)
-
-    def _start_prewarm(self) -> None:
-        self._prewarm = start_prewarm(self.config)
-
-    def _join_prewarm(self) -> None:
-        thread, self._prewarm = self._prewarm, None
-        if thread is not None:
-            thread.join()
 
     def _warn_threads(self) -> None:
         others = [

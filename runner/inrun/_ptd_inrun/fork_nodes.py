@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import signal
 import sys
-import threading
 
 import pytest
 
 from .fork_wire import FrameReader
-
-# Plugin module -> modules its end-of-session hooks import lazily (see start_prewarm).
-PREWARM = {"_hypothesis_pytestplugin": ("hypothesis.internal.observability",)}
 
 
 class Gateway:
@@ -86,31 +81,3 @@ def describe_exit(status: int) -> str:
             return f"killed by {signal.Signals(sig).name}"
         return f"killed by signal {sig}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
-
-
-def start_prewarm(config: pytest.Config) -> threading.Thread | None:
-    """Import now, while the workers run, what the end of the session imports lazily.
-
-    The controller is mostly idle during the run; its end-of-session hooks are not (the
-    hypothesis plugin imports hypothesis in its terminal summary: ~0.5 s). Done on a thread,
-    which the engine joins before any later fork.
-    """
-    pm = config.pluginmanager
-    names = [
-        module
-        for plugin, modules in PREWARM.items()
-        if plugin in sys.modules and pm.is_registered(sys.modules[plugin])
-        for module in modules
-        if module not in sys.modules
-    ]
-    if not names:
-        return None
-
-    def prewarm() -> None:
-        for name in names:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
-
-    thread = threading.Thread(target=prewarm, name="ptd-prewarm", daemon=True)
-    thread.start()
-    return thread

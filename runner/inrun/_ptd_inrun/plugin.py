@@ -8,6 +8,7 @@ named by ``PTD_EVENTS_FD``; without it nothing is emitted but the scheduler stil
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -20,6 +21,12 @@ from .fork import configure as configure_fork
 
 LONGREPR_LIMIT = 4000
 _REPORTER_NAME = "ptd-reporter"
+# Plugins whose end-of-session hooks import their library even when no test used it, and the
+# library: hypothesis's terminal summary imports hypothesis (~0.9 s of CPU) to look for files
+# it may have written. If the library is not imported by the end of the session, no test in this
+# process used it and, in a controller (fork or xdist), no collected test was decorated with it:
+# the hooks have nothing to report.
+IDLE_UNLESS_IMPORTED = {"hypothesispytest": "hypothesis"}
 
 
 def _worker_of(report: Any) -> str:
@@ -204,6 +211,15 @@ class Reporter:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.writer.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Unregister the plugins that would only import an unused library in the summary."""
+    pm = session.config.pluginmanager
+    for name, library in IDLE_UNLESS_IMPORTED.items():
+        if library not in sys.modules and pm.get_plugin(name) is not None:
+            pm.unregister(name=name)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
