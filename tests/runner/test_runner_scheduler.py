@@ -122,6 +122,26 @@ def test_removed_worker_items_are_requeued_except_the_crash_item():
     assert sent[1] in core.completed | set(got)
 
 
+def test_a_retried_crash_item_rejoins_its_unit_in_grouping_modes():
+    coll = ["a.py::t1", "a.py::t2", "a.py::t3", "b.py::t1", "c.py::t1", "d.py::t1"]
+    core = LPTScheduler(coll, None, "loadfile")
+    core.add_worker("gw0")
+    assert core.next_for_worker("gw0") == [0, 1, 2]  # the whole file
+    core.mark_complete("gw0", 0)
+    assert core.remove_worker("gw0") == [1, 2]  # it died running a.py::t2
+    core.mark_pending(1)
+    assert core.queue[0].indices == [1, 2] and len(core.queue) == 4
+    core.add_worker("gw1")
+    assert core.next_for_worker("gw1")[:2] == [1, 2]
+    # In "load" mode each test is its own unit: the retry goes first, alone.
+    core = LPTScheduler(coll, None, "load")
+    core.add_worker("gw0")
+    sent = core.next_for_worker("gw0")
+    assert core.remove_worker("gw0") == sent
+    core.mark_pending(sent[0])
+    assert [u.indices for u in list(core.queue)[:2]] == [[sent[0]], sent[1:]]
+
+
 def test_unassign_takes_back_unstarted_items():
     core = LPTScheduler(["a", "b", "c"], {"a": 3.0, "b": 2.0, "c": 1.0})
     core.add_worker("gw0")

@@ -29,6 +29,7 @@ import pytest
 
 from . import fork_safety
 from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
+from .fork_plugins import handle_crash, node_down
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .scheduler import MODES, LPTScheduler
 
@@ -337,6 +338,8 @@ class ForkEngine:
                 self._stop_all()
         elif kind == "bye":
             handle.said_bye = True
+            if len(message) > 1:  # its config.workeroutput, for pytest_testnodedown
+                self.nodes[handle.id].workeroutput = message[1]
         elif kind == "fatal":
             handle.fatal = message[1]
 
@@ -387,7 +390,7 @@ class ForkEngine:
         unfinished = self.core.remove_worker(handle.id)
         clean = handle.said_bye and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if clean and (not unfinished or self.stopping):  # stopped early (-x): not a crash
-            self._emit("worker_down", worker=handle.id, crashed=False, error=None)
+            node_down(self.config, self.nodes[handle.id], None)  # the worker_down event
             return
         how = describe_exit(status)
         if unfinished and not self.stopping:
@@ -395,8 +398,8 @@ class ForkEngine:
         error = f"worker {handle.id!r} crashed ({how})"
         if handle.fatal:
             error += "\n" + handle.fatal
-        self._emit("worker_down", worker=handle.id, crashed=True, error=error)
-        if self.stopping or not self.core.has_queued:
+        node_down(self.config, self.nodes[handle.id], error)
+        if self.stopping or not self.core.has_queued:  # (a rerun of the crash is queued)
             return
         if self.restarts >= self.max_restarts:
             if not any(not h.shutdown_sent for h in self.handles.values()):
@@ -429,6 +432,8 @@ class ForkEngine:
             testrun_uid=self.testrun_uid,
         )
         report.node = self.nodes[handle.id]
+        # As xdist does: e.g. rerunfailures queues the test again and makes this a "rerun".
+        handle_crash(self.config, report, self.session.items, self.core, index)
         hook = self.config.hook
         hook.pytest_runtest_logreport(report=report)
         hook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)

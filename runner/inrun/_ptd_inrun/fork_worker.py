@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from . import fork_plugins
 from .fork_safety import isolate_inherited
 from .fork_wire import FrameReader, pack, write_all
 
@@ -160,7 +161,8 @@ class Worker:
             if len(self.pending) <= 2 or time.monotonic() - self.last_flush >= FLUSH_EVERY:
                 self.flush()
         self._teardown_all()
-        self.send(("bye",))
+        # Saves its coverage; its workeroutput goes to plugins' pytest_testnodedown.
+        self.send(("bye", fork_plugins.finish_worker(self.config, self.session)))
         self.flush()
         return 0
 
@@ -282,6 +284,7 @@ def worker_main(
     isolate_inherited(keep=(cmd_fd, res_fd))  # user code's import-time connections
     config = session.config
     setup_worker(config, worker_id, workerinput, controller_only, basetemp)
+    fork_plugins.setup_worker(config)  # rerunfailures' db: the controller's, as under xdist
     worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd)
     config.pluginmanager.register(worker.reporter, "ptd-fork-worker")
     try:

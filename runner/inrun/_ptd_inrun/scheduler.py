@@ -25,6 +25,7 @@ from .ids import base_nodeid, group_of, strip_group
 
 MODES = ("load", "loadscope", "loadfile", "loadgroup")
 DEFAULT_UNKNOWN = 0.1
+REQUEUED = "requeued"  # the key of units put back (no node id, file or @group)
 
 
 def unit_key(nodeid: str, mode: str) -> str:
@@ -171,8 +172,19 @@ class LPTScheduler:
         self.completed.add(index)
 
     def mark_pending(self, index: int) -> None:
-        """Run ``index`` again (e.g. a crashed test being retried), ahead of everything else."""
+        """Run ``index`` again (e.g. a crashed test being retried), ahead of everything else.
+
+        In the grouping modes it joins the unit ``remove_worker`` just requeued (what its
+        crashed worker held besides it), so the tests of its unit still share a worker.
+        """
         self.completed.discard(index)
+        head = self.queue[0] if self.queue else None
+        if self.mode != "load" and head is not None and head.key == REQUEUED:
+            seconds = self.estimates[index]
+            head.indices = sorted({*head.indices, index})
+            head.seconds += seconds
+            self.queued_seconds += seconds
+            return
         self.requeue([index])
 
     def requeue(self, indices: Iterable[int]) -> None:
@@ -180,7 +192,7 @@ class LPTScheduler:
         if not indices:
             return
         seconds = sum(self.estimates[i] for i in indices)
-        self.queue.appendleft(Unit("requeued", indices, seconds))
+        self.queue.appendleft(Unit(REQUEUED, indices, seconds))
         self.queued_seconds += seconds
 
     def unassign(self, worker: str, indices: Iterable[int]) -> list[int]:
