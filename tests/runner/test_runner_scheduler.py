@@ -11,9 +11,10 @@ import pytest
 from runner.inrun._ptd_inrun.scheduler import (
     LPTScheduler,
     estimate_durations,
+    load_durations,
     unit_key,
 )
-from runner.inrun._ptd_inrun.xdist_sched import PTDScheduling, load_durations
+from runner.inrun._ptd_inrun.xdist_sched import PTDScheduling
 
 
 def test_unit_keys():

@@ -31,7 +31,7 @@ from . import fork_safety
 from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
 from .fork_plugins import handle_crash, node_down
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
-from .scheduler import MODES, LPTScheduler
+from .scheduler import MODES, LPTScheduler, load_durations
 
 # Imported when pytest loads the plugin (-p), before any conftest or test module: the
 # sockets open now are not user code's, so fork workers leave them alone (fork_safety).
@@ -172,8 +172,6 @@ class ForkEngine:
         items = session.items
         if not items:
             return
-        from .xdist_sched import load_durations
-
         durations = load_durations(os.environ.get("PTD_DURATIONS_FILE"))
         self.core = LPTScheduler(scheduler_ids(items, self.mode), durations, self.mode)
         factory = getattr(self.config, "_tmp_path_factory", None)
@@ -183,6 +181,9 @@ class ForkEngine:
         self._warn_threads()
         # Everything alive now is the collected session the workers inherit: keep the garbage
         # collector off those pages, or every worker would copy them all (copy-on-write).
+        from .fork_worker import prepare_fork
+
+        prepare_fork()
         gc.collect()
         gc.freeze()
         for i in range(self.workers):

@@ -17,6 +17,7 @@ Dispatch rules (``next_for_worker``):
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,24 @@ from .ids import base_nodeid, group_of, strip_group
 MODES = ("load", "loadscope", "loadfile", "loadgroup")
 DEFAULT_UNKNOWN = 0.1
 REQUEUED = "requeued"  # the key of units put back (no node id, file or @group)
+
+
+def load_durations(path: str | None) -> dict[str, float]:
+    """``{nodeid: seconds}`` from a JSON file; anything missing or malformed -> ``{}``."""
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            out[str(key)] = float(value)
+    return out
 
 
 def unit_key(nodeid: str, mode: str) -> str:

@@ -6,14 +6,13 @@ distributed run, so importing xdist here is safe.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from .scheduler import MODES, LPTScheduler
+from .scheduler import MODES, LPTScheduler, load_durations
 
 try:  # the helpers live in xdist's internals; degrade gracefully if they move
     from xdist.report import report_collection_diff
@@ -21,24 +20,6 @@ try:  # the helpers live in xdist's internals; degrade gracefully if they move
 except ImportError:  # pragma: no cover - older/newer xdist
     report_collection_diff = None
     parse_tx_spec_config = None
-
-
-def load_durations(path: str | None) -> dict[str, float]:
-    """``{nodeid: seconds}`` from a JSON file; anything missing or malformed -> ``{}``."""
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    out: dict[str, float] = {}
-    for key, value in data.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-            out[str(key)] = float(value)
-    return out
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> PTDScheduling | None:
