@@ -106,6 +106,9 @@ def cancel(run: Run, pool: Pool | None = None) -> bool:
     if run.status != Run.Status.RUNNING:
         return False
     if pool is not None and pool.cancel(run.id):
+        # Its processes end within the pool's grace period: answer with the final state
+        # (a CI's `ptd cancel` then sees "cancelled", not "running").
+        pool.wait(run.id, timeout=pool.grace + 5.0)
         return True
     # Owned by another process (or an external CI run): mark it; a dispatcher owning the
     # process stops it on its next tick, and its finishing figures then complete the row.
