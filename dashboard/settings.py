@@ -149,6 +149,8 @@ STATIC_ROOT = DATA_DIR / "static"
 PTD_MAX_CONCURRENT_RUNS = env_int("PTD_MAX_CONCURRENT_RUNS", 1, minimum=1)
 # An outside (ingested) run that sends nothing for this long is marked interrupted.
 PTD_EXTERNAL_TIMEOUT = env_int("PTD_EXTERNAL_TIMEOUT", 3600, minimum=60)
+# Fold an ingested run into the flakiness summary after answering its /finish (tests: inline).
+PTD_BACKGROUND_HISTORY = env_bool("PTD_BACKGROUND_HISTORY", True)
 # Where run logs and per-run files (durations, junit) are kept.
 PTD_RUNS_DIR = DATA_DIR / "runs"
 PTD_DEMO_SUITE_DIR = BASE_DIR / "runs" / "demo_suite"

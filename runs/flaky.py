@@ -18,10 +18,12 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -293,6 +295,37 @@ def record_run_safely(run: Run, tests=None) -> None:
         record_run(run, tests)
     except Exception:
         log.exception("could not update the flakiness summary of run %s", run.id)
+
+
+# One thread, so runs are folded in the order they finished.
+_history = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptd-history")
+
+
+def record_run_in_background(run: Run, tests=None) -> Future:
+    """Fold a finished run into the summary on the server's history thread.
+
+    For ingestion's /finish: the CI job waits on that answer, and folding 10,000 tests costs it
+    most of a second for derived data it does not need (if the server stops before this runs, the
+    flaky page's Rebuild recomputes the summary). Runs inline when
+    ``PTD_BACKGROUND_HISTORY`` is off (tests inside a transaction)."""
+    if not settings.PTD_BACKGROUND_HISTORY:
+        record_run_safely(run, tests)
+        done: Future = Future()
+        done.set_result(None)
+        return done
+    return _history.submit(_record_in_thread, run, tests)
+
+
+def _record_in_thread(run: Run, tests) -> None:
+    try:
+        record_run_safely(run, tests)
+    finally:
+        connection.close()  # this thread's own connection
+
+
+def wait_for_history(timeout: float) -> None:
+    """Block until every run handed to the history thread so far is folded (bounded)."""
+    _history.submit(lambda: None).result(timeout)
 
 
 def rebuild(suite: Suite) -> int:

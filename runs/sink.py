@@ -217,7 +217,9 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
     return Run.Status.ERROR, f"pytest exited with code {code}. {outcome.message}".strip()
 
 
-def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> Run:
+def finish_run(
+    run_id: int, outcome: RunOutcome, interrupted: bool = False, background_history: bool = False
+) -> Run:
     run = Run.objects.select_related("suite").get(pk=run_id)
     tests = list(
         TestResult.objects.filter(run_id=run_id).values(
@@ -262,7 +264,10 @@ def finish_run(run_id: int, outcome: RunOutcome, interrupted: bool = False) -> R
             unique_fields=["run", "worker"],
             update_fields=["tests", "busy_seconds"],
         )
-    flaky.record_run_safely(run, tests)
+    if background_history:
+        flaky.record_run_in_background(run, tests)
+    else:
+        flaky.record_run_safely(run, tests)
     return run
 
 

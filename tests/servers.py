@@ -25,6 +25,7 @@ def isolated_env(data_dir: Path) -> dict:
     """
     env = {**os.environ, "PTD_DATA_DIR": str(data_dir)}
     env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.pop("PTD_BACKGROUND_HISTORY", None)  # a real server: the production setting
     url = os.environ.get("DATABASE_URL")
     if url:
         import psycopg

@@ -1,6 +1,12 @@
 """The ingestion endpoints: auth (none / bad / member / staff), validation, happy path."""
 
-from runs.models import ApiToken, Run, Suite
+import threading
+
+from django.contrib.auth.models import User
+from django.test import TransactionTestCase, override_settings
+
+from runs import flaky
+from runs.models import ApiToken, Run, Suite, TestStat
 from tests.base import BaseTestCase
 from tests.factories import test_event
 
@@ -170,3 +176,31 @@ class IngestValidationTests(IngestTestCase):
             HTTP_AUTHORIZATION=f"Bearer {self.member_token}",
         )
         assert response.status_code == 400
+
+
+class BackgroundHistoryTests(TransactionTestCase):
+    """In the server, /finish answers before the run is folded into the flakiness summary."""
+
+    def test_finish_answers_then_the_history_thread_folds_the_run(self):
+        user = User.objects.create_user("ci", password="x")
+        Suite.objects.create(name="demo", path="/tmp")
+        _, token = ApiToken.create_for(user, "ci")
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+        def post(url, data):
+            return self.client.post(url, data, content_type="application/json", **headers)
+
+        run_id = post("/api/ingest/runs", {"suite": "demo"}).json()["id"]
+        events = [test_event("t.py::a"), test_event("t.py::b", outcome="failed")]
+        assert post(f"/api/ingest/runs/{run_id}/events", {"events": events}).status_code == 200
+        gate = threading.Event()
+        flaky._history.submit(gate.wait, 30)  # hold the history thread
+        with override_settings(PTD_BACKGROUND_HISTORY=True):
+            finish = post(f"/api/ingest/runs/{run_id}/finish", {"exitstatus": 1, "wall_seconds": 1})
+        assert finish.status_code == 200 and finish.json()["status"] == "failed"
+        assert not TestStat.objects.exists()  # answered without waiting for the summary
+        gate.set()
+        flaky.wait_for_history(timeout=30)
+        stats = {s.nodeid: s for s in TestStat.objects.filter(suite__name="demo")}
+        assert set(stats) == {"t.py::a", "t.py::b"}
+        assert stats["t.py::b"].runs_failed == 1 and stats["t.py::a"].runs_seen == 1
