@@ -74,6 +74,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         self.group = live.group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        live.watch(self.run_id, +1)
         await self.accept()
         data = await database_sync_to_async(snapshot)(self.run_id)
         if data is None:
@@ -91,6 +92,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code):
         if hasattr(self, "group"):
+            live.watch(self.run_id, -1)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):

@@ -194,6 +194,6 @@ def finish_external_run(request, run_id: int, payload: FinishIn):
         message=payload.message,
     )
     run = finish_run(run.id, outcome, background_history=True)  # the CI job waits on us
-    if live.reachable():
+    if live.reachable(run.id):
         live.publish(run.id, {"type": "finished", "run": run.to_dict()})
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

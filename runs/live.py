@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -16,6 +17,8 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 _loop: asyncio.AbstractEventLoop | None = None
+_watchers: dict[int, int] = {}  # run id -> websocket consumers of this process watching it
+_watchers_lock = threading.Lock()
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -33,14 +36,28 @@ def _server_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and loop.is_running() else None
 
 
-def reachable() -> bool:
-    """Whether a published message can reach a websocket client at all.
+def watch(run_id: int, delta: int) -> None:
+    """Consumers of this process count themselves in (+1) and out (-1) of a run's group."""
+    with _watchers_lock:
+        count = _watchers.get(run_id, 0) + delta
+        if count > 0:
+            _watchers[run_id] = count
+        else:
+            _watchers.pop(run_id, None)
 
-    False in a command (run_suite) on the in-memory layer: no consumer can live there, so
-    callers skip building messages (a finished run's message reverses URLs, which loads the
-    whole URLconf and the API: ~0.6 s at the end of every CI run).
+
+def reachable(run_id: int) -> bool:
+    """Whether a message published for this run can reach a websocket client at all.
+
+    With Redis, a page served by any process may be watching: always. With the in-memory
+    layer, only this process's consumers can: when it serves (its loop is bound) and one of
+    them watches the run. Callers skip building messages otherwise: a run nobody watches
+    (run_suite, CI ingestion) costs the server nothing for the live page, and a finished
+    run's message reverses URLs, which loads the URLconf and the API in a command (~0.6 s).
     """
-    return _server_loop() is not None or bool(settings.REDIS_URL)
+    if settings.REDIS_URL:
+        return True
+    return _server_loop() is not None and run_id in _watchers
 
 
 def publish(run_id: int, message: dict) -> None:

@@ -139,7 +139,7 @@ class DbSink:
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
         stored = time.monotonic()
-        if (results or stats or run_fields) and live.reachable():
+        if (results or stats or run_fields) and live.reachable(run_id):
             first, *rest = live.chunked([live_result(r) for r in results])
             live.publish(
                 run_id,
@@ -170,7 +170,7 @@ class DbSink:
             self._states.pop(run_id, None)
         try:
             run = finish_run(run_id, outcome, interrupted=self.shutting_down)
-            if live.reachable():
+            if live.reachable(run_id):
                 live.publish(run_id, {"type": "finished", "run": run.to_dict()})
         except Exception:
             log.exception("could not finish run %s", run_id)

@@ -86,6 +86,24 @@ async def test_snapshot_then_increments_then_late_join():
         live.bind_loop(None)
 
 
+async def test_only_a_watched_run_is_published(settings):
+    settings.REDIS_URL = ""  # the in-memory layer: only this process's consumers can listen
+    user, run = await setup_run()
+    live.bind_loop(asyncio.get_running_loop())
+    try:
+        assert not live.reachable(run.id)  # nobody watches: the sink builds no messages
+        first, second = await connect(run.id, user), await connect(run.id, user)
+        assert (await first.connect())[0] and (await second.connect())[0]
+        assert live.reachable(run.id) and not live.reachable(run.id + 1)
+        await first.disconnect()
+        assert live.reachable(run.id)  # the other page still watches
+        await second.disconnect()
+        assert not live.reachable(run.id)
+    finally:
+        live.bind_loop(None)
+    assert not live.reachable(run.id)  # a command: no server loop
+
+
 async def test_unknown_run_closes_with_error():
     user, _ = await setup_run()
     communicator = await connect(999999, user)
