@@ -22,7 +22,8 @@
 
   function reset() {
     state = { run: null, results: new Map(), workers: new Map(), collected: null, t0: null,
-              estimate: null, startedAt: null };
+              estimate: null, startedAt: null, failures: [], busy: 0,
+              counts: { done: 0, passed: 0, failed: 0, skipped: 0 } };
   }
 
   function el(tag, text, cls) {
@@ -40,7 +41,21 @@
       state.results.set(key, r);
       if (!(r.nodeid in received)) received[r.nodeid] = now;
       if (r.start && (state.t0 === null || r.start < state.t0)) state.t0 = r.start;
+      count(r);
     }
+  }
+
+  // Kept up to date as results arrive: a batch costs its own size, not the run's.
+  function count(r) {
+    state.busy += r.duration || 0;
+    if (r.outcome === "rerun") return;
+    const c = state.counts;
+    c.done += 1;
+    if (FAILING.has(r.outcome)) {
+      c.failed += 1;
+      state.failures.push(r);
+    } else if (r.outcome === "skipped" || r.outcome === "xfailed") c.skipped += 1;
+    else c.passed += 1;
   }
 
   function setWorkers(workers) {
@@ -69,32 +84,18 @@
     }
   }
 
-  function counts() {
-    const c = { done: 0, passed: 0, failed: 0, skipped: 0 };
-    for (const r of state.results.values()) {
-      if (r.outcome === "rerun") continue;
-      c.done += 1;
-      if (FAILING.has(r.outcome)) c.failed += 1;
-      else if (r.outcome === "skipped" || r.outcome === "xfailed") c.skipped += 1;
-      else c.passed += 1;
-    }
-    return c;
-  }
-
   // Remaining time: from the tests' past durations when history exists, else extrapolated.
   function eta(c, elapsed) {
     const workers = Math.max(1, (state.run && state.run.workers) || state.workers.size || 1);
     if (state.estimate && state.estimate.known_tests > 0) {
-      let done = 0;
-      for (const r of state.results.values()) done += r.duration || 0;
-      return Math.max(0, state.estimate.seconds - done) / workers;
+      return Math.max(0, state.estimate.seconds - state.busy) / workers;
     }
     if (!state.collected) return 0;
     return Math.max(0, ((state.collected - c.done) / c.done) * elapsed);
   }
 
   function renderProgress() {
-    const c = counts();
+    const c = state.counts;
     const total = state.collected || c.done || 1;
     const bar = document.getElementById("progress");
     bar.max = total;
@@ -172,7 +173,7 @@
 
   function renderFailures() {
     const list = document.getElementById("failures");
-    const failed = [...state.results.values()].filter((r) => FAILING.has(r.outcome));
+    const failed = state.failures;
     if (failed.length === shownFailures) return;  // unchanged: leave the DOM alone
     shownFailures = failed.length;
     if (!failed.length) {
