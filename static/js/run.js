@@ -5,7 +5,11 @@
   const app = document.getElementById("run-app");
   if (!app) return;
   const FAILING = new Set(["failed", "error", "crashed"]);
-  const LIVE_BARS = 2000;
+  // While a run goes, the page redraws at a fixed cadence, whatever the rate of batches: the
+  // browser shares the run's cores, and every redraw is CPU the tests do not get.
+  const LIVE_BARS = 1000;      // the live timeline shows the latest bars only
+  const TEXT_EVERY_MS = 250;   // counters, lanes, failures
+  const CHART_EVERY_MS = 2000; // the timeline and the balance chart
   const COLORS = {
     passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
     skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
@@ -16,6 +20,7 @@
   let socket;
   let retry = 0;
   let drawTimer = null;
+  let textTimer = null;
   // Arrival times, for the latency benchmark: nodeid -> ms, and one entry per batch.
   const received = (window.ptdReceived = window.ptdReceived || {});
   const batches = (window.ptdBatches = window.ptdBatches || []);
@@ -117,14 +122,22 @@
     const lanes = document.getElementById("lanes");
     const ids = [...state.workers.keys()].sort((a, b) =>
       a.localeCompare(b, undefined, { numeric: true }));
-    lanes.replaceChildren(...ids.map((id) => {
+    if (lanes.children.length !== ids.length ||
+        ids.some((id, i) => lanes.children[i].dataset.worker !== id)) {
+      lanes.replaceChildren(...ids.map((id) => {
+        const lane = el("div", null, "lane");
+        lane.dataset.worker = id;
+        lane.append(el("strong", id), el("span"), el("div", null, "current"));
+        return lane;
+      }));
+    }
+    ids.forEach((id, i) => {  // same lanes: only their text changes
       const w = state.workers.get(id);
-      const lane = el("div", null, "lane");
-      lane.dataset.worker = id;
-      lane.append(el("strong", id), el("span", ` · ${w.tests} tests · ${Number(w.busy_seconds).toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`));
-      lane.append(el("div", w.current_test || "", "current"));
-      return lane;
-    }));
+      const [, summary, current] = lanes.children[i].children;
+      const text = ` · ${w.tests} tests · ${Number(w.busy_seconds).toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`;
+      if (summary.textContent !== text) summary.textContent = text;
+      if (current.textContent !== (w.current_test || "")) current.textContent = w.current_test || "";
+    });
   }
 
   // "Rerun K times" and the test's history page, for a failed test (issue #6).
@@ -197,9 +210,9 @@
     const t0 = state.t0 || 0;
     let shown = [...state.results.values()];
     if (state.run && state.run.status === "running" && shown.length > LIVE_BARS) {
-      // While a big run goes, the timeline shows its latest bars only: redrawing tens of
-      // thousands of bars would keep the page too busy to show new results promptly.
-      shown = shown.sort((a, b) => (a.start || 0) - (b.start || 0)).slice(-LIVE_BARS);
+      // While a big run goes, the timeline shows its latest bars only (results arrive in
+      // finishing order): redrawing tens of thousands of bars would keep the page busy.
+      shown = shown.slice(-LIVE_BARS);
     }
     for (const r of shown) {
       if (r.start === null || r.start === undefined) continue;
@@ -229,15 +242,24 @@
     { displayModeBar: false, responsive: true });
   }
 
-  function render(immediateCharts) {
+  function renderText() {
+    textTimer = null;
     renderProgress();
     renderLanes();
     renderFailures();
-    if (immediateCharts) drawCharts();
-    else if (drawTimer === null) {
-      // Redrawing thousands of bars is the page's costliest work: the bigger, the rarer.
-      drawTimer = setTimeout(drawCharts, Math.min(3000, Math.max(300, state.results.size / 4)));
+  }
+
+  function render(immediate) {
+    if (immediate) {
+      clearTimeout(textTimer);
+      clearTimeout(drawTimer);
+      drawTimer = null;
+      renderText();
+      drawCharts();
+      return;
     }
+    if (textTimer === null) textTimer = setTimeout(renderText, TEXT_EVERY_MS);
+    if (drawTimer === null) drawTimer = setTimeout(drawCharts, CHART_EVERY_MS);
   }
 
   function onMessage(msg) {

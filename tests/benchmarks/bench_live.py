@@ -76,6 +76,9 @@ def watched(server, page, suite_name: str, workers: int) -> tuple[dict, dict, li
     page.wait_for_function(
         "['passed', 'failed', 'error'].includes("
         "document.querySelector('#run-status').dataset.runStatus)",
+        # Not Playwright's default (every animation frame): a 60 Hz probe keeps chromium
+        # painting all along and costs the run's cores more than the page itself.
+        polling=250,
         timeout=600_000,
     )
     run_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
@@ -179,8 +182,8 @@ def main() -> None:
         f"p95 {pct(page_lat, 0.95):.3f} s"
     )
     print(
-        f"run page HTML {run_page * 1000:.0f} ms; page + snapshot of {len(stops)} results "
-        f"rendered {snapshot * 1000:.0f} ms (target <= 300 ms)"
+        f"run page HTML served in {run_page * 1000:.0f} ms (target <= 300 ms); page, snapshot "
+        f"and all {len(stops)} results rendered in chromium {snapshot * 1000:.0f} ms"
     )
     print(f"trends over 1,000 runs: page {times[0] * 1000:.0f} ms, data {times[1] * 1000:.0f} ms")
 
