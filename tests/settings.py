@@ -17,3 +17,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not shared-cache memory: threads (the pool's sink, the dispatcher) then wait on
     # locks with the busy timeout instead of failing with "database table is locked".
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}  # noqa: F405
+
+# Users are created by the hundred in tests: the production hasher (PBKDF2, ~1M iterations)
+# made each class's setup take over a second. Login and token checks work the same.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
