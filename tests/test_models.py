@@ -2,9 +2,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
-from runs.models import ApiToken, RunConfig, Suite, WorkerStat
+from runs.models import ApiToken, RunConfig, Suite, TestResult, WorkerStat
+from runs.sink import RESULT_COLUMNS, insert_results, result_from_event
 from tests.base import BaseTestCase
-from tests.factories import SUMMARY_KEYS, make_run
+from tests.factories import SUMMARY_KEYS, make_run, test_event
 
 
 class SuiteModelTests(BaseTestCase):
@@ -79,3 +80,16 @@ class ApiTokenTests(BaseTestCase):
         self.member.is_active = False
         self.member.save()
         assert ApiToken.objects.authenticate(raw) is None
+
+
+class ResultInsertTests(BaseTestCase):
+    def test_results_are_plain_columns_written_as_they_are(self):
+        # insert_results bypasses the fields' value preparation: only plain types may appear.
+        plain = {"CharField", "TextField", "FloatField", "PositiveSmallIntegerField", "ForeignKey"}
+        assert {f.get_internal_type() for f in RESULT_COLUMNS} <= plain
+        run = make_run(self.suite)
+        events = [test_event("t.py::a"), test_event("t.py::b", "failed", worker="gw1")]
+        insert_results([result_from_event(run.id, e) for e in events])
+        stored = {r.nodeid: r for r in TestResult.objects.filter(run=run)}
+        assert stored["t.py::b"].outcome == "failed" and stored["t.py::b"].worker == "gw1"
+        assert stored["t.py::a"].stop == 1000.5 and stored["t.py::b"].longrepr == "E   assert 0"
