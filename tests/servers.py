@@ -120,15 +120,22 @@ class ServeProcess:
                 self._changed.wait(left)
         raise RuntimeError(f"no {pattern!r} in serve's output:\n" + "".join(self.output))
 
+    def manage(self, *args: str) -> str:
+        """Run a `manage.py` command on this server's data; its standard output."""
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+
     def create_token(self, username: str = "admin", name: str = "") -> str:
         """A new API token for `username` (`manage.py create_token` on this server's data)."""
-        argv = [sys.executable, "manage.py", "create_token", username]
-        if name:
-            argv += ["--name", name]
-        out = subprocess.run(
-            argv, cwd=ROOT, env=self.env, capture_output=True, text=True, check=True, timeout=60
-        )
-        return out.stdout.strip().splitlines()[-1]
+        out = self.manage("create_token", username, *(["--name", name] if name else []))
+        return out.strip().splitlines()[-1]
 
     def stop(self, timeout: float = 20) -> int:
         if self.proc is None or self.proc.poll() is not None:

@@ -106,3 +106,35 @@ def test_script_in_nodeid_renders_inert(server, page, tmp_path):
     page.wait_for_function("(document.getElementById('gantt').data || []).length > 0")
     hover = page.evaluate("document.getElementById('gantt').data.flatMap((t) => t.text).join()")
     assert "&lt;script&gt;" in hover and "<script>" not in hover
+
+
+BIG_RUNNING_RUN = """
+from runs.models import Run, Suite, TestResult
+suite, _ = Suite.objects.get_or_create(name="big-live", defaults={"path": "/tmp"})
+run = Run.objects.create(suite=suite, status="running", workers=2, collected=3000,
+                         config_snapshot={"workers": 2})
+TestResult.objects.bulk_create(
+    TestResult(run=run, nodeid=f"t.py::test_{i}", worker=f"gw{i % 2}",
+               outcome="failed" if i == 700 else "passed", start=1000 + i * 0.01,
+               stop=1000 + i * 0.01 + 0.01, duration=0.01)
+    for i in range(1500))
+print(run.id)
+"""
+
+
+def test_a_big_running_run_shows_its_whole_timeline_in_bounded_bars(server, page):
+    run_id = server.manage("shell", "-c", BIG_RUNNING_RUN).strip().splitlines()[-1]
+    page.goto(f"{server.url}/runs/{run_id}/")
+    # The snapshot comes in several messages; the timeline redraws every 2 s meanwhile.
+    ends = (
+        "(document.getElementById('gantt').data || [])"
+        ".flatMap((t) => t.base.map((b, i) => b + t.x[i]))"
+    )
+    page.wait_for_function(f"Math.max(0, ...{ends}) >= 14.9")  # first test to latest one
+    traces = page.evaluate(
+        "document.getElementById('gantt').data.map((t) => "
+        "({name: t.name, bars: t.x.length, text: t.text[0]}))"
+    )
+    assert sum(t["bars"] for t in traces) <= 600  # not 1,500 bars: slices of each worker
+    assert {t["name"] for t in traces} == {"passed", "failed"}  # the failing slice shows
+    assert all(" tests" in t["text"] for t in traces)

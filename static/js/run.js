@@ -7,7 +7,7 @@
   const FAILING = new Set(["failed", "error", "crashed"]);
   // While a run goes, the page redraws at a fixed cadence, whatever the rate of batches: the
   // browser shares the run's cores, and every redraw is CPU the tests do not get.
-  const LIVE_BARS = 1000;      // the live timeline shows the latest bars only
+  const LIVE_BARS = 600;       // bars of the live timeline of a big run (see sliceBars)
   const TEXT_EVERY_MS = 250;   // counters, lanes, failures
   const CHART_EVERY_MS = 2000; // the timeline and the balance chart
   const COLORS = {
@@ -203,31 +203,72 @@
     }));
   }
 
-  function drawCharts() {
-    drawTimer = null;
-    if (!window.Plotly) return;
+  // Bars of one trace per outcome: x = width, base = start, y = worker, text = hover.
+  function barTraces(bars) {
     const byOutcome = new Map();
-    const t0 = state.t0 || 0;
-    let shown = [...state.results.values()];
-    if (state.run && state.run.status === "running" && shown.length > LIVE_BARS) {
-      // While a big run goes, the timeline shows its latest bars only (results arrive in
-      // finishing order): redrawing tens of thousands of bars would keep the page busy.
-      shown = shown.slice(-LIVE_BARS);
+    for (const b of bars) {
+      if (!byOutcome.has(b.outcome)) byOutcome.set(b.outcome, { x: [], base: [], y: [], text: [] });
+      const t = byOutcome.get(b.outcome);
+      t.base.push(b.base);
+      t.x.push(b.width);
+      t.y.push(inert(b.worker));
+      t.text.push(inert(b.text));
     }
-    for (const r of shown) {
-      if (r.start === null || r.start === undefined) continue;
-      if (!byOutcome.has(r.outcome)) byOutcome.set(r.outcome, { x: [], base: [], y: [], text: [] });
-      const t = byOutcome.get(r.outcome);
-      t.base.push(r.start - t0);
-      t.x.push(Math.max(r.duration, 0.001));
-      t.y.push(inert(r.worker));
-      t.text.push(inert(`${r.nodeid} (${r.duration.toFixed(3)} s)`));
-    }
-    const traces = [...byOutcome.entries()].map(([outcome, t]) => ({
+    return [...byOutcome.entries()].map(([outcome, t]) => ({
       type: "bar", orientation: "h", name: outcome, x: t.x, base: t.base, y: t.y,
       text: t.text, hoverinfo: "text", textposition: "none",
       marker: { color: COLORS[outcome] || "#64748b" },
     }));
+  }
+
+  // One bar per test: the finished run's timeline, and a small run's live one.
+  function testBars(results, t0) {
+    const bars = [];
+    for (const r of results) {
+      if (r.start === null || r.start === undefined) continue;
+      bars.push({ outcome: r.outcome, base: r.start - t0, width: Math.max(r.duration, 0.001),
+                  worker: r.worker, text: `${r.nodeid} (${r.duration.toFixed(3)} s)` });
+    }
+    return bars;
+  }
+
+  // While a big run goes: the whole run so far in at most LIVE_BARS bars, each worker's time
+  // cut into equal slices coloured by the worst outcome in them. The cost of a redraw stays
+  // bounded whatever the number of tests; the per-test timeline comes when the run ends.
+  const SEVERITY = ["passed", "xpassed", "skipped", "xfailed", "rerun", "failed", "error", "crashed"];
+  function sliceBars(results, t0) {
+    let end = t0;
+    const workers = new Set();
+    for (const r of results) {
+      if (r.stop > end) end = r.stop;
+      workers.add(r.worker);
+    }
+    const slices = Math.max(10, Math.floor(LIVE_BARS / Math.max(1, workers.size)));
+    const width = Math.max((end - t0) / slices, 0.001);
+    const cells = new Map();
+    for (const r of results) {
+      if (r.start === null || r.start === undefined) continue;
+      const i = Math.min(slices - 1, Math.floor((r.start - t0) / width));
+      const key = r.worker + "\u0000" + i;
+      let cell = cells.get(key);
+      if (!cell) cells.set(key, (cell = { worker: r.worker, i, tests: 0, failed: 0, worst: "passed" }));
+      cell.tests += 1;
+      if (FAILING.has(r.outcome)) cell.failed += 1;
+      if (SEVERITY.indexOf(r.outcome) > SEVERITY.indexOf(cell.worst)) cell.worst = r.outcome;
+    }
+    return [...cells.values()].map((c) => ({
+      outcome: c.worst, base: c.i * width, width, worker: c.worker,
+      text: `${c.tests} tests${c.failed ? `, ${c.failed} failing` : ""} (${(c.i * width).toFixed(1)}-${((c.i + 1) * width).toFixed(1)} s)`,
+    }));
+  }
+
+  function drawCharts() {
+    drawTimer = null;
+    if (!window.Plotly) return;
+    const t0 = state.t0 || 0;
+    const results = [...state.results.values()];
+    const live = state.run && state.run.status === "running" && results.length > LIVE_BARS;
+    const traces = barTraces(live ? sliceBars(results, t0) : testBars(results, t0));
     const layout = { barmode: "overlay", margin: { t: 20, l: 60, r: 20, b: 40 },
                      xaxis: { title: "seconds since the first test" },
                      yaxis: { categoryorder: "category descending" }, height: 120 + 30 * state.workers.size };

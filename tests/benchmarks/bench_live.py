@@ -151,14 +151,8 @@ def main() -> None:
             page.goto(f"{server.url}/runs/{run_id}/")
             page.wait_for_function(f"Object.keys(window.ptdReceived).length >= {len(stops)}")
             snapshot = time.perf_counter() - t
-            seeded = subprocess.run(
-                [sys.executable, "manage.py", "shell", "-c", SEED_RUNS],
-                cwd=ROOT,
-                env=server.env,
-                capture_output=True,
-                text=True,
-            )
-            print(f"seeded runs: {seeded.stdout.strip().splitlines()[-1]}")
+            seeded = server.manage("shell", "-c", SEED_RUNS)
+            print(f"seeded runs: {seeded.strip().splitlines()[-1]}")
             times = []
             for url in ("/trends/?suite=trend-1000", "/trends/trend-1000/data/"):
                 t = time.perf_counter()
