@@ -30,3 +30,13 @@ def require_chromium() -> None:
 
 def launch(playwright):
     return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
+
+
+def login_admin(page, server) -> None:
+    """Log `page` in as the admin that `serve` created on first start (a ServeProcess)."""
+    password = (server.data_dir / "initial_admin_password").read_text().strip()
+    page.goto(f"{server.url}/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/")

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.browser import launch, require_chromium
+from tests.browser import launch, login_admin, require_chromium
 from tests.factories import write_suite
 from tests.servers import ServeProcess
 
@@ -31,12 +31,7 @@ def page(server):
         context = browser.new_context()
         page = context.new_page()
         page.set_default_timeout(30_000)
-        password = (server.data_dir / "initial_admin_password").read_text().strip()
-        page.goto(f"{server.url}/")
-        page.fill("input[name=username]", "admin")
-        page.fill("input[name=password]", password)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{server.url}/")
+        login_admin(page, server)
         yield page
         browser.close()
 

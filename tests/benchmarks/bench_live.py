@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 
 from tests.benchmarks.common import ROOT, make_suite, median
-from tests.browser import launch
+from tests.browser import launch, login_admin
 from tests.servers import ServeProcess
 
 SEED_RUNS = """
@@ -45,15 +45,6 @@ for i in range(1000):
 Run.objects.bulk_create(rows)
 print(Run.objects.filter(suite=suite).count())
 """
-
-
-def login(page, server):
-    password = (server.data_dir / "initial_admin_password").read_text().strip()
-    page.goto(f"{server.url}/login/")
-    page.fill("input[name=username]", "admin")
-    page.fill("input[name=password]", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{server.url}/")
 
 
 def headless(server, suite: Path, workers: int) -> dict:
@@ -123,7 +114,7 @@ def main() -> None:
             browser = launch(pw)
             page = browser.new_page()
             page.set_default_timeout(600_000)
-            login(page, server)
+            login_admin(page, server)
             session = requests.Session()
             for cookie in page.context.cookies():
                 session.cookies.set(cookie["name"], cookie["value"])
