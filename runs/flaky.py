@@ -18,7 +18,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
@@ -301,19 +301,17 @@ def record_run_safely(run: Run, tests=None) -> None:
 _history = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptd-history")
 
 
-def record_run_in_background(run: Run, tests=None) -> Future:
+def record_run_in_background(run: Run, tests=None) -> None:
     """Fold a finished run into the summary on the server's history thread.
 
     For ingestion's /finish: the CI job waits on that answer, and folding 10,000 tests costs it
     most of a second for derived data it does not need (if the server stops before this runs, the
     flaky page's Rebuild recomputes the summary). Runs inline when
     ``PTD_BACKGROUND_HISTORY`` is off (tests inside a transaction)."""
-    if not settings.PTD_BACKGROUND_HISTORY:
+    if settings.PTD_BACKGROUND_HISTORY:
+        _history.submit(_record_in_thread, run, tests)
+    else:
         record_run_safely(run, tests)
-        done: Future = Future()
-        done.set_result(None)
-        return done
-    return _history.submit(_record_in_thread, run, tests)
 
 
 def _record_in_thread(run: Run, tests) -> None:
