@@ -76,6 +76,40 @@ def test_a_rerun_crash_counts_against_reruns_like_any_failure(suite):
     assert outcomes(run) == {"test_twice.py::test_crash_then_fail": ["rerun", "failed"]}
 
 
+def test_a_crash_is_rerun_even_when_the_status_server_reads_late(suite):
+    """The worker sends the rerun count without waiting, then dies at once: the controller
+    reaps it before the server thread has read that count. Here the server is made slow to
+    store it (0.3 s); the crash handler must still see the count and rerun the test."""
+    files = {
+        "conftest.py": """
+            import time
+            import pytest_rerunfailures as rf
+
+            store = rf.ServerStatusDB._set
+
+            def slow_set(self, i, k, v):
+                if k == "r":
+                    time.sleep(0.3)
+                store(self, i, k, v)
+
+            rf.ServerStatusDB._set = slow_set
+        """,
+        "test_crash.py": """
+            import os
+            from pathlib import Path
+
+            def test_crash_once():
+                marker = Path(__file__).with_name("crashed_once")
+                if not marker.exists():
+                    marker.write_text("x")
+                    os._exit(1)
+        """,
+    }
+    run = suite(files, *parallel("fork", 1), "--reruns", "1")
+    assert run.returncode == 0, run.output
+    assert outcomes(run) == {"test_crash.py::test_crash_once": ["rerun", "passed"]}
+
+
 def test_crash_reruns_in_loadfile_mode_keep_the_file_on_one_worker(suite):
     files = {
         "test_file.py": """

@@ -29,7 +29,7 @@ import pytest
 
 from . import fork_safety
 from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
-from .fork_plugins import handle_crash, node_down
+from .fork_plugins import handle_crash, node_down, track_status_db
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .scheduler import MODES, LPTScheduler, load_durations
 
@@ -184,6 +184,7 @@ class ForkEngine:
         from .fork_worker import prepare_fork
 
         prepare_fork()
+        track_status_db(self.config)
         gc.collect()
         gc.freeze()
         for i in range(self.workers):

@@ -9,6 +9,10 @@
   ``pytest_configure_node`` put in ``workerinput``). A fork worker has instead inherited
   the controller's server object, a copy no one else sees, so ``setup_worker`` connects it
   the way xdist's worker would (on first use: runs without reruns open no connection).
+  A worker *sets* a test's rerun count without waiting for an answer, then runs the test:
+  when the test kills the worker at once, the controller learns of the death (``waitpid``)
+  before the server thread has read that count, and would see 0 reruns. ``track_status_db``
+  lets the crash handler first wait for the dead worker's connection to be read to its end.
 * **Worker output** (``config.workeroutput`` -> ``node.workeroutput`` in
   ``pytest_testnodedown(node, error)``). ``finish_worker`` fills in what xdist's worker
   adds, and gives the dict in a form the worker's pipe can carry (pickle; xdist needs it
@@ -30,13 +34,18 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import sys
+import threading
 from typing import Any
 
 import pytest
 
 _COV_PLUGIN = "_cov"  # the name pytest-cov registers its CovPlugin under
 _REPORTER_NAME = "ptd-reporter"
+_STATUS_CONNECTIONS = pytest.StashKey[dict]()
+_PEER_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+_DRAIN_TIMEOUT = 2.0  # seconds to let the server thread read a dead worker's last messages
 
 
 # -- the controller --------------------------------------------------------------------------
@@ -62,6 +71,51 @@ class CrashSched:
         self._core.mark_pending(index)
 
 
+def track_status_db(config: pytest.Config) -> None:
+    """In the controller, before forking: know rerunfailures' open worker connections.
+
+    Its server thread accepts each connection and serves it on a thread of its own
+    (``run_connection``, looked up on the instance at every accept, so wrapping it on the
+    instance covers every worker, all of which connect after the fork).
+    """
+    module = sys.modules.get("pytest_rerunfailures")
+    server = getattr(module, "ServerStatusDB", None)
+    db = getattr(config, "failures_db", None)
+    if server is None or not isinstance(db, server) or not hasattr(db, "run_connection"):
+        return
+    serve = db.run_connection
+    connections: dict[Any, threading.Event] = {}
+
+    def run_connection(conn: Any) -> None:
+        done = connections[conn] = threading.Event()
+        try:
+            serve(conn)
+        finally:
+            connections.pop(conn, None)
+            done.set()
+
+    db.run_connection = run_connection
+    config.stash[_STATUS_CONNECTIONS] = connections
+
+
+def settle_status_db(config: pytest.Config, timeout: float = _DRAIN_TIMEOUT) -> None:
+    """Wait until every connection whose worker is gone has been read to its end.
+
+    Called once the crashed worker is reaped: its socket is closed, so its connection shows
+    the peer's hang-up (``POLLRDHUP``) while the live workers' connections do not.
+    """
+    connections = config.stash.get(_STATUS_CONNECTIONS, None)
+    for conn, done in list((connections or {}).items()):
+        poller = select.poll()
+        try:
+            poller.register(conn.fileno(), select.POLLRDHUP)
+            ready = poller.poll(0)
+        except (OSError, ValueError):  # closed meanwhile: its thread is done
+            continue
+        if ready and ready[0][1] & _PEER_GONE:
+            done.wait(timeout)
+
+
 def handle_crash(
     config: pytest.Config,
     report: pytest.TestReport,
@@ -76,6 +130,7 @@ def handle_crash(
     """
     hook = getattr(config.hook, "pytest_handlecrashitem", None)
     if hook is not None:
+        settle_status_db(config)
         hook(crashitem=report.nodeid, report=report, sched=CrashSched(config, items, core, index))
 
 
