@@ -111,8 +111,15 @@ def build_env(
     suite_env: Mapping[str, str] | None,
     events_fd: int | None,
     durations_file: str | None,
+    pycache_dir: str | None = None,
 ) -> dict[str, str]:
-    """A clean environment for user code: an allowlist of ``base_env`` plus the suite's own."""
+    """A clean environment for user code: an allowlist of ``base_env`` plus the suite's own.
+
+    Bytecode, and the test modules and plugins pytest rewrites for its assert messages, is
+    cached in ``pycache_dir`` (``PYTHONPYCACHEPREFIX``) rather than in ``__pycache__``
+    folders of the suite's directory; without one, nothing is written (each run then
+    rewrites every test module again). A suite's own setting of either variable wins.
+    """
     env = {k: v for k, v in base_env.items() if k in _ENV_ALLOW or k.startswith("LC_")}
     for key, value in (suite_env or {}).items():
         if key in _ENV_DENY:
@@ -124,7 +131,11 @@ def build_env(
     env.pop("PTD_DURATIONS_FILE", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (INRUN_PATH, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
-    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if not {"PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE"} & env.keys():
+        if pycache_dir:
+            env["PYTHONPYCACHEPREFIX"] = pycache_dir
+        else:
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
     if events_fd is not None:
         env["PTD_EVENTS_FD"] = str(int(events_fd))
     if durations_file:

@@ -287,7 +287,11 @@ def build_spec(run: Run) -> RunSpec:
         engine=snap.get("engine", "xdist"),
     )
     env = command.build_env(
-        dict(os.environ), dict(suite.env), events_fd=None, durations_file=str(durations_file)
+        dict(os.environ),
+        dict(suite.env),
+        events_fd=None,
+        durations_file=str(durations_file),
+        pycache_dir=str(settings.PTD_PYCACHE_DIR) if settings.PTD_PYCACHE_DIR else None,
     )
     return RunSpec(
         run_id=run.id,

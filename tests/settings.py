@@ -4,10 +4,13 @@ their own, fixed before dashboard.settings reads the environment."""
 import os
 import tempfile
 
+from tests.paths import PYCACHE_DIR
+
 os.environ.setdefault("PTD_DATA_DIR", tempfile.mkdtemp(prefix="ptd-test-"))
 # Worker threads (the sink, database_sync_to_async) must not keep PostgreSQL connections open
 # past their work, or the test database cannot be dropped at the end.
 os.environ.setdefault("PTD_DB_CONN_MAX_AGE", "0")
+os.environ.setdefault("PTD_PYCACHE_DIR", PYCACHE_DIR)
 # Test cases run inside a transaction that another thread's connection cannot see.
 os.environ.setdefault("PTD_BACKGROUND_HISTORY", "0")
 

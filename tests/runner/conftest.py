@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from runner.command import PLUGIN_MODULE, build_env
+from tests.paths import PYCACHE_DIR
 
 # Autoloading every installed plugin (hypothesis, schemathesis, django...) costs ~2 s per
 # pytest process; the tiny suites only need these. Loaded by entry-point name, so they are
@@ -76,7 +77,7 @@ def run_pytest(
         Path(durations_file).write_text(json.dumps(durations))
     r, w = os.pipe()
     try:
-        run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file)
+        run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file, PYCACHE_DIR)
         argv = [*plugin_argv(), *args]
         proc = subprocess.Popen(
             argv,
@@ -119,4 +120,4 @@ def suite(tmp_path):
 @pytest.fixture
 def fast_pytest_cmd():
     """(argv, env) to run pytest with our plugin, the fast way; the pool adds the fd."""
-    return [*plugin_argv(), "-q"], build_env(os.environ, FAST_ENV, None, None)
+    return [*plugin_argv(), "-q"], build_env(os.environ, FAST_ENV, None, None, PYCACHE_DIR)

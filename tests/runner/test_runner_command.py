@@ -105,6 +105,23 @@ def test_build_env_without_fd():
     assert env["PYTHONPATH"] == command.INRUN_PATH
 
 
+def test_build_env_caches_bytecode_outside_the_suite_unless_the_suite_says_otherwise():
+    assert command.build_env({}, {}, None, None)["PYTHONDONTWRITEBYTECODE"] == "1"
+    env = command.build_env({}, {}, None, None, "/data/pycache")
+    assert env["PYTHONPYCACHEPREFIX"] == "/data/pycache" and "PYTHONDONTWRITEBYTECODE" not in env
+    for own in ({"PYTHONDONTWRITEBYTECODE": "1"}, {"PYTHONPYCACHEPREFIX": "/own"}):
+        env = command.build_env({}, own, None, None, "/data/pycache")
+        assert (
+            env.items() >= own.items()
+            and env.keys()
+            & {
+                "PYTHONPYCACHEPREFIX",
+                "PYTHONDONTWRITEBYTECODE",
+            }
+            == own.keys()
+        )
+
+
 def test_check_plugins_ok():
     assert command.check_plugins(sys.executable, 4, 2, 1) is None
 
