@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import procs
+from . import procs, zygote
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Sink(Protocol):
 @dataclass
 class _Run:
     spec: RunSpec
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | zygote.ZygoteProc | None = None
     reason: str | None = None
     terminating: bool = False
     exited: threading.Event = field(default_factory=threading.Event)
@@ -77,11 +77,15 @@ class Pool:
         grace: float = 5.0,
         *,
         reap_orphans: bool = True,
+        warm_start: bool = False,
     ) -> None:
         """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
         leaves behind are adopted and reaped here instead of piling up as zombies under an
         init that does not reap (containers). It is process-wide: orphans of *other*
-        subprocesses of this process are adopted too (and left to their fate)."""
+        subprocesses of this process are adopted too (and left to their fate).
+
+        ``warm_start``: fork runs from a kept interpreter with pytest already imported
+        (``runner.zygote``), for a pool that lives longer than one run."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.sink = sink
@@ -95,6 +99,7 @@ class Pool:
         self._outcomes: dict[int, RunOutcome] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._zygotes = zygote.Zygotes() if warm_start and zygote.supported() else None
         if reap_orphans:
             procs.become_subreaper()
 
@@ -166,6 +171,8 @@ class Pool:
                 threading.Thread(
                     target=self._terminate, args=(run, "cancelled"), daemon=True
                 ).start()
+        if self._zygotes is not None:
+            self._zygotes.close()
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in list(self._threads):
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -232,7 +239,10 @@ class Pool:
         started = time.monotonic()
         try:
             with logfile:
-                proc = subprocess.Popen(
+                proc = None
+                if self._zygotes is not None:
+                    proc = self._zygotes.spawn(spec.argv, spec.cwd, env, logfile.fileno(), w)
+                proc = proc or subprocess.Popen(
                     spec.argv,
                     cwd=spec.cwd,
                     env=env,

@@ -27,7 +27,9 @@ class Dispatcher:
     def __init__(self, max_concurrent: int | None = None, poll: float | None = None):
         self.sink = DbSink(on_finish=lambda run_id: services.run_queued.set())
         self.pool = Pool(
-            self.sink, max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS
+            self.sink,
+            max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS,
+            warm_start=settings.PTD_WARM_START,
         )
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()

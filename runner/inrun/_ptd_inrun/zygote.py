@@ -1,0 +1,215 @@
+"""A warm start for runs: a suite's interpreter with pytest and its plugins already imported.
+
+``python -m _ptd_inrun.zygote`` is started by the dashboard's runner (``runner.zygote``) in a
+suite's directory, with the environment that suite's runs get. It imports pytest, pytest's
+own plugins, the plugins installed for the ``pytest11`` entry point and ours, then waits on
+the socket it was given (``PTD_ZYGOTE_FD``). For each run it forks: the child becomes a new
+session leader, takes the run's log and event pipe as its fds, sets the run's environment
+and arguments, and runs ``python -m pytest`` from there, exactly as a fresh interpreter
+would after those imports. The zygote reaps it and reports its exit status.
+
+Nothing of the suite itself (conftests, test modules, the code under test) is imported
+here, so edits to it are always seen. What *is* imported is checked before every fork:
+when a module file or a ``sys.path`` directory (the suite's own aside) changed (a plugin
+upgraded, a package installed), the zygote answers "stale" and exits, and the runner starts
+a fresh one.
+
+Messages are JSON, one per SOCK_SEQPACKET packet; fds travel as SCM_RIGHTS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+MAX_MESSAGE = 1 << 20
+PLUGIN = "_ptd_inrun.plugin"  # loaded with -p by every run
+# Set by the runner per run; everything else in the environment is the zygote's own.
+PER_RUN_VARS = ("PTD_EVENTS_FD", "PTD_DURATIONS_FILE")
+
+
+def preload() -> None:
+    """Import what every run of this interpreter imports before it reads the suite.
+
+    pytest rewrites the asserts of plugin modules as it imports them (every module of a
+    distribution with a ``pytest11`` entry point, and ``-p`` plugins such as ours): those
+    are imported here only to load what they import, then forgotten, so each run imports
+    them again through pytest's rewriting hook, as a fresh interpreter would.
+    """
+    import pytest  # noqa: F401
+    from _pytest import config
+
+    for name in config.default_plugins:
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"_pytest.{name}")
+    rewritten = {PLUGIN}
+    if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        from importlib.metadata import distributions, entry_points
+
+        for ep in entry_points(group="pytest11"):
+            with contextlib.suppress(Exception):  # the run will meet the same error itself
+                importlib.import_module(ep.module)
+        files = (
+            str(file)
+            for dist in distributions()
+            if any(ep.group == "pytest11" for ep in dist.entry_points)
+            for file in dist.files or []
+        )
+        with contextlib.suppress(Exception):
+            rewritten.update(config._iter_rewritable_modules(files))
+    with contextlib.suppress(Exception):
+        importlib.import_module(PLUGIN)
+    forget(rewritten)
+    # What is loaded now is every run's: out of the collector's sight, so no run's garbage
+    # collection walks (and copies, page by page) the zygote's objects.
+    gc.collect()
+    gc.freeze()
+
+
+def forget(names: set[str]) -> None:
+    """Drop modules ``names`` (and their submodules) and every module that refers to them.
+
+    A kept module holding a forgotten module, or a function or class of one, would keep
+    a second copy of it alive in the run: it goes too, until none does.
+    """
+    gone = {
+        name
+        for name in sys.modules
+        if name in names or any(name.startswith(n + ".") for n in names)
+    }
+    while gone:
+        dropped = {id(sys.modules.pop(name)) for name in gone if name in sys.modules}
+        dropped_names = set(gone)
+        gone = set()
+        for name, module in list(sys.modules.items()):
+            values = getattr(module, "__dict__", {}).values()
+            for value in list(values):
+                if id(value) in dropped or getattr(value, "__module__", None) in dropped_names:
+                    gone.add(name)
+                    break
+
+
+def _snapshot() -> dict[str, float]:
+    """The mtime of every imported module's file and of every ``sys.path`` directory.
+
+    Except the suite's own directory (first on the path, as with ``python -m pytest``):
+    nothing is preloaded from it, and it changes with every checkout.
+    """
+    cwd = os.getcwd()
+    paths = {p for p in sys.path if p and os.path.abspath(p) != cwd}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str):
+            paths.add(path)
+    stamps = {}
+    for path in paths:
+        with contextlib.suppress(OSError):
+            stamps[path] = os.stat(path).st_mtime
+    return stamps
+
+
+def _stale(stamps: dict[str, float]) -> bool:
+    for path, mtime in stamps.items():
+        try:
+            if os.stat(path).st_mtime != mtime:
+                return True
+        except OSError:
+            return True
+    return False
+
+
+def _send(sock: socket.socket, **message: object) -> None:
+    sock.send(json.dumps(message).encode())
+
+
+def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
+    """Fork a child per request; return the request in that child, None when told to stop."""
+    stamps = _snapshot()
+    _send(sock, ready=True, pid=os.getpid())
+    children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, request id)
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    listening = True
+    while listening or children:
+        for fd, _ in poller.poll():
+            if fd in children:
+                pid, rid = children.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                with contextlib.suppress(OSError):  # the runner may be gone
+                    _send(sock, id=rid, exit=os.waitstatus_to_exitcode(status))
+                continue
+            data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4)
+            if not data:  # no more runs: report the running ones' exits, then go
+                poller.unregister(sock.fileno())
+                listening = False
+                continue
+            request = json.loads(data)
+            if _stale(stamps):
+                for received in fds:
+                    os.close(received)
+                _send(sock, id=request["id"], stale=True)
+                poller.unregister(sock.fileno())
+                listening = False
+                continue
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                for pidfd in children:
+                    os.close(pidfd)
+                return request, fds
+            _send(sock, id=request["id"], pid=pid)  # first: the run must not start twice
+            for received in fds:
+                os.close(received)
+            pidfd = os.pidfd_open(pid)
+            children[pidfd] = (pid, request["id"])
+            poller.register(pidfd, select.POLLIN)
+    return None
+
+
+def become_run(request: dict, fds: list[int]) -> None:
+    """In the forked child: take the run's session, fds, directory, environment, argv."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    log_fd, events_fd = fds
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(null)
+    os.close(log_fd)
+    os.set_inheritable(events_fd, True)
+    os.chdir(request["cwd"])
+    env = dict(request["env"])
+    env["PTD_EVENTS_FD"] = str(events_fd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [sys.argv[0], *request["args"]]
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(os.environ.pop("PTD_ZYGOTE_FD")))
+    if not all(hasattr(os, f) for f in ("pidfd_open", "waitstatus_to_exitcode", "setsid")):
+        return  # an older Python: the runner starts its runs cold
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we go
+    preload()
+    served = serve(sock)
+    if served is None:
+        return
+    become_run(*served)
+    import runpy
+
+    # sys.stdout/stderr/stdin already write to and read from fds 1, 2 and 0: now the run's.
+    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Warm starts: keep a suite's interpreter with pytest imported, fork each run from it.
+
+A cold run spends its first ~0.5 s starting Python and importing pytest and every installed
+plugin, the same for every run of a suite. A long-lived runner (the dashboard's) keeps one
+*zygote* per (interpreter, directory, environment): ``python -m _ptd_inrun.zygote``, which
+does those imports once and forks a run's pytest process on request (see that module for
+what the child does). The run is then an ordinary pytest process in its own session; only
+its parent differs, so its exit status comes back over the zygote's socket.
+
+Whatever goes wrong on this path (no ``pidfd_open``, a zygote that will not start, dies, or
+finds its imports stale) makes ``Zygotes.spawn`` return None, and the pool starts the run
+cold as always. The first run of a key waits for its zygote to be ready, which takes what a
+cold start takes: that time counts in its wall time, as it should.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+log = logging.getLogger(__name__)
+
+MODULE = "_ptd_inrun.zygote"
+PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE"})  # as in that module
+READY_TIMEOUT = 60.0
+REPLY_TIMEOUT = 30.0
+REPORT_TIMEOUT = 5.0  # after the run's process is gone, for the zygote to say how it ended
+MAX_MESSAGE = 1 << 20
+
+
+def supported() -> bool:
+    return sys.platform.startswith("linux") and hasattr(os, "pidfd_open")
+
+
+class ZygoteProc:
+    """The part of ``subprocess.Popen`` the pool uses, for a process forked by a zygote."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._settled = threading.Event()  # its exit reported, or its zygote gone
+        try:
+            self._pidfd: int | None = os.pidfd_open(pid)
+        except OSError:  # already gone and reaped: the zygote's report says how it ended
+            self._pidfd = None
+
+    def _report(self, code: int) -> None:
+        self.returncode = code
+        self._settled.set()
+
+    def wait(self) -> int:
+        if self._pidfd is not None:
+            poller = select.poll()
+            poller.register(self._pidfd, select.POLLIN)
+            poller.poll()  # readable once the process has terminated
+            os.close(self._pidfd)
+            self._pidfd = None
+        self._settled.wait(REPORT_TIMEOUT)
+        if self.returncode is None:
+            # The zygote died first: the run was reparented, perhaps to us (a subreaper).
+            code = -1
+            with contextlib.suppress(ChildProcessError, OSError):
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == self.pid:
+                    code = os.waitstatus_to_exitcode(status)
+            self.returncode = code
+        return self.returncode
+
+
+class Zygote:
+    def __init__(self, python: str, cwd: str, env: Mapping[str, str]) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock = ours
+        self.last_used = time.monotonic()
+        self.dead = False
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._replies: dict[int, tuple[threading.Event, dict]] = {}
+        self._procs: dict[int, ZygoteProc] = {}
+        self._exits: dict[int, int] = {}  # exits reported before their spawn came back
+        self._abandoned: set[int] = set()  # requests given up on: a late fork is killed
+        try:
+            self.proc = subprocess.Popen(
+                [python, "-m", MODULE],
+                cwd=cwd,
+                env={**env, "PTD_ZYGOTE_FD": str(theirs.fileno())},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                start_new_session=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError):
+            ours.close()
+            self.dead = True
+            return
+        finally:
+            theirs.close()
+        self._reader = threading.Thread(target=self._read, name="ptd-zygote", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = self.sock.recv(MAX_MESSAGE)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            try:
+                message = json.loads(data)
+            except ValueError:
+                break
+            if message.get("ready"):
+                self._ready.set()
+            elif "exit" in message:
+                with self._lock:
+                    proc = self._procs.pop(message["id"], None)
+                    if proc is None:
+                        self._exits[message["id"]] = int(message["exit"])
+                if proc is not None:
+                    proc._report(int(message["exit"]))
+            else:
+                with self._lock:
+                    waiter = self._replies.get(message["id"])
+                    late = message["id"] in self._abandoned
+                if waiter is not None:
+                    waiter[1].update(message)
+                    waiter[0].set()
+                elif late and isinstance(message.get("pid"), int):
+                    # Its run was started cold meanwhile: this copy must not run too.
+                    with contextlib.suppress(OSError):
+                        os.killpg(message["pid"], 9)
+        self.dead = True
+        self._ready.set()
+        with self._lock:
+            waiters = [event for event, _ in self._replies.values()]
+            orphans = list(self._procs.values())
+        for event in waiters:
+            event.set()
+        for proc in orphans:
+            proc._settled.set()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with contextlib.suppress(Exception):
+            self.proc.wait(5)
+
+    def spawn(
+        self, args: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
+    ) -> ZygoteProc | None:
+        """Fork a run (``python -m pytest *args``); None if this zygote cannot."""
+        if self.dead or not self._ready.wait(READY_TIMEOUT) or self.dead:
+            return None
+        self.last_used = time.monotonic()
+        request = {"args": list(args), "cwd": cwd, "env": dict(env)}
+        with self._lock:
+            self._next_id += 1
+            request["id"] = rid = self._next_id
+            event, reply = self._replies[rid] = (threading.Event(), {})
+            try:
+                socket.send_fds(self.sock, [json.dumps(request).encode()], [log_fd, events_fd])
+            except OSError as exc:
+                log.info("zygote unusable (%s); starting the run cold", exc)
+                self._replies.pop(rid, None)
+                return None
+        event.wait(REPLY_TIMEOUT)
+        with self._lock:
+            self._replies.pop(rid, None)
+            pid = reply.get("pid")
+            if not isinstance(pid, int):
+                self._abandoned.add(rid)
+                return None  # stale, dead or silent
+        proc = ZygoteProc(pid)
+        with self._lock:
+            code = self._exits.pop(rid, None)
+            if code is None:
+                self._procs[rid] = proc
+        if code is not None:
+            proc._report(code)
+        return proc
+
+    def close(self) -> None:
+        """Let it go: it exits when it reads the end of its socket; runs it forked go on.
+
+        Only our sending side is shut: the reader still hears what it says until it exits.
+        """
+        self.dead = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+
+
+class Zygotes:
+    """At most ``limit`` zygotes, least recently used dropped first, idle ones let go."""
+
+    def __init__(self, limit: int = 4, idle: float = 1800.0) -> None:
+        self.limit = limit
+        self.idle = idle
+        self._lock = threading.Lock()
+        self._by_key: collections.OrderedDict[tuple, Zygote] = collections.OrderedDict()
+
+    def spawn(
+        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
+    ) -> ZygoteProc | None:
+        if not supported() or list(argv[1:3]) != ["-m", "pytest"]:
+            return None
+        base = {k: v for k, v in env.items() if k not in PER_RUN_VARS}
+        key = (argv[0], cwd, tuple(sorted(base.items())))
+        with self._lock:
+            self._expire()
+            zygote = self._by_key.pop(key, None)
+            if zygote is None or zygote.dead:
+                zygote = Zygote(argv[0], cwd, base)
+            self._by_key[key] = zygote  # most recently used last
+            while len(self._by_key) > self.limit:
+                self._by_key.popitem(last=False)[1].close()
+        proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd)
+        if proc is None:
+            zygote.close()  # stale or broken: the next run of this key starts a fresh one
+        return proc
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for key, zygote in list(self._by_key.items()):
+            if zygote.dead or now - zygote.last_used > self.idle:
+                self._by_key.pop(key).close()
+
+    def close(self) -> None:
+        with self._lock:
+            for zygote in self._by_key.values():
+                zygote.close()
+            self._by_key.clear()

@@ -1,0 +1,213 @@
+"""runner.zygote: runs forked from a kept interpreter behave as cold ones, and fall back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from runner import zygote
+from runner.command import PLUGIN_MODULE
+from runner.pool import Pool, RunSpec
+from tests.runner.test_runner_pool import WAIT, Recorder, assert_group_gone, wait_file
+
+pytestmark = pytest.mark.skipif(not zygote.supported(), reason="warm starts need Linux pidfds")
+
+# Each run records who it is, who started it and what it was given.
+PROBE = """
+    import json, os, sys
+    from pathlib import Path
+
+    def test_probe():
+        run = os.path.basename(os.environ["PTD_DURATIONS_FILE"])
+        Path(os.environ["PROBE_DIR"], run + ".json").write_text(json.dumps({
+            "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd(),
+            "argv": sys.argv, "durations": os.environ.get("PTD_DURATIONS_FILE"),
+            "events_fd": os.environ.get("PTD_EVENTS_FD"),
+        }))
+        assert not Path("fail").exists()
+"""
+
+
+@pytest.fixture
+def recorder():
+    return Recorder()
+
+
+@pytest.fixture
+def warm_pool(recorder):
+    pool = Pool(recorder, warm_start=True)
+    yield pool
+    pool.shutdown(timeout=WAIT)
+
+
+def write(root: Path, name: str, text: str) -> None:
+    (root / name).write_text(textwrap.dedent(text))
+
+
+def run(pool, tmp_path, run_id, cmd, suite, **env):
+    argv, base_env = cmd
+    spec = RunSpec(
+        run_id=run_id,
+        argv=argv,
+        cwd=str(suite),
+        env={**base_env, **env},
+        timeout=None,
+        log_path=str(tmp_path / f"run{run_id}.log"),
+    )
+    pool.submit(spec)
+    return spec
+
+
+def finish(pool, run_id):
+    outcome = pool.wait(run_id, WAIT)
+    assert outcome is not None, "the run did not finish"
+    return outcome
+
+
+def probe_run(pool, tmp_path, run_id, cmd, suite):
+    """Run the probe; the environment differs from run to run only where the pool's does."""
+    per_run = {"PTD_DURATIONS_FILE": f"/d{run_id}"}
+    run(pool, tmp_path, run_id, cmd, suite, PROBE_DIR=str(tmp_path), **per_run)
+    outcome = finish(pool, run_id)
+    return outcome, json.loads((tmp_path / f"d{run_id}.json").read_text())
+
+
+def test_runs_fork_from_one_kept_interpreter(tmp_path, warm_pool, recorder, fast_pytest_cmd):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    write(suite, "test_probe.py", PROBE)
+    first, a = probe_run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
+    (suite / "fail").write_text("")
+    second, b = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite)
+    # Both came from the same parent, which is not this process: the zygote.
+    assert a["ppid"] == b["ppid"] != os.getpid()
+    assert a["pid"] != b["pid"] and a["sid"] == a["pid"] and b["sid"] == b["pid"]
+    assert a["cwd"] == str(suite) and a["argv"][0].endswith(os.path.join("pytest", "__main__.py"))
+    assert (a["durations"], b["durations"]) == ("/d1", "/d2")  # per-run variables are the run's
+    assert a["events_fd"] is None  # taken by our plugin, as in a cold run
+    assert (first.returncode, first.reason) == (0, None)
+    assert (second.returncode, second.reason) == (1, None)
+    events = [e for c in recorder.calls if c[:2] == ("events", 2) for e in c[2]]
+    assert [e["outcome"] for e in events if e["type"] == "test"] == ["failed"]
+    log = (tmp_path / "run2.log").read_text()
+    assert "1 failed" in log and "assert not True" in log  # a rewritten assert
+
+
+def test_plugins_are_imported_through_pytest_assert_rewriting(tmp_path, warm_pool, fast_pytest_cmd):
+    """Installed plugins are preloaded then forgotten: each run imports them as pytest does."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    write(suite, "test_probe.py", PROBE)
+    _, env = fast_pytest_cmd
+    env = {k: v for k, v in env.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
+    argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider", "-q"]
+    cmd = (argv, env)
+    for run_id in (1, 2):
+        outcome, _ = probe_run(warm_pool, tmp_path, run_id, cmd, suite)
+        assert outcome.returncode == 0, (tmp_path / f"run{run_id}.log").read_text()
+        log = (tmp_path / f"run{run_id}.log").read_text()
+        assert "PytestAssertRewriteWarning" not in log
+
+
+def test_a_changed_import_path_gets_a_fresh_interpreter(tmp_path, warm_pool, fast_pytest_cmd):
+    suite, lib = tmp_path / "suite", tmp_path / "lib"
+    suite.mkdir()
+    lib.mkdir()
+    write(suite, "test_probe.py", PROBE)
+    argv, env = fast_pytest_cmd
+    cmd = (argv, {**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{lib}"})
+    _, a = probe_run(warm_pool, tmp_path, 1, cmd, suite)
+    _, b = probe_run(warm_pool, tmp_path, 2, cmd, suite)
+    assert a["ppid"] == b["ppid"]
+    (lib / "newly_installed.py").write_text("")  # as pip install would change the folder
+    outcome, c = probe_run(warm_pool, tmp_path, 3, cmd, suite)
+    assert outcome.returncode == 0
+    _, d = probe_run(warm_pool, tmp_path, 4, cmd, suite)
+    assert c["ppid"] != a["ppid"] and d["ppid"] not in (a["ppid"], os.getpid())
+
+
+def test_cancel_ends_a_warm_run_and_all_it_started(tmp_path, warm_pool, recorder, fast_pytest_cmd):
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    write(
+        suite,
+        "test_hang.py",
+        f"""
+        import os, subprocess, sys, time
+        from pathlib import Path
+
+        def test_hangs():
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            Path({str(tmp_path / "pids")!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
+            time.sleep(60)
+        """,
+    )
+    run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
+    pids = [int(p) for p in wait_file(tmp_path / "pids").split()]
+    assert warm_pool.cancel(1)
+    outcome = finish(warm_pool, 1)
+    assert outcome.reason == "cancelled"
+    assert_group_gone(pids[0], *pids)
+
+
+def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
+    """The zygote dies mid-run: the run goes on and its exit status is still known."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    gate, started = tmp_path / "gate", tmp_path / "started"
+    write(
+        suite,
+        "test_wait.py",
+        f"""
+        import os, time
+        from pathlib import Path
+
+        def test_waits():
+            Path({str(started)!r}).write_text(str(os.getppid()))
+            deadline = time.monotonic() + 30
+            while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert Path({str(gate)!r}).exists()
+        """,
+    )
+    run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
+    zygote_pid = int(wait_file(started))
+    assert zygote_pid != os.getpid()
+    os.kill(zygote_pid, signal.SIGKILL)
+    gate.write_text("go")
+    began = time.monotonic()
+    outcome = finish(warm_pool, 1)
+    assert (outcome.returncode, outcome.reason) == (0, None), outcome
+    assert time.monotonic() - began < zygote.REPORT_TIMEOUT
+    # The next run starts from a new zygote.
+    _, probe = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite_with_probe(tmp_path))
+    assert probe["ppid"] not in (zygote_pid, os.getpid())
+
+
+def suite_with_probe(tmp_path):
+    suite = tmp_path / "probe_suite"
+    suite.mkdir(exist_ok=True)
+    write(suite, "test_probe.py", PROBE)
+    return suite
+
+
+def test_without_warm_start_runs_are_children_of_the_pool(tmp_path, recorder, fast_pytest_cmd):
+    pool = Pool(recorder)
+    try:
+        _, probe = probe_run(pool, tmp_path, 1, fast_pytest_cmd, suite_with_probe(tmp_path))
+    finally:
+        pool.shutdown(timeout=WAIT)
+    assert probe["ppid"] == os.getpid()
+
+
+def test_only_python_dash_m_pytest_is_warm_started(tmp_path):
+    zygotes = zygote.Zygotes()
+    assert zygotes.spawn([sys.executable, "-c", "pass"], str(tmp_path), {}, 1, 2) is None
+    zygotes.close()
