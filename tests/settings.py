@@ -11,6 +11,8 @@ os.environ.setdefault("PTD_DATA_DIR", tempfile.mkdtemp(prefix="ptd-test-"))
 # past their work, or the test database cannot be dropped at the end.
 os.environ.setdefault("PTD_DB_CONN_MAX_AGE", "0")
 os.environ.setdefault("PTD_PYCACHE_DIR", PYCACHE_DIR)
+# Test processes run side by side (pytest -n): with Redis, each keeps to channels of its own.
+os.environ.setdefault("PTD_CHANNEL_PREFIX", f"ptd-test-{os.getpid()}")
 # Test cases run inside a transaction that another thread's connection cannot see.
 os.environ.setdefault("PTD_BACKGROUND_HISTORY", "0")
 
