@@ -282,6 +282,8 @@ class Pool:
             timer.cancel()
         # Whatever the run left behind (servers, sleeping children) goes with it.
         procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
+        if self._zygotes is not None:
+            self._zygotes.replenish(spec.argv, spec.cwd, env)
         reader.join(10.0)
         if reader.is_alive():
             log.warning("run %s: event pipe still open after exit; giving up on it", spec.run_id)

@@ -2,10 +2,11 @@
 
 A cold run spends its first ~0.5 s starting Python and importing pytest and every installed
 plugin, the same for every run of a suite. A long-lived runner (the dashboard's) keeps one
-*zygote* per (interpreter, directory, environment): ``python -m _ptd_inrun.zygote``, which
-does those imports once and forks a run's pytest process on request (see that module for
-what the child does). The run is then an ordinary pytest process in its own session; only
-its parent differs, so its exit status comes back over the zygote's socket.
+*zygote* ready per (interpreter, directory, environment): ``python -m _ptd_inrun.zygote``,
+which does those imports ahead of the run and forks its pytest process on request (see that
+module for what the child does). The run is then an ordinary pytest process in its own
+session; only its parent differs, so its exit status comes back over the zygote's socket.
+Each zygote forks one run, and the next one is started when that run is over.
 
 Whatever goes wrong on this path (no ``pidfd_open``, a zygote that will not start, dies, or
 finds its imports stale) makes ``Zygotes.spawn`` return None, and the pool starts the run
@@ -82,14 +83,15 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         self.last_used = time.monotonic()
-        self.dead = False
+        self.dead = False  # no more runs from it (stale, closed or gone)
+        self._gone = False  # its socket is closed: no more answers or exit reports
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._next_id = 0
         self._replies: dict[int, tuple[threading.Event, dict]] = {}
         self._procs: dict[int, ZygoteProc] = {}
         self._exits: dict[int, int] = {}  # exits reported before their spawn came back
-        self._abandoned: set[int] = set()  # requests given up on: a late fork is killed
+        self._abandoned: dict[int, bool] = {}  # requests given up on: a late fork is killed
         try:
             self.proc = subprocess.Popen(
                 [python, "-m", MODULE],
@@ -103,7 +105,7 @@ class Zygote:
             )
         except (OSError, ValueError, subprocess.SubprocessError):
             ours.close()
-            self.dead = True
+            self.dead = self._gone = True
             return
         finally:
             theirs.close()
@@ -132,19 +134,23 @@ class Zygote:
                 if proc is not None:
                     proc._report(int(message["exit"]))
             else:
-                with self._lock:
-                    waiter = self._replies.get(message["id"])
-                    late = message["id"] in self._abandoned
-                if waiter is not None:
-                    waiter[1].update(message)
-                    waiter[0].set()
-                elif late and isinstance(message.get("pid"), int):
-                    # Its run was started cold meanwhile: this copy must not run too.
+                if message.get("stale"):
+                    self.dead = True  # no more runs from it
+                with self._lock:  # answered and given up on are decided under the same lock
+                    waiter = self._replies.pop(message["id"], None)
+                    if waiter is not None:
+                        waiter[1].update(message)
+                        waiter[0].set()
+                    late = waiter is None and self._abandoned.pop(message["id"], False)
+                if late and isinstance(message.get("pid"), int):
+                    # Its run was started cold meanwhile: this copy must not run too. (The
+                    # zygote answers once the child leads its own process group.)
                     with contextlib.suppress(OSError):
                         os.killpg(message["pid"], 9)
         self.dead = True
         self._ready.set()
         with self._lock:
+            self._gone = True
             waiters = [event for event, _ in self._replies.values()]
             orphans = list(self._procs.values())
         for event in waiters:
@@ -168,26 +174,28 @@ class Zygote:
             self._next_id += 1
             request["id"] = rid = self._next_id
             event, reply = self._replies[rid] = (threading.Event(), {})
-            try:
-                socket.send_fds(self.sock, [json.dumps(request).encode()], [log_fd, events_fd])
-            except OSError as exc:
-                log.info("zygote unusable (%s); starting the run cold", exc)
+        try:
+            socket.send_fds(self.sock, [json.dumps(request).encode()], [log_fd, events_fd])
+        except OSError as exc:
+            log.info("zygote unusable (%s); starting the run cold", exc)
+            with self._lock:
                 self._replies.pop(rid, None)
-                return None
+            return None
         event.wait(REPLY_TIMEOUT)
         with self._lock:
-            self._replies.pop(rid, None)
+            if self._replies.pop(rid, None) is not None:  # no answer: a late one is killed
+                self._abandoned[rid] = True
             pid = reply.get("pid")
             if not isinstance(pid, int):
-                self._abandoned.add(rid)
                 return None  # stale, dead or silent
-        proc = ZygoteProc(pid)
-        with self._lock:
+            proc = ZygoteProc(pid)
             code = self._exits.pop(rid, None)
-            if code is None:
+            if code is None and not self._gone:
                 self._procs[rid] = proc
         if code is not None:
             proc._report(code)
+        elif self._gone:  # its reader has stopped: no report will come
+            proc._settled.set()
         return proc
 
     def close(self) -> None:
@@ -201,7 +209,13 @@ class Zygote:
 
 
 class Zygotes:
-    """At most ``limit`` zygotes, least recently used dropped first, idle ones let go."""
+    """At most ``limit`` zygotes, least recently used dropped first, idle ones let go.
+
+    A zygote forks one run only: the interpreter's hash seed is drawn at its start, and runs
+    sharing one would iterate sets and dicts of strings in the same order every time, hiding
+    the order-dependent flakiness PTD is there to show. ``replenish``, called once a run is
+    over, starts the next zygote of its key, off the critical path of any run.
+    """
 
     def __init__(self, limit: int = 4, idle: float = 1800.0) -> None:
         self.limit = limit
@@ -209,25 +223,40 @@ class Zygotes:
         self._lock = threading.Lock()
         self._by_key: collections.OrderedDict[tuple, Zygote] = collections.OrderedDict()
 
-    def spawn(
-        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
-    ) -> ZygoteProc | None:
+    @staticmethod
+    def _key(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> tuple | None:
         if not supported() or list(argv[1:3]) != ["-m", "pytest"]:
             return None
         base = {k: v for k, v in env.items() if k not in PER_RUN_VARS}
-        key = (argv[0], cwd, tuple(sorted(base.items())))
+        return (argv[0], cwd, tuple(sorted(base.items())))
+
+    def spawn(
+        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
+    ) -> ZygoteProc | None:
+        key = self._key(argv, cwd, env)
+        if key is None:
+            return None
         with self._lock:
             self._expire()
             zygote = self._by_key.pop(key, None)
             if zygote is None or zygote.dead:
-                zygote = Zygote(argv[0], cwd, base)
-            self._by_key[key] = zygote  # most recently used last
+                zygote = Zygote(key[0], cwd, dict(key[2]))
+        proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd)
+        zygote.close()  # used (or stale, or broken): it goes once its run has ended
+        return proc
+
+    def replenish(self, argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> None:
+        """Have a fresh zygote ready for the next run like this one."""
+        key = self._key(argv, cwd, env)
+        if key is None:
+            return
+        with self._lock:
+            self._expire()
+            if key not in self._by_key:
+                self._by_key[key] = Zygote(key[0], cwd, dict(key[2]))
+            self._by_key.move_to_end(key)  # most recently used last
             while len(self._by_key) > self.limit:
                 self._by_key.popitem(last=False)[1].close()
-        proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd)
-        if proc is None:
-            zygote.close()  # stale or broken: the next run of this key starts a fresh one
-        return proc
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -29,6 +29,7 @@ PROBE = """
         Path(os.environ["PROBE_DIR"], run + ".json").write_text(json.dumps({
             "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd(),
             "argv": sys.argv, "durations": os.environ.get("PTD_DURATIONS_FILE"),
+            "hash": hash("the same string"),
             "events_fd": os.environ.get("PTD_EVENTS_FD"),
         }))
         assert not Path("fail").exists()
@@ -79,15 +80,29 @@ def probe_run(pool, tmp_path, run_id, cmd, suite):
     return outcome, json.loads((tmp_path / f"d{run_id}.json").read_text())
 
 
-def test_runs_fork_from_one_kept_interpreter(tmp_path, warm_pool, recorder, fast_pytest_cmd):
+def ready_zygote(pool, timeout=WAIT):
+    """The zygote the pool holds ready for the next run (one key in these tests)."""
+    deadline = time.monotonic() + timeout
+    while not pool._zygotes._by_key:
+        assert time.monotonic() < deadline, "no zygote was started for the next run"
+        time.sleep(0.01)
+    (zygote,) = pool._zygotes._by_key.values()
+    assert zygote._ready.wait(timeout) and not zygote.dead
+    return zygote
+
+
+def test_each_run_forks_from_an_interpreter_made_ready_before_it(
+    tmp_path, warm_pool, recorder, fast_pytest_cmd
+):
     suite = tmp_path / "suite"
     suite.mkdir()
     write(suite, "test_probe.py", PROBE)
     first, a = probe_run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
+    ready = ready_zygote(warm_pool)  # started when the first run was over
     (suite / "fail").write_text("")
     second, b = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite)
-    # Both came from the same parent, which is not this process: the zygote.
-    assert a["ppid"] == b["ppid"] != os.getpid()
+    assert b["ppid"] == ready.proc.pid and a["ppid"] not in (b["ppid"], os.getpid())
+    assert a["hash"] != b["hash"]  # each its own hash seed, as two cold runs
     assert a["pid"] != b["pid"] and a["sid"] == a["pid"] and b["sid"] == b["pid"]
     assert a["cwd"] == str(suite) and a["argv"][0].endswith(os.path.join("pytest", "__main__.py"))
     assert (a["durations"], b["durations"]) == ("/d1", "/d2")  # per-run variables are the run's
@@ -122,15 +137,50 @@ def test_a_changed_import_path_gets_a_fresh_interpreter(tmp_path, warm_pool, fas
     lib.mkdir()
     write(suite, "test_probe.py", PROBE)
     argv, env = fast_pytest_cmd
-    cmd = (argv, {**env, "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{lib}"})
-    _, a = probe_run(warm_pool, tmp_path, 1, cmd, suite)
-    _, b = probe_run(warm_pool, tmp_path, 2, cmd, suite)
-    assert a["ppid"] == b["ppid"]
+    missing = tmp_path / "not_yet"
+    path = os.pathsep.join([env["PYTHONPATH"], str(lib), str(missing)])
+    cmd = (argv, {**env, "PYTHONPATH": path})
+    probe_run(warm_pool, tmp_path, 1, cmd, suite)
+    stale = ready_zygote(warm_pool)
     (lib / "newly_installed.py").write_text("")  # as pip install would change the folder
+    outcome, b = probe_run(warm_pool, tmp_path, 2, cmd, suite)
+    assert outcome.returncode == 0 and b["ppid"] == os.getpid()  # started cold instead
+    assert stale.dead
+    # A folder of the import path that appears is a change too.
+    stale = ready_zygote(warm_pool)
+    missing.mkdir()
     outcome, c = probe_run(warm_pool, tmp_path, 3, cmd, suite)
-    assert outcome.returncode == 0
+    assert outcome.returncode == 0 and c["ppid"] == os.getpid() and stale.dead
+    fresh = ready_zygote(warm_pool)
     _, d = probe_run(warm_pool, tmp_path, 4, cmd, suite)
-    assert c["ppid"] != a["ppid"] and d["ppid"] not in (a["ppid"], os.getpid())
+    assert d["ppid"] == fresh.proc.pid
+
+
+def test_a_run_cancelled_as_it_starts_leaves_nothing(tmp_path, warm_pool, fast_pytest_cmd):
+    suite = suite_with_probe(tmp_path)
+    pids = tmp_path / "pids"
+    write(
+        suite,
+        "test_hang.py",
+        f"""
+        import os, time
+        from pathlib import Path
+
+        def test_hangs():
+            if Path("hang").exists():
+                Path({str(pids)!r}).write_text(str(os.getpid()))
+                time.sleep(60)
+        """,
+    )
+    probe_run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)  # so the next one is warm
+    ready_zygote(warm_pool)
+    (suite / "hang").write_text("")
+    run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite)
+    assert warm_pool.cancel(2)
+    outcome = finish(warm_pool, 2)
+    assert outcome.reason == "cancelled"
+    if pids.exists():  # it got as far as the test: it must be gone all the same
+        assert_group_gone(int(pids.read_text()), int(pids.read_text()))
 
 
 def test_cancel_ends_a_warm_run_and_all_it_started(tmp_path, warm_pool, recorder, fast_pytest_cmd):
@@ -188,7 +238,7 @@ def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
     assert time.monotonic() - began < zygote.REPORT_TIMEOUT
     # The next run starts from a new zygote.
     _, probe = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite_with_probe(tmp_path))
-    assert probe["ppid"] not in (zygote_pid, os.getpid())
+    assert probe["ppid"] != zygote_pid
 
 
 def suite_with_probe(tmp_path):

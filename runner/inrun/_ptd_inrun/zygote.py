@@ -30,6 +30,7 @@ import socket
 import sys
 
 MAX_MESSAGE = 1 << 20
+PACKAGE = "_ptd_inrun"
 PLUGIN = "_ptd_inrun.plugin"  # loaded with -p by every run
 # Set by the runner per run; everything else in the environment is the zygote's own.
 PER_RUN_VARS = ("PTD_EVENTS_FD", "PTD_DURATIONS_FILE")
@@ -49,7 +50,9 @@ def preload() -> None:
     for name in config.default_plugins:
         with contextlib.suppress(Exception):
             importlib.import_module(f"_pytest.{name}")
-    rewritten = {PLUGIN}
+    # Ours too, whole: its modules keep state of the process that imported them (the
+    # fork engine's fork-safety baseline of open sockets, for one).
+    rewritten = {PACKAGE}
     if not os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         from importlib.metadata import distributions, entry_points
 
@@ -96,11 +99,21 @@ def forget(names: set[str]) -> None:
                     break
 
 
-def _snapshot() -> dict[str, float]:
-    """The mtime of every imported module's file and of every ``sys.path`` directory.
+def _stamp(path: str) -> tuple[int, int, int] | None:
+    """What changes when a file or folder is rewritten, replaced or (dis)appears."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _snapshot() -> dict[str, tuple[int, int, int] | None]:
+    """A stamp of every imported module's file and of every ``sys.path`` directory.
 
     Except the suite's own directory (first on the path, as with ``python -m pytest``):
-    nothing is preloaded from it, and it changes with every checkout.
+    nothing is preloaded from it, and it changes with every checkout. A path folder that
+    does not exist yet counts too: once created, a fresh interpreter would import from it.
     """
     cwd = os.getcwd()
     paths = {p for p in sys.path if p and os.path.abspath(p) != cwd}
@@ -108,21 +121,11 @@ def _snapshot() -> dict[str, float]:
         path = getattr(module, "__file__", None)
         if isinstance(path, str):
             paths.add(path)
-    stamps = {}
-    for path in paths:
-        with contextlib.suppress(OSError):
-            stamps[path] = os.stat(path).st_mtime
-    return stamps
+    return {path: _stamp(path) for path in paths}
 
 
-def _stale(stamps: dict[str, float]) -> bool:
-    for path, mtime in stamps.items():
-        try:
-            if os.stat(path).st_mtime != mtime:
-                return True
-        except OSError:
-            return True
-    return False
+def _stale(stamps: dict[str, tuple[int, int, int] | None]) -> bool:
+    return any(_stamp(path) != stamp for path, stamp in stamps.items())
 
 
 def _send(sock: socket.socket, **message: object) -> None:
@@ -137,6 +140,7 @@ def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
     listening = True
+    stale = False
     while listening or children:
         for fd, _ in poller.poll():
             if fd in children:
@@ -153,20 +157,26 @@ def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
                 listening = False
                 continue
             request = json.loads(data)
-            if _stale(stamps):
+            stale = stale or _stale(stamps)
+            if stale:  # every request from now on, until the runner lets us go
                 for received in fds:
                     os.close(received)
                 _send(sock, id=request["id"], stale=True)
-                poller.unregister(sock.fileno())
-                listening = False
                 continue
+            ready_r, ready_w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 sock.close()
                 for pidfd in children:
                     os.close(pidfd)
+                os.close(ready_r)
+                os.setsid()  # before we answer: the runner may signal its group at once
+                os.close(ready_w)
                 return request, fds
-            _send(sock, id=request["id"], pid=pid)  # first: the run must not start twice
+            os.close(ready_w)
+            os.read(ready_r, 1)  # EOF once the child leads its session (or died)
+            os.close(ready_r)
+            _send(sock, id=request["id"], pid=pid)  # then at once: it must not start twice
             for received in fds:
                 os.close(received)
             pidfd = os.pidfd_open(pid)
@@ -176,8 +186,7 @@ def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
 
 
 def become_run(request: dict, fds: list[int]) -> None:
-    """In the forked child: take the run's session, fds, directory, environment, argv."""
-    os.setsid()
+    """In the forked child (already its session's leader): the run's fds, env, argv."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     log_fd, events_fd = fds
     null = os.open(os.devnull, os.O_RDONLY)
