@@ -10,8 +10,9 @@ Each zygote forks one run, and the next one is started when that run is over.
 
 Whatever goes wrong on this path (no ``pidfd_open``, a zygote that will not start, dies, or
 finds its imports stale) makes ``Zygotes.spawn`` return None, and the pool starts the run
-cold as always. The first run of a key waits for its zygote to be ready, which takes what a
-cold start takes: that time counts in its wall time, as it should.
+cold as always; so does the first run of a key, there being no zygote ready for it yet. A
+run may wait for a zygote still starting (the previous run ended a moment ago): that time
+counts in its wall time, as it should.
 """
 
 from __future__ import annotations
@@ -239,8 +240,8 @@ class Zygotes:
         with self._lock:
             self._expire()
             zygote = self._by_key.pop(key, None)
-            if zygote is None or zygote.dead:
-                zygote = Zygote(key[0], cwd, dict(key[2]))
+        if zygote is None or zygote.dead:
+            return None  # none made ready: a cold start is as quick as a new zygote
         proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd)
         zygote.close()  # used (or stale, or broken): it goes once its run has ended
         return proc

@@ -52,13 +52,15 @@ def write(root: Path, name: str, text: str) -> None:
     (root / name).write_text(textwrap.dedent(text))
 
 
-def run(pool, tmp_path, run_id, cmd, suite, **env):
-    argv, base_env = cmd
+def run(pool, tmp_path, run_id, cmd, suite):
+    """Start a run; the environment differs from run to run only where the pool's does."""
+    argv, env = cmd
+    per_run = {"PTD_DURATIONS_FILE": f"/d{run_id}"}
     spec = RunSpec(
         run_id=run_id,
         argv=argv,
         cwd=str(suite),
-        env={**base_env, **env},
+        env={**env, "PROBE_DIR": str(tmp_path), **per_run},
         timeout=None,
         log_path=str(tmp_path / f"run{run_id}.log"),
     )
@@ -73,9 +75,7 @@ def finish(pool, run_id):
 
 
 def probe_run(pool, tmp_path, run_id, cmd, suite):
-    """Run the probe; the environment differs from run to run only where the pool's does."""
-    per_run = {"PTD_DURATIONS_FILE": f"/d{run_id}"}
-    run(pool, tmp_path, run_id, cmd, suite, PROBE_DIR=str(tmp_path), **per_run)
+    run(pool, tmp_path, run_id, cmd, suite)
     outcome = finish(pool, run_id)
     return outcome, json.loads((tmp_path / f"d{run_id}.json").read_text())
 
@@ -98,11 +98,15 @@ def test_each_run_forks_from_an_interpreter_made_ready_before_it(
     suite.mkdir()
     write(suite, "test_probe.py", PROBE)
     first, a = probe_run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
+    assert a["ppid"] == os.getpid()  # the first run of a suite starts cold
     ready = ready_zygote(warm_pool)  # started when the first run was over
     (suite / "fail").write_text("")
     second, b = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite)
-    assert b["ppid"] == ready.proc.pid and a["ppid"] not in (b["ppid"], os.getpid())
-    assert a["hash"] != b["hash"]  # each its own hash seed, as two cold runs
+    assert b["ppid"] == ready.proc.pid
+    ready = ready_zygote(warm_pool)
+    _, c = probe_run(warm_pool, tmp_path, 3, fast_pytest_cmd, suite)
+    assert c["ppid"] == ready.proc.pid != b["ppid"]
+    assert len({a["hash"], b["hash"], c["hash"]}) == 3  # each its own hash seed, as cold runs
     assert a["pid"] != b["pid"] and a["sid"] == a["pid"] and b["sid"] == b["pid"]
     assert a["cwd"] == str(suite) and a["argv"][0].endswith(os.path.join("pytest", "__main__.py"))
     assert (a["durations"], b["durations"]) == ("/d1", "/d2")  # per-run variables are the run's
@@ -124,11 +128,12 @@ def test_plugins_are_imported_through_pytest_assert_rewriting(tmp_path, warm_poo
     env = {k: v for k, v in env.items() if k != "PYTEST_DISABLE_PLUGIN_AUTOLOAD"}
     argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider", "-q"]
     cmd = (argv, env)
-    for run_id in (1, 2):
-        outcome, _ = probe_run(warm_pool, tmp_path, run_id, cmd, suite)
-        assert outcome.returncode == 0, (tmp_path / f"run{run_id}.log").read_text()
-        log = (tmp_path / f"run{run_id}.log").read_text()
-        assert "PytestAssertRewriteWarning" not in log
+    probe_run(warm_pool, tmp_path, 1, cmd, suite)
+    ready = ready_zygote(warm_pool)
+    outcome, probe = probe_run(warm_pool, tmp_path, 2, cmd, suite)
+    log = (tmp_path / "run2.log").read_text()
+    assert outcome.returncode == 0 and probe["ppid"] == ready.proc.pid, log
+    assert "PytestAssertRewriteWarning" not in log
 
 
 def test_a_changed_import_path_gets_a_fresh_interpreter(tmp_path, warm_pool, fast_pytest_cmd):
@@ -194,13 +199,19 @@ def test_cancel_ends_a_warm_run_and_all_it_started(tmp_path, warm_pool, recorder
         from pathlib import Path
 
         def test_hangs():
+            if not Path("hang").exists():
+                return
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
             Path({str(tmp_path / "pids")!r}).write_text(f"{{os.getpid()}} {{child.pid}}")
             time.sleep(60)
         """,
     )
+    probe_run(warm_pool, tmp_path, 0, fast_pytest_cmd, suite_with_probe(tmp_path, suite))
+    ready = ready_zygote(warm_pool)
+    (suite / "hang").write_text("")
     run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
     pids = [int(p) for p in wait_file(tmp_path / "pids").split()]
+    assert os.getpgid(pids[0]) == pids[0] and ready.proc.pid != os.getpid()
     assert warm_pool.cancel(1)
     outcome = finish(warm_pool, 1)
     assert outcome.reason == "cancelled"
@@ -220,6 +231,8 @@ def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
         from pathlib import Path
 
         def test_waits():
+            if not Path("wait").exists():
+                return
             Path({str(started)!r}).write_text(str(os.getppid()))
             deadline = time.monotonic() + 30
             while not Path({str(gate)!r}).exists() and time.monotonic() < deadline:
@@ -227,9 +240,12 @@ def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
             assert Path({str(gate)!r}).exists()
         """,
     )
+    probe_run(warm_pool, tmp_path, 0, fast_pytest_cmd, suite_with_probe(tmp_path, suite))
+    ready = ready_zygote(warm_pool)
+    (suite / "wait").write_text("")
     run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite)
     zygote_pid = int(wait_file(started))
-    assert zygote_pid != os.getpid()
+    assert zygote_pid == ready.proc.pid
     os.kill(zygote_pid, signal.SIGKILL)
     gate.write_text("go")
     began = time.monotonic()
@@ -237,12 +253,14 @@ def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
     assert (outcome.returncode, outcome.reason) == (0, None), outcome
     assert time.monotonic() - began < zygote.REPORT_TIMEOUT
     # The next run starts from a new zygote.
-    _, probe = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite_with_probe(tmp_path))
-    assert probe["ppid"] != zygote_pid
+    (suite / "wait").unlink()
+    ready = ready_zygote(warm_pool)
+    _, probe = probe_run(warm_pool, tmp_path, 2, fast_pytest_cmd, suite)
+    assert probe["ppid"] == ready.proc.pid != zygote_pid
 
 
-def suite_with_probe(tmp_path):
-    suite = tmp_path / "probe_suite"
+def suite_with_probe(tmp_path, suite=None):
+    suite = suite or tmp_path / "probe_suite"
     suite.mkdir(exist_ok=True)
     write(suite, "test_probe.py", PROBE)
     return suite
