@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 log = logging.getLogger(__name__)
 
 MODULE = "_ptd_inrun.zygote"
-PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE"})  # as in that module
+# Set per run by the pool (the zygote takes them from the request, not from its own env).
+PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE"})
 READY_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 REPORT_TIMEOUT = 5.0  # after the run's process is gone, for the zygote to say how it ended
@@ -80,19 +81,22 @@ class ZygoteProc:
 
 
 class Zygote:
+    """One kept interpreter, for one run (see ``Zygotes``)."""
+
     def __init__(self, python: str, cwd: str, env: Mapping[str, str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
-        self.last_used = time.monotonic()
-        self.dead = False  # no more runs from it (stale, closed or gone)
-        self._gone = False  # its socket is closed: no more answers or exit reports
+        self.started = time.monotonic()
+        self.dead = False  # no run from it (used, stale, closed or gone)
         self._ready = threading.Event()
         self._lock = threading.Lock()
-        self._next_id = 0
-        self._replies: dict[int, tuple[threading.Event, dict]] = {}
-        self._procs: dict[int, ZygoteProc] = {}
-        self._exits: dict[int, int] = {}  # exits reported before their spawn came back
-        self._abandoned: dict[int, bool] = {}  # requests given up on: a late fork is killed
+        # Its answer to the run's request, the run, and how it ended; under _lock.
+        self._answered = threading.Event()
+        self._answer: dict = {}
+        self._given_up = False  # no answer in time: the run started cold, a late fork dies
+        self._proc: ZygoteProc | None = None
+        self._exit: int | None = None  # reported before spawn() had the run's pid
+        self._gone = False  # its socket is closed: no more answers or exit reports
         try:
             self.proc = subprocess.Popen(
                 [python, "-m", MODULE],
@@ -129,20 +133,17 @@ class Zygote:
                 self._ready.set()
             elif "exit" in message:
                 with self._lock:
-                    proc = self._procs.pop(message["id"], None)
+                    proc = self._proc
                     if proc is None:
-                        self._exits[message["id"]] = int(message["exit"])
+                        self._exit = int(message["exit"])
                 if proc is not None:
                     proc._report(int(message["exit"]))
-            else:
-                if message.get("stale"):
-                    self.dead = True  # no more runs from it
-                with self._lock:  # answered and given up on are decided under the same lock
-                    waiter = self._replies.pop(message["id"], None)
-                    if waiter is not None:
-                        waiter[1].update(message)
-                        waiter[0].set()
-                    late = waiter is None and self._abandoned.pop(message["id"], False)
+            else:  # the answer to the request: a pid, or stale
+                with self._lock:  # answered and given up on are decided under one lock
+                    late = self._given_up
+                    if not late:
+                        self._answer.update(message)
+                        self._answered.set()
                 if late and isinstance(message.get("pid"), int):
                     # Its run was started cold meanwhile: this copy must not run too. (The
                     # zygote answers once the child leads its own process group.)
@@ -152,12 +153,10 @@ class Zygote:
         self._ready.set()
         with self._lock:
             self._gone = True
-            waiters = [event for event, _ in self._replies.values()]
-            orphans = list(self._procs.values())
-        for event in waiters:
-            event.set()
-        for proc in orphans:
-            proc._settled.set()
+            proc = self._proc
+            self._answered.set()
+        if proc is not None:
+            proc._settled.set()  # no report will come
         with contextlib.suppress(OSError):
             self.sock.close()
         with contextlib.suppress(Exception):
@@ -166,36 +165,27 @@ class Zygote:
     def spawn(
         self, args: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
     ) -> ZygoteProc | None:
-        """Fork a run (``python -m pytest *args``); None if this zygote cannot."""
+        """Fork the run (``python -m pytest *args``); None if this zygote cannot."""
         if self.dead or not self._ready.wait(READY_TIMEOUT) or self.dead:
             return None
-        self.last_used = time.monotonic()
-        request = {"args": list(args), "cwd": cwd, "env": dict(env)}
-        with self._lock:
-            self._next_id += 1
-            request["id"] = rid = self._next_id
-            event, reply = self._replies[rid] = (threading.Event(), {})
+        self.dead = True  # one run only
+        request = {"id": 1, "args": list(args), "cwd": cwd, "env": dict(env)}
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], [log_fd, events_fd])
         except OSError as exc:
             log.info("zygote unusable (%s); starting the run cold", exc)
-            with self._lock:
-                self._replies.pop(rid, None)
             return None
-        event.wait(REPLY_TIMEOUT)
+        self._answered.wait(REPLY_TIMEOUT)
         with self._lock:
-            if self._replies.pop(rid, None) is not None:  # no answer: a late one is killed
-                self._abandoned[rid] = True
-            pid = reply.get("pid")
+            pid = self._answer.get("pid")
             if not isinstance(pid, int):
+                self._given_up = True
                 return None  # stale, dead or silent
-            proc = ZygoteProc(pid)
-            code = self._exits.pop(rid, None)
-            if code is None and not self._gone:
-                self._procs[rid] = proc
+            proc = self._proc = ZygoteProc(pid)
+            code, gone = self._exit, self._gone
         if code is not None:
             proc._report(code)
-        elif self._gone:  # its reader has stopped: no report will come
+        elif gone:  # its reader has stopped: no report will come
             proc._settled.set()
         return proc
 
@@ -262,7 +252,7 @@ class Zygotes:
     def _expire(self) -> None:
         now = time.monotonic()
         for key, zygote in list(self._by_key.items()):
-            if zygote.dead or now - zygote.last_used > self.idle:
+            if zygote.dead or now - zygote.started > self.idle:
                 self._by_key.pop(key).close()
 
     def close(self) -> None:

@@ -11,8 +11,8 @@ would after those imports. The zygote reaps it and reports its exit status.
 Nothing of the suite itself (conftests, test modules, the code under test) is imported
 here, so edits to it are always seen. What *is* imported is checked before every fork:
 when a module file or a ``sys.path`` directory (the suite's own aside) changed (a plugin
-upgraded, a package installed), the zygote answers "stale" and exits, and the runner starts
-a fresh one.
+upgraded, a package installed), the zygote answers "stale", and the runner starts that run
+cold and a fresh zygote after it.
 
 Messages are JSON, one per SOCK_SEQPACKET packet; fds travel as SCM_RIGHTS.
 """
@@ -32,8 +32,6 @@ import sys
 MAX_MESSAGE = 1 << 20
 PACKAGE = "_ptd_inrun"
 PLUGIN = "_ptd_inrun.plugin"  # loaded with -p by every run
-# Set by the runner per run; everything else in the environment is the zygote's own.
-PER_RUN_VARS = ("PTD_EVENTS_FD", "PTD_DURATIONS_FILE")
 
 
 def preload() -> None:
