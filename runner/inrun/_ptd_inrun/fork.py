@@ -31,13 +31,14 @@ from . import fork_safety
 from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
 from .fork_plugins import handle_crash, node_down, track_status_db
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
+from .reporter import FORK_PLUGIN
 from .scheduler import MODES, LPTScheduler, load_durations
 
 # Imported when pytest loads the plugin (-p), before any conftest or test module: the
 # sockets open now are not user code's, so fork workers leave them alone (fork_safety).
 fork_safety.record_baseline()
 
-PLUGIN_NAME = "ptd-fork"
+PLUGIN_NAME = FORK_PLUGIN
 _REPORTER_NAME = "ptd-reporter"
 
 
