@@ -28,8 +28,8 @@ PROBE = """
         run = os.path.basename(os.environ["PTD_DURATIONS_FILE"])
         Path(os.environ["PROBE_DIR"], run + ".json").write_text(json.dumps({
             "pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0), "cwd": os.getcwd(),
-            "argv": sys.argv, "durations": os.environ.get("PTD_DURATIONS_FILE"),
-            "hash": hash("the same string"),
+            "argv": sys.argv, "orig_argv": sys.orig_argv,
+            "durations": os.environ.get("PTD_DURATIONS_FILE"), "hash": hash("the same string"),
             "events_fd": os.environ.get("PTD_EVENTS_FD"),
         }))
         assert not Path("fail").exists()
@@ -109,6 +109,7 @@ def test_each_run_forks_from_an_interpreter_made_ready_before_it(
     assert len({a["hash"], b["hash"], c["hash"]}) == 3  # each its own hash seed, as cold runs
     assert a["pid"] != b["pid"] and a["sid"] == a["pid"] and b["sid"] == b["pid"]
     assert a["cwd"] == str(suite) and a["argv"][0].endswith(os.path.join("pytest", "__main__.py"))
+    assert b["argv"] == a["argv"] and b["orig_argv"] == a["orig_argv"]  # as if started cold
     assert (a["durations"], b["durations"]) == ("/d1", "/d2")  # per-run variables are the run's
     assert a["events_fd"] is None  # taken by our plugin, as in a cold run
     assert (first.returncode, first.reason) == (0, None)

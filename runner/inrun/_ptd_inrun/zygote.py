@@ -200,6 +200,8 @@ def become_run(request: dict, fds: list[int]) -> None:
     os.environ.clear()
     os.environ.update(env)
     sys.argv = [sys.argv[0], *request["args"]]
+    # As a cold start's (`python -m pytest ARGS`), for code that re-executes itself from it.
+    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]
 
 
 def main() -> None:
