@@ -127,7 +127,7 @@ def summarize(
     """Every figure of DESIGN.md section 3 except ``speedup_measured`` (needs history)."""
     tests = list(tests)
     serial = serial_seconds(tests)
-    sp = speedup(serial, wall)
+    sp = speedup(serial, wall) if tests else None  # no test ran: nothing was sped up
     stats = worker_stats(tests)
     busy = {w: float(s["busy_seconds"]) for w, s in stats.items()}
     # Workers that never got a test still count as idle capacity.

@@ -301,6 +301,8 @@ class Pool:
                 f"pytest exited with code {returncode} before finishing the session"
                 f"\n{_log_tail(spec.log_path)}"
             )
+        elif returncode not in (0, 1, 5):  # a usage or internal error: pytest says why
+            message = _log_tail(spec.log_path)
         else:
             message = ""
         return RunOutcome(spec.run_id, returncode, wall, reason, message)

@@ -237,6 +237,10 @@ def worker_dict(stat: WorkerStat) -> dict:
     return data
 
 
+# pytest's ExitCode values other than 0, 1 and 5 (handled on their own).
+EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
+
+
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
     """The run's status and message from how the engine's process ended."""
     if outcome.reason == "cancelled":
@@ -254,7 +258,9 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
         return Run.Status.FAILED, ""
     if code == 5:
         return Run.Status.ERROR, "No tests were collected (check the selection)."
-    return Run.Status.ERROR, f"pytest exited with code {code}. {outcome.message}".strip()
+    meaning = EXIT_MEANINGS.get(code)
+    head = f"pytest exited with code {code}" + (f" ({meaning})" if meaning else "")
+    return Run.Status.ERROR, f"{head}. {outcome.message}".strip()
 
 
 def finish_run(

@@ -129,6 +129,7 @@ def test_summarize_counts_idle_workers_and_sorts_numerically():
 
 def test_summarize_empty_run():
     s = metrics.summarize([], wall=1.0, workers=2)
-    assert s["serial_seconds"] == 0 and s["speedup"] == 0 and s["balance"] is None
+    assert s["serial_seconds"] == 0 and s["balance"] is None
+    assert s["speedup"] is None and s["efficiency"] is None  # shown as "-", not 0.00x
     assert s["tests"]["total"] == 0 and s["per_worker"] == []
     assert metrics.summarize([], wall=None, workers=2)["speedup"] is None
