@@ -310,6 +310,8 @@ def finish_run(
             unique_fields=["run", "worker"],
             update_fields=["tests", "busy_seconds"],
         )
+        # Nothing is running any more: a page opened later must not show a "current" test.
+        WorkerStat.objects.filter(run_id=run_id).exclude(current_test="").update(current_test="")
     if background_history:
         flaky.record_run_in_background(run, tests)
     else:

@@ -9,9 +9,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from dashboard.asgi import application
+from runner.pool import RunOutcome
 from runs import live
 from runs.models import Run, RunConfig, Suite
-from runs.sink import DbSink
+from runs.sink import DbSink, finish_run
 from tests.factories import DEMO_DIR, test_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,6 +83,23 @@ async def test_snapshot_then_increments_then_late_join():
         assert {w["id"] for w in late_snapshot["workers"]} == {"gw0", "gw1"}
         await first.disconnect()
         await late.disconnect()
+    finally:
+        live.bind_loop(None)
+
+
+async def test_a_finished_run_shows_no_test_as_current():
+    user, run = await setup_run()
+    live.bind_loop(asyncio.get_running_loop())
+    try:
+        events = [test_event("t.py::a"), test_event("t.py::b", worker="gw1")]
+        await database_sync_to_async(DbSink().handle_events)(run.id, events)
+        await database_sync_to_async(finish_run)(run.id, RunOutcome(run.id, 0, 1.0, None))
+        communicator = await connect(run.id, user)
+        assert (await communicator.connect())[0]
+        snapshot = await communicator.receive_json_from(timeout=5)
+        assert snapshot["run"]["status"] == "passed"
+        assert {w["id"]: w["current_test"] for w in snapshot["workers"]} == {"gw0": "", "gw1": ""}
+        await communicator.disconnect()
     finally:
         live.bind_loop(None)
 

@@ -271,15 +271,22 @@
     const traces = barTraces(live ? sliceBars(results, t0) : testBars(results, t0));
     const layout = { barmode: "overlay", margin: { t: 20, l: 60, r: 20, b: 40 },
                      xaxis: { title: "seconds since the first test" },
-                     yaxis: { categoryorder: "category descending" }, height: 120 + 30 * state.workers.size };
+                     yaxis: { categoryorder: "category descending" },
+                     height: Math.max(318, 120 + 30 * state.workers.size) };  // fills its .chart box
     Plotly.react("gantt", traces, layout, { displayModeBar: false, responsive: true });
     const ids = [...state.workers.keys()].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
     const workers = ids.map((id) => state.workers.get(id));
     Plotly.react("balance", [
-      { type: "bar", name: "busy seconds", x: ids.map(inert), y: workers.map((w) => w.busy_seconds) },
-      { type: "bar", name: "tests", x: ids.map(inert), y: workers.map((w) => w.tests), yaxis: "y2" },
+      // Two y axes: offsetgroups put the bars side by side (barmode alone would overlay them).
+      { type: "bar", name: "busy seconds", x: ids.map(inert), y: workers.map((w) => w.busy_seconds),
+        offsetgroup: "busy" },
+      { type: "bar", name: "tests", x: ids.map(inert), y: workers.map((w) => w.tests), yaxis: "y2",
+        offsetgroup: "tests" },
     ], { barmode: "group", margin: { t: 20, l: 50, r: 50, b: 40 },
-         yaxis: { title: "busy seconds" }, yaxis2: { title: "tests", overlaying: "y", side: "right" } },
+         legend: { orientation: "h", y: 1.12 },
+         yaxis: { title: "busy seconds", rangemode: "tozero", automargin: true },
+         yaxis2: { title: "tests", overlaying: "y", side: "right", rangemode: "tozero",
+                   automargin: true, showgrid: false, tickformat: "d" } },
     { displayModeBar: false, responsive: true });
   }
 
