@@ -6,9 +6,14 @@ every run's results; runs/flaky.py::record_run updates them in bulk.
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+
+# Accepted chance that a test called "fails only in parallel" just got lucky in 1-worker runs.
+PARALLEL_ONLY_RISK = 0.05
 
 
 def _iso(value):
@@ -109,9 +114,30 @@ class TestStat(models.Model):
         return self._totals(self.by_workers, lambda k: k != "1")[1] > 0
 
     @property
+    def parallel_fail_rate(self) -> float | None:
+        attempts, failures = self._totals(self.by_workers, lambda k: k != "1")
+        return failures / attempts if attempts else None
+
+    @property
+    def serial_attempts_needed(self) -> int | None:
+        """Clean 1-worker attempts needed before calling it "fails only in parallel".
+
+        A test failing at its parallel rate p would pass n serial attempts by luck with
+        probability (1 - p) ** n: the smallest n that makes this under PARALLEL_ONLY_RISK.
+        A test failing 1 time in 5 needs 14 clean serial attempts, not one.
+        """
+        p = self.parallel_fail_rate
+        if not p:
+            return None
+        if p >= 1:
+            return 1
+        return max(1, math.ceil(math.log(PARALLEL_ONLY_RISK) / math.log(1 - p)))
+
+    @property
     def parallel_only(self) -> bool:
-        """Failed with several workers, ran with one worker and never failed there."""
-        return self.failed_parallel and self.serial_runs_attempts > 0 and not self.failed_serial
+        """Fails with several workers, and never in enough 1-worker attempts to rule out luck."""
+        needed = self.serial_attempts_needed
+        return needed is not None and not self.failed_serial and self.serial_runs_attempts >= needed
 
     @staticmethod
     def rates(table: dict) -> list[dict]:

@@ -38,7 +38,9 @@ class FlakyPagesTests(BaseTestCase):
         self.assertEqual(page.status_code, 200)
         self.assertEqual([t.nodeid for t in page.context["tests"]], [SHAKY])
         self.assertEqual([t.nodeid for t in page.context["failing"]], [BROKEN])
-        self.assertContains(page, "fails only in parallel")
+        # 1 failure in 4 parallel attempts, 2 clean serial ones: too few to rule out luck.
+        self.assertContains(page, "passed 2 of 11 1-worker attempts needed to tell")
+        self.assertNotContains(page, "fails only in parallel")
         for sort in ("last_seen", "last_flip", "fail_rate", "flips", "nodeid", "bogus"):
             self.assertEqual(self.client.get(f"/suites/demo/flaky/?sort={sort}").status_code, 200)
 
@@ -57,7 +59,7 @@ class FlakyPagesTests(BaseTestCase):
                 {"key": "4", "attempts": 4, "failures": 1, "fail_rate": 0.25},
             ],
         )
-        self.assertContains(page, "fails only in parallel")
+        self.assertContains(page, "too few to rule out luck at its parallel fail rate (11 needed)")
         errors = page.context["errors"]
         self.assertEqual(errors[0]["message"], "AssertionError: lost the coin toss")
         self.assertContains(page, "history-points")  # chart data for test_history.js
@@ -65,6 +67,22 @@ class FlakyPagesTests(BaseTestCase):
         self.assertNotContains(page, 'id="quarantine-form"')  # members cannot quarantine
         self.login_staff()
         self.assertContains(self.client.get(f"/suites/demo/tests/{SHAKY}"), 'id="quarantine-form"')
+
+    def test_enough_clean_one_worker_attempts_make_it_parallel_only(self):
+        for _ in range(5):  # 2 + 10 clean serial attempts >= the 11 needed
+            run = make_run(
+                self.suite,
+                workers=1,
+                results=[
+                    (f"{SHAKY}[1-2]", "gw0", "passed", 0.2),
+                    (f"{SHAKY}[2-2]", "gw0", "passed", 0.2),
+                ],
+            )
+            flaky.record_run(run)
+        self.login_member()
+        self.assertContains(self.client.get("/suites/demo/flaky/"), "fails only in parallel")
+        page = self.client.get(f"/suites/demo/tests/{SHAKY}")
+        self.assertContains(page, "never failed in its 12 1-worker attempts")
 
     def test_unknown_test_is_404_and_pages_need_a_login(self):
         self.login_member()
