@@ -35,7 +35,15 @@ class JSONTextField(forms.CharField):
         return parsed
 
 
-class SuiteForm(forms.ModelForm):
+class StackedForm(forms.ModelForm):
+    """Rendered with as_div in a ``form.stacked`` (see ptd.css): no colon after labels."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
+class SuiteForm(StackedForm):
     pytest_args = JSONTextField(kind=list, help_text='e.g. ["-x", "--tb=short"]')
     env = JSONTextField(kind=dict, help_text='e.g. {"API_URL": "http://127.0.0.1:8080"}')
 
@@ -44,18 +52,44 @@ class SuiteForm(forms.ModelForm):
         fields = ["name", "path", "python", "pytest_args", "env", "description"]
 
 
-class RunConfigForm(forms.ModelForm):
+class RunConfigForm(StackedForm):
     class Meta:
         model = RunConfig
         fields = ["workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers"]
+
+
+class NamedRunConfigForm(RunConfigForm):
+    """A suite's configuration of its own (name, default flag and options)."""
+
+    class Meta(RunConfigForm.Meta):
+        fields = ["name", "is_default", *RunConfigForm.Meta.fields]
+        labels = {"is_default": "Default for this suite"}
+
+    def __init__(self, suite: Suite, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.suite = suite
+
+    def clean_name(self):
+        # (suite, name) is unique, but suite is not a field here: the model form cannot tell.
+        name = self.cleaned_data["name"]
+        clash = self.suite.configs.filter(name=name).exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"{self.suite.name} already has a configuration {name!r}.")
+        return name
+
+    def clean_is_default(self):
+        if self.instance.pk and self.instance.is_default and not self.cleaned_data["is_default"]:
+            raise forms.ValidationError("Make another configuration the default instead.")
+        return self.cleaned_data["is_default"]
 
 
 class LaunchForm(forms.Form):
     """Choose a configuration and optionally override its options for one run."""
 
     config = forms.ModelChoiceField(queryset=RunConfig.objects.none(), empty_label=None)
+    # No max_length: the browser would cut "100000" to "1000" silently; clean_workers says why.
     workers = forms.CharField(
-        required=False, max_length=4, help_text=f"1-{MAX_WORKERS} or 'auto'; empty: as configured"
+        required=False, help_text=f"1-{MAX_WORKERS} or 'auto'; empty: as configured"
     )
     engine = forms.ChoiceField(choices=[("", "as configured"), *ENGINES], required=False)
     dist = forms.ChoiceField(choices=[("", "as configured"), *DIST_MODES], required=False)

@@ -8,6 +8,13 @@ urlpatterns = [
     path("suites/new/", views.suite_edit, name="suite_new"),
     path("suites/<str:name>/", views.suite_detail, name="suite"),
     path("suites/<str:name>/edit/", views.suite_edit, name="suite_edit"),
+    path("suites/<str:name>/configs/new/", views.config_edit, name="config_new"),
+    path("suites/<str:name>/configs/<int:config_id>/", views.config_edit, name="config_edit"),
+    path(
+        "suites/<str:name>/configs/<int:config_id>/delete/",
+        views.config_delete,
+        name="config_delete",
+    ),
     # Flakiness and the QA report (issue #6)
     path("suites/<str:name>/flaky/", flaky_views.flaky_list, name="flaky_list"),
     path("suites/<str:name>/flaky/rebuild/", flaky_views.rebuild, name="flaky_rebuild"),

@@ -10,12 +10,13 @@ from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from runs import dispatcher, services
-from runs.forms import LaunchForm, RunConfigForm, SuiteForm
+from runs.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 from runs.models import Run, RunConfig, Suite
 
 RUNS_PER_PAGE = 50
@@ -105,6 +106,45 @@ def suite_edit(request, name=None):
         {"form": form, "config_form": config_form, "suite": suite},
         status=400 if request.method == "POST" else 200,
     )
+
+
+@staff_required
+def config_edit(request, name, config_id=None):
+    suite = get_object_or_404(Suite, name=name)
+    config = (
+        get_object_or_404(RunConfig, pk=config_id, suite=suite)
+        if config_id
+        else RunConfig(suite=suite)
+    )
+    form = NamedRunConfigForm(suite, request.POST or None, instance=config)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            config = form.save()
+            if config.is_default:
+                suite.configs.exclude(pk=config.pk).update(is_default=False)
+        messages.success(request, f"Configuration {config.name} saved.")
+        return redirect(suite)
+    return render(
+        request,
+        "runs/config_form.html",
+        {"form": form, "suite": suite, "config": config if config.pk else None},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@staff_required
+@require_POST
+def config_delete(request, name, config_id):
+    suite = get_object_or_404(Suite, name=name)
+    config = get_object_or_404(RunConfig, pk=config_id, suite=suite)
+    if config.is_default:
+        messages.warning(
+            request, "The default configuration stays: make another the default first."
+        )
+    else:
+        config.delete()  # its runs keep their snapshot of it
+        messages.success(request, f"Configuration {config.name} deleted.")
+    return redirect(suite)
 
 
 def run_list(request):

@@ -24,6 +24,7 @@ class LaunchFormTests(BaseTestCase):
         for data, field in [
             ({"workers": "0"}, "workers"),
             ({"workers": "lots"}, "workers"),
+            ({"workers": "100000"}, "workers"),  # refused, not cut to "1000"
             ({"repeat": "0"}, "repeat"),
             ({"dist": "random"}, "dist"),
         ]:

@@ -1,0 +1,99 @@
+"""A suite's run configurations: staff add, edit, make default and delete them in the UI."""
+
+from runs.models import Run, RunConfig
+from tests.base import BaseTestCase
+from tests.factories import make_run
+
+FIELDS = {
+    "name": "smoke",
+    "workers": "8",
+    "engine": "fork",
+    "dist": "loadfile",
+    "repeat": "1",
+    "reruns": "1",
+    "timeout": "",
+    "keyword": "smoke and not slow",
+    "markers": "",
+}
+
+
+class ConfigPagesTests(BaseTestCase):
+    def test_staff_add_a_configuration_that_launching_offers(self):
+        self.login_staff()
+        self.assertContains(self.client.get("/suites/demo/"), 'id="config-new"')
+        response = self.client.post("/suites/demo/configs/new/", FIELDS)
+        self.assertRedirects(response, "/suites/demo/")
+        smoke = self.suite.configs.get(name="smoke")
+        self.assertEqual((smoke.workers, smoke.dist, smoke.reruns), (8, "loadfile", 1))
+        self.assertEqual(smoke.keyword, "smoke and not slow")
+        self.assertFalse(smoke.is_default)
+        page = self.client.get("/suites/demo/")
+        self.assertEqual(list(page.context["form"].fields["config"].queryset), [self.config, smoke])
+        launched = self.client.post("/suites/demo/", {"config": smoke.pk})
+        run = Run.objects.get()
+        self.assertRedirects(launched, f"/runs/{run.pk}/", fetch_redirect_response=False)
+        self.assertEqual(run.config_snapshot["dist"], "loadfile")
+
+    def test_one_default_at_a_time_and_the_default_stays(self):
+        self.login_staff()
+        self.client.post("/suites/demo/configs/new/", {**FIELDS, "is_default": "on"})
+        smoke = self.suite.configs.get(name="smoke")
+        self.assertEqual(list(self.suite.configs.filter(is_default=True)), [smoke])
+        self.assertEqual(self.suite.default_config(), smoke)
+        # The default cannot be unset (another must take its place) nor deleted.
+        unset = self.client.post(f"/suites/demo/configs/{smoke.pk}/", FIELDS)
+        self.assertContains(unset, "Make another configuration the default", status_code=400)
+        self.client.post(f"/suites/demo/configs/{smoke.pk}/delete/")
+        self.assertTrue(RunConfig.objects.filter(pk=smoke.pk).exists())
+
+    def test_edit_and_delete_keep_runs_and_their_snapshot(self):
+        self.login_staff()
+        self.client.post("/suites/demo/configs/new/", FIELDS)
+        smoke = self.suite.configs.get(name="smoke")
+        run = make_run(self.suite, config=smoke)
+        edited = self.client.post(f"/suites/demo/configs/{smoke.pk}/", {**FIELDS, "workers": "2"})
+        self.assertRedirects(edited, "/suites/demo/")
+        smoke.refresh_from_db()
+        self.assertEqual(smoke.workers, 2)
+        self.assertContains(self.client.get(f"/suites/demo/configs/{smoke.pk}/"), "Delete")
+        self.assertRedirects(
+            self.client.post(f"/suites/demo/configs/{smoke.pk}/delete/"), "/suites/demo/"
+        )
+        self.assertFalse(RunConfig.objects.filter(pk=smoke.pk).exists())
+        run.refresh_from_db()
+        self.assertIsNone(run.config_id)
+
+    def test_bad_input_is_a_form_error_and_saves_nothing(self):
+        self.login_staff()
+        for bad, message in (
+            ({"name": "default"}, "already has a configuration"),
+            ({"name": "no spaces"}, "Use letters, digits"),
+            ({"workers": "65"}, "less than or equal to 64"),
+            ({"workers": "-1"}, "greater than or equal to 0"),
+            ({"repeat": "0"}, "greater than or equal to 1"),
+            ({"dist": "random"}, "Select a valid choice"),
+            ({"timeout": "0"}, "greater than or equal to 1"),
+        ):
+            with self.subTest(bad=bad):
+                response = self.client.post("/suites/demo/configs/new/", {**FIELDS, **bad})
+                self.assertContains(response, message, status_code=400)
+        self.assertEqual(list(self.suite.configs.all()), [self.config])
+
+    def test_members_and_outsiders_cannot_manage_configurations(self):
+        urls = ["/suites/demo/configs/new/", f"/suites/demo/configs/{self.config.pk}/"]
+        for url in urls:
+            self.assertEqual(self.client.get(url).status_code, 302)  # to the login page
+        self.login_member()
+        self.assertNotContains(self.client.get("/suites/demo/"), 'id="config-new"')
+        for url in urls:
+            self.assertEqual(self.client.get(url).status_code, 403)
+            self.assertEqual(self.client.post(url, FIELDS).status_code, 403)
+        delete = f"/suites/demo/configs/{self.config.pk}/delete/"
+        self.assertEqual(self.client.post(delete).status_code, 403)
+        self.assertEqual(list(self.suite.configs.all()), [self.config])
+
+    def test_unknown_configuration_or_suite_is_404(self):
+        self.login_staff()
+        self.assertEqual(self.client.get("/suites/demo/configs/999/").status_code, 404)
+        self.assertEqual(self.client.get("/suites/nope/configs/new/").status_code, 404)
+        self.assertEqual(self.client.get("/suites/demo/configs/1/delete/").status_code, 405)
