@@ -208,7 +208,7 @@ def rerun(request, name):
             trigger=Run.Trigger.UI,
             user=request.user,
             overrides=rerun_overrides(source, times),
-            extra_args=[nodeid],
+            rerun_of=nodeid,
         )
     except services.LaunchError as exc:
         messages.error(request, f"Could not rerun {nodeid}: {exc.message}")

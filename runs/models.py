@@ -162,6 +162,13 @@ class RunConfig(models.Model):
         }
 
 
+class RunQuerySet(models.QuerySet):
+    def whole(self) -> RunQuerySet:
+        """Without the runs of one test made to probe its flakiness (a test page's Rerun xK):
+        trends and reports are about the suite's runs."""
+        return self.exclude(config_snapshot__has_key="rerun_of")
+
+
 class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -216,6 +223,8 @@ class Run(models.Model):
     tests_errors = models.PositiveIntegerField(default=0)
     tests_flaky = models.PositiveIntegerField(default=0)
 
+    objects = RunQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
@@ -240,6 +249,11 @@ class Run(models.Model):
     @property
     def engine(self) -> str:
         return self.config_snapshot.get("engine", "xdist")
+
+    @property
+    def rerun_of(self) -> str:
+        """The node id this run repeats alone (RunQuerySet.whole), or ""."""
+        return self.config_snapshot.get("rerun_of", "")
 
     @property
     def duration(self):

@@ -51,7 +51,7 @@ def _bounds(since: date, until: date) -> tuple[datetime, datetime]:
 
 def period_runs(suite: Suite, since: date, until: date):
     start, end = _bounds(since, until)
-    return Run.objects.filter(suite=suite, created_at__gte=start, created_at__lt=end)
+    return Run.objects.whole().filter(suite=suite, created_at__gte=start, created_at__lt=end)
 
 
 def summary(runs) -> dict:

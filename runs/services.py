@@ -176,13 +176,21 @@ def launch(
     branch: str = "",
     ci_url: str = "",
     extra_args: list[str] | None = None,
+    rerun_of: str = "",
 ) -> Run:
-    """Validate, snapshot the configuration and queue a run. Raises LaunchError."""
+    """Validate, snapshot the configuration and queue a run. Raises LaunchError.
+
+    ``rerun_of``: a node id, for a run of that one test (repeated) to probe its flakiness:
+    it is kept out of the suite's trends and reports, whose figures are about whole runs.
+    """
     if isinstance(config, Suite):
         config = config.default_config()
     suite = config.suite
     snap = snapshot(config, Overrides.clean(overrides))
     snap["extra_args"] += list(extra_args or [])
+    if rerun_of:
+        snap["extra_args"].append(rerun_of)
+        snap["rerun_of"] = rerun_of
     for key in ("keyword", "markers"):  # the configuration's own too, not only overrides
         if snap.get(key):
             check_expression(key, snap[key])

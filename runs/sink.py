@@ -336,7 +336,7 @@ def measured_speedup(run: Run) -> float | None:
     )
     for other in candidates[:20]:
         o = other.config_snapshot
-        same = all(o.get(k) == snap.get(k) for k in ("keyword", "markers", "repeat"))
+        same = all(o.get(k) == snap.get(k) for k in ("keyword", "markers", "repeat", "rerun_of"))
         if same:
             return round(other.wall_seconds / run.wall_seconds, 4)
     return None

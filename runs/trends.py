@@ -28,7 +28,7 @@ FIELDS = (
 
 
 def filtered_runs(suite: Suite, params) -> tuple:
-    runs = Run.objects.filter(suite=suite, status__in=FINISHED)
+    runs = Run.objects.whole().filter(suite=suite, status__in=FINISHED)
     filters = {}
     workers = params.get("workers", "").strip()
     if workers.isascii() and workers.isdigit():  # not "²": str.isdigit() but int() refuses it
@@ -76,7 +76,7 @@ def trends_page(request):
     suite = get_object_or_404(Suite, name=name) if name else suites.first()
     choices = {}
     if suite is not None:
-        base = Run.objects.filter(suite=suite, status__in=FINISHED)
+        base = Run.objects.whole().filter(suite=suite, status__in=FINISHED)
         choices = {
             "workers": sorted(set(base.values_list("workers", flat=True))),
             "branches": sorted(set(base.exclude(branch="").values_list("branch", flat=True))),

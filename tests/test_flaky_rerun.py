@@ -39,6 +39,25 @@ class RerunTests(BaseTestCase):
         self.assertEqual(run.status, Run.Status.QUEUED)
         self.assertEqual(run.user, self.member)
 
+    def test_a_rerun_is_labelled_and_kept_out_of_trends_and_reports(self):
+        self.login_member()
+        self.client.post(URL, {"nodeid": NODE, "times": "5", "run": self.source.id})
+        rerun = Run.objects.exclude(pk=self.source.pk).get()
+        Run.objects.filter(pk=rerun.pk).update(
+            status=Run.Status.PASSED, wall_seconds=1.0, efficiency=0.2, balance=3.0, workers=3
+        )
+        Run.objects.filter(pk=self.source.pk).update(balance=1.1)
+        self.assertEqual(rerun.rerun_of, NODE)
+        page = self.client.get(rerun.get_absolute_url())
+        self.assertContains(page, "Rerun of")
+        self.assertContains(page, f'href="/suites/demo/tests/{NODE}"')
+        points = self.client.get("/trends/demo/data/").json()["points"]
+        self.assertEqual([p["run_id"] for p in points], [self.source.pk])
+        self.assertEqual(list(Run.objects.whole()), [self.source])
+        report = self.client.get("/suites/demo/report/")
+        self.assertEqual(report.context["figures"]["all_runs"], 1)
+        self.assertEqual([r.pk for r in report.context["worst_balanced"]], [self.source.pk])
+
     def test_without_a_run_it_uses_the_tests_latest_run(self):
         self.login_member()
         self.client.post(URL, {"nodeid": NODE, "times": "3"})
