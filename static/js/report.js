@@ -21,7 +21,7 @@
     line("speedup", "speedup"),
     line("efficiency", "efficiency", { yaxis: "y2" }),
     line("balance", "balance"),
-  ], { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", title: "efficiency" } });
+  ], { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", dtick: 0.25, title: { text: "efficiency" } } });
   plot("report-flakiness", "Flakiness rate (target < 0.001)", [
     line("flakiness_rate", "flakiness rate"),
     { type: "scatter", mode: "lines", name: "target", x: [x[0], x[x.length - 1]], y: [0.001, 0.001],

@@ -267,10 +267,21 @@
     if (!window.Plotly) return;
     const t0 = state.t0 || 0;
     const results = [...state.results.values()];
+    // Nothing to chart yet (queued, or a run pytest refused): say so, not empty axes.
+    for (const id of ["gantt", "balance"]) {
+      const box = document.getElementById(id);
+      const note = box.querySelector(":scope > .chart-empty");
+      if (results.length && note) note.remove();
+      if (!results.length) {
+        Plotly.purge(box);
+        if (!note) box.append(el("p", "No test has reported yet.", "muted chart-empty"));
+      }
+    }
+    if (!results.length) return;
     const live = state.run && state.run.status === "running" && results.length > LIVE_BARS;
     const traces = barTraces(live ? sliceBars(results, t0) : testBars(results, t0));
     const layout = { barmode: "overlay", margin: { t: 20, l: 60, r: 20, b: 40 },
-                     xaxis: { title: "seconds since the first test" },
+                     xaxis: { title: { text: "seconds since the first test" } },
                      yaxis: { categoryorder: "category descending" },
                      height: Math.max(318, 120 + 30 * state.workers.size) };  // fills its .chart box
     Plotly.react("gantt", traces, layout, { displayModeBar: false, responsive: true });
@@ -284,8 +295,8 @@
         offsetgroup: "tests" },
     ], { barmode: "group", margin: { t: 20, l: 50, r: 50, b: 40 },
          legend: { orientation: "h", y: 1.12 },
-         yaxis: { title: "busy seconds", rangemode: "tozero", automargin: true },
-         yaxis2: { title: "tests", overlaying: "y", side: "right", rangemode: "tozero",
+         yaxis: { title: { text: "busy seconds" }, rangemode: "tozero", automargin: true },
+         yaxis2: { title: { text: "tests" }, overlaying: "y", side: "right", rangemode: "tozero",
                    automargin: true, showgrid: false, tickformat: "d" } },
     { displayModeBar: false, responsive: true });
   }

@@ -20,7 +20,7 @@
     customdata: points.map((p) => p.url),
     text: points.map((p) => `run #${p.run_id} · ${p.outcome} · ${p.workers} workers · ${inert(p.worker_ids.join(", "))}`),
     hovertemplate: "%{text}<br>%{y:.3f} s<extra></extra>",
-  }], { margin: { t: 20, l: 50, r: 20, b: 40 }, yaxis: { title: "seconds", rangemode: "tozero" } },
+  }], { margin: { t: 20, l: 50, r: 20, b: 40 }, yaxis: { title: { text: "seconds" }, rangemode: "tozero" } },
   { displayModeBar: false, responsive: true });
   box.on("plotly_click", (event) => {
     const url = event.points[0] && event.points[0].customdata;

@@ -42,7 +42,7 @@
         line(points, "efficiency", "efficiency", { yaxis: "y2" }),
         { type: "scatter", mode: "lines", name: "efficiency target 0.75", x: [x[0], x[x.length - 1]],
           y: [0.75, 0.75], yaxis: "y2", line: { dash: "dash", color: "#b45309" }, hoverinfo: "skip" },
-      ], { yaxis: { title: "speedup", rangemode: "tozero" }, yaxis2: { title: "efficiency", overlaying: "y", side: "right", rangemode: "tozero" } });
+      ], { yaxis: { title: { text: "speedup" }, rangemode: "tozero" }, yaxis2: { title: { text: "efficiency" }, overlaying: "y", side: "right", rangemode: "tozero", dtick: 0.25 } });
       chart("chart-balance", "Worker balance (max / mean busy; 1.0 is perfect)", [line(points, "balance", "balance")]);
       chart("chart-flakiness", "Flakiness rate", [line(points, "flakiness_rate", "flakiness rate")]);
       chart("chart-wall", "Wall time (s)", [line(points, "wall_seconds", "wall"), line(points, "serial_seconds", "serial work")]);
