@@ -247,6 +247,18 @@ class Run(models.Model):
         return self.status in self.ACTIVE
 
     @property
+    def is_complete(self) -> bool:
+        """Ran to its end (passed or failed): its figures describe the whole suite."""
+        return self.status in (self.Status.PASSED, self.Status.FAILED)
+
+    @property
+    def tests_left_out(self) -> int:
+        """Collected tests an unfinished run (cancelled, timed out...) never reported."""
+        if self.is_active or self.is_complete or not self.collected:
+            return 0
+        return max(0, self.collected - self.tests_total)
+
+    @property
     def engine(self) -> str:
         return self.config_snapshot.get("engine", "xdist")
 

@@ -133,3 +133,31 @@ def test_a_big_running_run_shows_its_whole_timeline_in_bounded_bars(server, page
     assert sum(t["bars"] for t in traces) <= 600  # not 1,500 bars: slices of each worker
     assert {t["name"] for t in traces} == {"passed", "failed"}  # the failing slice shows
     assert all(" tests" in t["text"] for t in traces)
+
+
+def test_new_token_copies_and_revoking_asks_first(server, page):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    page.goto(f"{server.url}/tokens/")
+    page.fill("input[name=name]", "browser-ci")
+    page.click("text=Create token")
+    token = page.text_content("#new-token").strip()
+    page.click("#copy-token")
+    page.wait_for_function("document.getElementById('copy-token').textContent === 'Copied'")
+    assert page.evaluate("navigator.clipboard.readText()") == token
+    questions = []
+
+    def answer(dialog, accept):
+        questions.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.evaluate("window.ptdSamePage = true")
+    page.once("dialog", lambda d: answer(d, False))
+    page.locator("tr", has_text="browser-ci").locator("button", has_text="Revoke").click()
+    assert "Revoke the token browser-ci?" in questions[0]
+    assert page.evaluate("window.ptdSamePage === true")  # no submit, no new page
+    assert "browser-ci" in page.request.get(f"{server.url}/tokens/").text()
+    page.once("dialog", lambda d: answer(d, True))
+    with page.expect_navigation():
+        page.locator("tr", has_text="browser-ci").locator("button", has_text="Revoke").click()
+    assert page.locator("tr", has_text="browser-ci").count() == 0
+    assert "Token browser-ci revoked." in page.text_content(".messages")
