@@ -53,6 +53,20 @@ class PagesTests(BaseTestCase):
         ids = [r.id for r in response.context["page"].object_list]
         assert ids == [failed.id] and passed.id not in ids
 
+    def test_runs_list_shows_whole_runs_figures_and_what_a_cut_run_left_out(self):
+        whole = make_run(self.suite, speedup=3.25, efficiency=0.81, collected=2, tests_total=2)
+        cut = make_run(
+            self.suite, status="cancelled", speedup=1.75, efficiency=0.88, collected=225,
+            tests_total=12,
+        )  # fmt: skip
+        self.login_member()
+        page = self.client.get(reverse("runs")).content.decode()
+        row = {r.id: page.split(f">#{r.id}<")[1].split("</tr>")[0] for r in (whole, cut)}
+        assert "3.25×" in row[whole.id] and "0.81" in row[whole.id]
+        assert "not run" not in row[whole.id]
+        assert "(213 not run)" in row[cut.id]
+        assert "1.75" not in row[cut.id] and "0.88" not in row[cut.id]
+
     def test_run_page_escapes_messages(self):
         run = make_run(self.suite, message="<script>alert(1)</script>")
         self.login_member()
