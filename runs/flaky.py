@@ -398,14 +398,23 @@ _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _TMP = re.compile(r"/tmp/[^\s'\"]+")  # noqa: S108 (a pattern, not a file)
 
 
-def error_key(longrepr: str) -> str:
-    """A short signature of an error: its first ``E`` line, else its last line."""
+# A number on its own (not inside a name): 0.93, 42, -1e-05.
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def error_line(longrepr: str) -> str:
+    """An error's headline: its first ``E`` line, else its last line (addresses, /tmp masked)."""
     lines = [line.strip() for line in (longrepr or "").splitlines() if line.strip()]
     if not lines:
         return "(no error message)"
-    key = next((line[1:].strip() for line in lines if line.startswith("E ")), lines[-1])
-    key = _TMP.sub("/tmp/…", _ADDRESS.sub("0x…", key))  # noqa: S108
-    return key[:300]
+    line = next((line[1:].strip() for line in lines if line.startswith("E ")), lines[-1])
+    return _TMP.sub("/tmp/…", _ADDRESS.sub("0x…", line))[:300]  # noqa: S108
+
+
+def error_key(longrepr: str) -> str:
+    """What groups errors: the headline with its numbers masked, so 'took 0.93 s' and 'took
+    0.87 s' are one error (a timing, a random value, a count), as error trackers group them."""
+    return _NUMBER.sub("#", error_line(longrepr))
 
 
 def attempts_of(suite: Suite, nodeid: str, run_ids: Iterable[int] | None = None):
@@ -469,7 +478,13 @@ def history(suite: Suite, nodeid: str, limit: int = TestStat.RECENT_RUNS) -> dic
             if a["outcome"] in FAILING:
                 key = error_key(a["longrepr"])
                 group = errors.setdefault(
-                    key, {"message": key, "count": 0, "runs": [], "example": a["longrepr"]}
+                    key,
+                    {
+                        "message": error_line(a["longrepr"]),
+                        "count": 0,
+                        "runs": [],
+                        "example": a["longrepr"],
+                    },
                 )
                 group["count"] += 1
                 if run_id not in group["runs"]:

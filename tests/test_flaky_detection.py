@@ -148,4 +148,19 @@ class DetectionTests(BaseTestCase):
         two = "def t():\n>   assert x\nE   AssertionError: at 0x7f99cd\n\nt.py:3: AssertionError"
         self.assertEqual(flaky.error_key(one), flaky.error_key(two))
         self.assertEqual(flaky.error_key("boom"), "boom")
+        # Numbers (timings, random values, counts) do not split an error into several.
+        slow = "E   AssertionError: search took {} of the 0.8 budget\n\nt.py:{}: AssertionError"
+        self.assertEqual(
+            flaky.error_key(slow.format("0.93", 9)), flaky.error_key(slow.format("0.87", 9))
+        )
+        self.assertEqual(
+            flaky.error_key(slow.format("0.93", 9)), "AssertionError: search took # of the # budget"
+        )
+        self.assertNotEqual(
+            flaky.error_key("E   KeyError: 'a1'"), flaky.error_key("E   KeyError: 'b1'")
+        )
+        self.assertEqual(
+            flaky.error_line(slow.format("0.93", 9)),
+            "AssertionError: search took 0.93 of the 0.8 budget",
+        )
         self.assertEqual(flaky.error_key(""), "(no error message)")
