@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "runs.middleware.MethodNotAllowedPage",
 ]
 
 ROOT_URLCONF = "dashboard.urls"

@@ -67,6 +67,15 @@ class PagesTests(BaseTestCase):
         assert "(213 not run)" in row[cut.id]
         assert "1.75" not in row[cut.id] and "0.88" not in row[cut.id]
 
+    def test_a_post_only_address_opened_in_the_browser_explains_itself(self):
+        run = make_run(self.suite, status="running")
+        self.login_member()
+        response = self.client.get(reverse("run_cancel", args=[run.id]))
+        self.assertContains(response, "use the button on the page", status_code=405)
+        self.assertEqual(response["Allow"], "POST")
+        run.refresh_from_db()
+        assert run.status == "running"
+
     def test_run_page_escapes_messages(self):
         run = make_run(self.suite, message="<script>alert(1)</script>")
         self.login_member()
