@@ -161,3 +161,26 @@ def test_new_token_copies_and_revoking_asks_first(server, page):
         page.locator("tr", has_text="browser-ci").locator("button", has_text="Revoke").click()
     assert page.locator("tr", has_text="browser-ci").count() == 0
     assert "Token browser-ci revoked." in page.text_content(".messages")
+
+
+def test_the_runs_list_follows_a_run_launched_elsewhere(server, page, tmp_path):
+    import requests
+
+    suite = write_suite(
+        tmp_path / "slow-enough", {"test_wait.py": "import time\ndef test_wait(): time.sleep(3)\n"}
+    )
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {server.create_token(name='list-refresh')}"
+    made = api.post(f"{server.url}/api/suites", json={"name": "slow-enough", "path": str(suite)})
+    assert made.status_code == 201, made.text
+    made = api.post(f"{server.url}/api/runs", json={"suite": "slow-enough", "workers": 1})
+    assert made.status_code == 201, made.text
+    run_id = made.json()["id"]
+    page.goto(f"{server.url}/runs/")
+    row = page.locator("table.runs tr", has_text=f"#{run_id}")
+    assert row.get_attribute("data-active") is not None  # queued or running when the page came
+    page.evaluate("window.ptdSamePage = true")
+    # No reload: the row's status turns final by itself (the list polls while a run is active).
+    row.locator(".status-passed").wait_for(timeout=90_000)
+    assert page.evaluate("window.ptdSamePage === true")
+    assert row.get_attribute("data-active") is None
