@@ -10,18 +10,19 @@
   function line(key, name, extra) {
     return Object.assign({ type: "scatter", mode: "lines+markers", name, x,
       y: points.map((p) => p[key]),
-      text: points.map((p) => `run #${p.run_id} · ${p.workers} workers`),
+      text: points.map((p) => `run #${p.run_id} · ${p.workers} worker${p.workers === 1 ? "" : "s"}`),
       hovertemplate: "%{text}<br>%{y}<extra>" + name + "</extra>" }, extra || {});
   }
   function plot(id, title, traces, extra) {
     Plotly.newPlot(id, traces, Object.assign({ title: { text: title },
-      margin: { t: 40, l: 50, r: 50, b: 40 }, legend: { orientation: "h" } }, extra || {}), config);
+      margin: { t: 40, l: 50, r: 50, b: 70 }, legend: { orientation: "h", y: -0.3 } }, extra || {}), config);
   }
   plot("report-speedup", "Speedup, efficiency and balance", [
     line("speedup", "speedup"),
     line("efficiency", "efficiency", { yaxis: "y2" }),
     line("balance", "balance"),
-  ], { yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", dtick: 0.25, title: { text: "efficiency" } } });
+  ], { yaxis: { rangemode: "tozero", title: { text: "speedup, balance" } },
+       yaxis2: { overlaying: "y", side: "right", rangemode: "tozero", dtick: 0.25, title: { text: "efficiency" } } });
   plot("report-flakiness", "Flakiness rate (target < 0.001)", [
     line("flakiness_rate", "flakiness rate"),
     { type: "scatter", mode: "lines", name: "target", x: [x[0], x[x.length - 1]], y: [0.001, 0.001],

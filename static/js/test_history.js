@@ -18,7 +18,7 @@
     marker: { color: points.map((p) => COLORS[p.outcome] || "#64748b"), size: 9 },
     line: { color: "#94a3b8" },
     customdata: points.map((p) => p.url),
-    text: points.map((p) => `run #${p.run_id} · ${p.outcome} · ${p.workers} workers · ${inert(p.worker_ids.join(", "))}`),
+    text: points.map((p) => `run #${p.run_id} · ${p.outcome} · ${p.workers} worker${p.workers === 1 ? "" : "s"} · ${inert(p.worker_ids.join(", "))}`),
     hovertemplate: "%{text}<br>%{y:.3f} s<extra></extra>",
   }], { margin: { t: 20, l: 50, r: 20, b: 40 }, yaxis: { title: { text: "seconds" }, rangemode: "tozero" } },
   { displayModeBar: false, responsive: true });

@@ -23,7 +23,7 @@
       type: "scatter", mode: "lines+markers", name,
       x: points.map((p) => p.time), y: points.map((p) => p[key]),
       customdata: points.map((p) => p.url),
-      text: points.map((p) => `run #${p.run_id} · ${p.workers} workers${p.branch ? " · " + inert(p.branch) : ""}`),
+      text: points.map((p) => `run #${p.run_id} · ${p.workers} worker${p.workers === 1 ? "" : "s"}${p.branch ? " · " + inert(p.branch) : ""}`),
       hovertemplate: "%{text}<br>%{y}<extra>" + name + "</extra>",
     }, extra || {});
   }
