@@ -181,24 +181,28 @@ class Sender:
                 self._spool.close()
 
     def _collect(self) -> tuple[list[dict], bool]:
-        """Everything queued within FLUSH_SECONDS of the first event (sooner when closing).
+        """Up to BATCH_MAX events: those queued within FLUSH_SECONDS of the first one.
 
         The thread sleeps while the batch builds up rather than waking for each event: a
         wake-up per test is a GIL hand-off the run's main thread pays for, thousands of times.
+        No sleep when a full batch is already waiting (a backlog after a slow answer). One
+        batch is one POST, so a batch is sent or spooled whole, never both in part.
         """
         first = self._queue.get()
         if first is _STOP:
             return [], True
-        self._closing.wait(FLUSH_SECONDS)
+        if self._queue.qsize() < BATCH_MAX - 1:
+            self._closing.wait(FLUSH_SECONDS)
         batch = [first]
-        while True:
+        while len(batch) < BATCH_MAX:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return batch, False
+                break
             if item is _STOP:
                 return batch, True
             batch.append(item)
+        return batch, False
 
     def _start_run(self) -> None:
         try:
