@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runner.metrics import FAILING, PASSING, base_nodeid
+from runs.errors import error_key, error_line
 from runs.models import Run, Suite, TestResult, TestStat
 
 log = logging.getLogger(__name__)
@@ -393,28 +393,6 @@ def apply_quarantine(run: Run, tests, status: str, message: str) -> tuple[str, s
 
 
 # Reading -----------------------------------------------------------------------------------
-
-_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
-_TMP = re.compile(r"/tmp/[^\s'\"]+")  # noqa: S108 (a pattern, not a file)
-
-
-# A number on its own (not inside a name): 0.93, 42, -1e-05.
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
-
-
-def error_line(longrepr: str) -> str:
-    """An error's headline: its first ``E`` line, else its last line (addresses, /tmp masked)."""
-    lines = [line.strip() for line in (longrepr or "").splitlines() if line.strip()]
-    if not lines:
-        return "(no error message)"
-    line = next((line[1:].strip() for line in lines if line.startswith("E ")), lines[-1])
-    return _TMP.sub("/tmp/…", _ADDRESS.sub("0x…", line))[:300]  # noqa: S108
-
-
-def error_key(longrepr: str) -> str:
-    """What groups errors: the headline with its numbers masked, so 'took 0.93 s' and 'took
-    0.87 s' are one error (a timing, a random value, a count), as error trackers group them."""
-    return _NUMBER.sub("#", error_line(longrepr))
 
 
 def attempts_of(suite: Suite, nodeid: str, run_ids: Iterable[int] | None = None):

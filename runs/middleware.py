@@ -19,7 +19,7 @@ class MethodNotAllowedPage:
         if (
             response.status_code == 405
             and not response.content
-            and not request.path.startswith("/api/")
+            and not request.path_info.startswith("/api/")
         ):
             response.content = render_to_string(
                 "405.html", {"allowed": response.get("Allow", "")}, request=request

@@ -113,7 +113,7 @@ def config_edit(request, name, config_id=None):
     suite = get_object_or_404(Suite, name=name)
     config = (
         get_object_or_404(RunConfig, pk=config_id, suite=suite)
-        if config_id
+        if config_id is not None
         else RunConfig(suite=suite)
     )
     form = NamedRunConfigForm(suite, request.POST or None, instance=config)

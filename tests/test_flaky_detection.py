@@ -142,25 +142,3 @@ class DetectionTests(BaseTestCase):
         self.assertTrue(all("ON CONFLICT" in q["sql"] for q in writes))  # batched upserts
         self.assertLess(len(writes), 600 // 20)
         self.assertEqual(TestStat.objects.filter(suite=self.suite).count(), 600)
-
-    def test_error_key_groups_messages(self):
-        one = "def t():\n>   assert x\nE   AssertionError: at 0x7f00ab\n\nt.py:3: AssertionError"
-        two = "def t():\n>   assert x\nE   AssertionError: at 0x7f99cd\n\nt.py:3: AssertionError"
-        self.assertEqual(flaky.error_key(one), flaky.error_key(two))
-        self.assertEqual(flaky.error_key("boom"), "boom")
-        # Numbers (timings, random values, counts) do not split an error into several.
-        slow = "E   AssertionError: search took {} of the 0.8 budget\n\nt.py:{}: AssertionError"
-        self.assertEqual(
-            flaky.error_key(slow.format("0.93", 9)), flaky.error_key(slow.format("0.87", 9))
-        )
-        self.assertEqual(
-            flaky.error_key(slow.format("0.93", 9)), "AssertionError: search took # of the # budget"
-        )
-        self.assertNotEqual(
-            flaky.error_key("E   KeyError: 'a1'"), flaky.error_key("E   KeyError: 'b1'")
-        )
-        self.assertEqual(
-            flaky.error_line(slow.format("0.93", 9)),
-            "AssertionError: search took 0.93 of the 0.8 budget",
-        )
-        self.assertEqual(flaky.error_key(""), "(no error message)")

@@ -201,7 +201,8 @@ def become_run(request: dict, fds: list[int]) -> None:
     os.environ.update(env)
     sys.argv = [sys.argv[0], *request["args"]]
     # As a cold start's (`python -m pytest ARGS`), for code that re-executes itself from it.
-    sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]
+    if hasattr(sys, "orig_argv"):  # Python 3.10+
+        sys.orig_argv = [sys.orig_argv[0], "-m", "pytest", *request["args"]]
 
 
 def main() -> None:
