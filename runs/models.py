@@ -26,6 +26,7 @@ DIST_MODES = [
     ("loadgroup", "loadgroup: xdist_group marks together"),
 ]
 MAX_WORKERS = 64
+PYTEST_USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
     "Use letters, digits, '.', '_' or '-' (starting with a letter or digit).",
@@ -296,7 +297,10 @@ class Run(models.Model):
 
     @property
     def ci_exit_code(self) -> int:
-        """0 passed, 1 tests failed, 3 the run itself failed (error, cancelled, interrupted)."""
+        """0 passed, 1 tests failed, 2 pytest refused its arguments (exit code 4: a bad -k, an
+        unknown option), 3 the run itself failed (error, cancelled, interrupted)."""
+        if self.status == self.Status.ERROR and self.exit_code == PYTEST_USAGE_ERROR:
+            return 2
         return {self.Status.PASSED: 0, self.Status.FAILED: 1}.get(self.status, 3)
 
     def summary(self) -> dict:

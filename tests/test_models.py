@@ -58,6 +58,8 @@ class RunModelTests(BaseTestCase):
         for status, code in [("passed", 0), ("failed", 1), ("error", 3), ("cancelled", 3)]:
             run.status = status
             assert run.ci_exit_code == code
+        run.status, run.exit_code = "error", 4  # pytest refused its arguments: bad usage
+        assert run.ci_exit_code == 2
 
     def test_worker_stat_unique_per_run(self):
         run = make_run(self.suite, results=[("t.py::a", "gw0", "passed", 1.0)])
