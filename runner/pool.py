@@ -298,8 +298,8 @@ class Pool:
         elif not run.finished_session:
             reason = "crashed"
             message = (
-                f"pytest exited with code {returncode} before finishing the session"
-                f"\n{_log_tail(spec.log_path)}"
+                f"pytest exited with code {returncode}{exit_meaning(returncode)} before finishing"
+                f" the session\n{_log_tail(spec.log_path)}"
             )
         elif returncode not in (0, 1, 5):  # a usage or internal error: pytest says why
             message = _log_tail(spec.log_path)
@@ -382,6 +382,16 @@ def _spawn_message(spec: RunSpec, exc: BaseException) -> str:
     if isinstance(exc, PermissionError):
         return f"cannot start the run: {program} is not executable"
     return f"cannot start the run ({program}): {exc}"
+
+
+# pytest's ExitCode values other than 0, 1 and 5 (no tests collected, said on its own).
+EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
+
+
+def exit_meaning(code: int | None) -> str:
+    """' (usage error)' for pytest's exit code 4, and so on; '' for others."""
+    meaning = EXIT_MEANINGS.get(code) if code is not None else None
+    return f" ({meaning})" if meaning else ""
 
 
 def _log_tail(path: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:

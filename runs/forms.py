@@ -5,7 +5,7 @@ import json
 from django import forms
 
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, RunConfig, Suite
-from runs.services import LaunchError, Overrides
+from runs.services import LaunchError, Overrides, check_expression
 
 
 class JSONTextField(forms.CharField):
@@ -76,6 +76,21 @@ class NamedRunConfigForm(RunConfigForm):
         if clash.exists():
             raise forms.ValidationError(f"{self.suite.name} already has a configuration {name!r}.")
         return name
+
+    def clean_keyword(self):
+        return self._expression("keyword")
+
+    def clean_markers(self):
+        return self._expression("markers")
+
+    def _expression(self, field: str) -> str:
+        value = self.cleaned_data[field]
+        if value:
+            try:
+                check_expression(field, value)
+            except LaunchError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return value
 
     def clean_is_default(self):
         if self.instance.pk and self.instance.is_default and not self.cleaned_data["is_default"]:

@@ -105,6 +105,19 @@ def check_expression(key: str, value: str) -> None:
         raise LaunchError(f"{key} must be a pytest expression, not an option: {value!r}", key)
     if "\x00" in value:
         raise LaunchError(f"{key} must not contain NUL characters", key)
+    try:  # pytest's own parser: a typo is a form error, not a run that pytest refuses
+        from _pytest.mark import expression
+    except ImportError:  # pragma: no cover - moved in some pytest: the run will say it
+        return
+    # pytest 9 raises SyntaxError, pytest 8 its own ParseError.
+    errors = (SyntaxError, getattr(expression, "ParseError", SyntaxError))
+    try:
+        expression.Expression.compile(value)
+    except errors as exc:
+        reason = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc)
+        column = getattr(exc, "offset", None) or getattr(exc, "column", None)
+        where = f" (column {column})" if column else ""
+        raise LaunchError(f"{key}: not a pytest expression: {reason}{where}", key) from None
 
 
 def snapshot(config: RunConfig, overrides: Overrides) -> dict:

@@ -17,7 +17,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from runner import metrics
-from runner.pool import RunOutcome
+from runner.pool import RunOutcome, exit_meaning
 from runs import flaky, live
 from runs.models import Run, TestResult, WorkerStat
 
@@ -237,10 +237,6 @@ def worker_dict(stat: WorkerStat) -> dict:
     return data
 
 
-# pytest's ExitCode values other than 0, 1 and 5 (handled on their own).
-EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
-
-
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
     """The run's status and message from how the engine's process ended."""
     if outcome.reason == "cancelled":
@@ -258,8 +254,7 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
         return Run.Status.FAILED, ""
     if code == 5:
         return Run.Status.ERROR, "No tests were collected (check the selection)."
-    meaning = EXIT_MEANINGS.get(code)
-    head = f"pytest exited with code {code}" + (f" ({meaning})" if meaning else "")
+    head = f"pytest exited with code {code}{exit_meaning(code)}"
     return Run.Status.ERROR, f"{head}. {outcome.message}".strip()
 
 

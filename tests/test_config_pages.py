@@ -73,6 +73,8 @@ class ConfigPagesTests(BaseTestCase):
             ({"repeat": "0"}, "greater than or equal to 1"),
             ({"dist": "random"}, "Select a valid choice"),
             ({"timeout": "0"}, "greater than or equal to 1"),
+            ({"keyword": "smoke and"}, "not a pytest expression"),
+            ({"markers": "not (slow"}, "not a pytest expression"),
         ):
             with self.subTest(bad=bad):
                 response = self.client.post("/suites/demo/configs/new/", {**FIELDS, **bad})

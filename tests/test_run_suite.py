@@ -133,14 +133,21 @@ def test_unknown_dist_is_usage_error(data_dir, tmp_path):
 
 
 def test_pytest_usage_error_exit_2_with_pytests_reason(data_dir, tmp_path):
-    suite = write_suite(tmp_path / "bad-k", SUITE)
-    out = run_suite(data_dir, suite, "--workers", "2", "--json", "-k", "and or (((")
+    suite = write_suite(tmp_path / "bad-option", SUITE)
+    out = run_suite(data_dir, suite, "--workers", "2", "--json", "--", "--no-such-option")
     assert out.returncode == 2, out.stderr  # bad usage, as DESIGN's exit codes say
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["status"] == "error" and summary["tests"]["total"] == 0
     assert summary["speedup"] is None and summary["efficiency"] is None  # not 0.00x
     assert "pytest exited with code 4 (usage error)" in out.stderr
-    assert "Wrong expression passed to '-k'" in out.stderr  # pytest's own words
+    assert "unrecognized arguments: --no-such-option" in out.stderr  # pytest's own words
+
+
+def test_a_bad_k_expression_is_refused_before_any_run(data_dir, tmp_path):
+    suite = write_suite(tmp_path / "bad-k", SUITE)
+    out = run_suite(data_dir, suite, "--workers", "2", "-k", "and or (((")
+    assert out.returncode == 2, out.stderr
+    assert "keyword: not a pytest expression" in out.stderr and "column 1" in out.stderr
 
 
 def test_timeout_exit_3(data_dir, tmp_path):

@@ -218,9 +218,11 @@ class Command(BaseCommand):
             f"{t['skipped']} skipped, {t['errors']} errors, {t['flaky']} flaky"
         )
         if run.wall_seconds:
+            plural = "s" if run.workers != 1 else ""
+            line += f" in {run.wall_seconds:.2f} s on {run.workers} worker{plural}"
+        if run.speedup is not None:  # none when no test ran
             line += (
-                f" in {run.wall_seconds:.2f} s on {run.workers} workers"
-                f" (speedup {run.speedup or 0:.2f}, efficiency {run.efficiency or 0:.2f},"
+                f" (speedup {run.speedup:.2f}, efficiency {run.efficiency or 0:.2f},"
                 f" balance {run.balance or 0:.2f})"
             )
         self.stderr.write(line)
