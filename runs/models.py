@@ -264,6 +264,12 @@ class Run(models.Model):
         return self.config_snapshot.get("engine", "xdist")
 
     @property
+    def config_name(self) -> str:
+        """The configuration's name when the run was made: a later rename or deletion of the
+        configuration does not move its past runs (trends and reports group by it)."""
+        return self.config_snapshot.get("name", "")
+
+    @property
     def rerun_of(self) -> str:
         """The node id this run repeats alone (RunQuerySet.whole), or ""."""
         return self.config_snapshot.get("rerun_of", "")

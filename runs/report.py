@@ -115,9 +115,9 @@ def top_flaky(suite: Suite, since: date, until: date, limit: int = TOP):
 
 def worst_balanced(runs, limit: int = TOP):
     return list(
-        runs.filter(status__in=trends.FINISHED, balance__isnull=False)
-        .select_related("config")
-        .order_by("-balance", "-created_at")[:limit]
+        runs.filter(status__in=trends.FINISHED, balance__isnull=False).order_by(
+            "-balance", "-created_at"
+        )[:limit]
     )
 
 
@@ -199,12 +199,12 @@ RUN_COLUMNS = [
 def runs_csv(request, name):
     suite = get_object_or_404(Suite, name=name)
     since, until = period(request.GET)
-    runs = period_runs(suite, since, until).order_by("created_at", "id").select_related("config")
+    runs = period_runs(suite, since, until).order_by("created_at", "id")
 
     def rows():
         for r in runs.iterator():
             yield [
-                r.id, r.created_at, r.status, r.trigger, r.config.name if r.config else "",
+                r.id, r.created_at, r.status, r.trigger, r.config_name,
                 r.branch, r.commit, r.workers, r.wall_seconds, r.serial_seconds, r.speedup,
                 r.speedup_measured, r.efficiency, r.balance, r.flakiness_rate, r.tests_total,
                 r.tests_passed, r.tests_failed, r.tests_skipped, r.tests_errors, r.tests_flaky,

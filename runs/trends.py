@@ -22,7 +22,7 @@ FIELDS = (
     "tests_total",
     "tests_passed",
     "branch",
-    "config__name",
+    "config_snapshot__name",  # the configuration's name when the run was made
     "status",
 )
 
@@ -38,7 +38,9 @@ def filtered_runs(suite: Suite, params) -> tuple:
         runs = runs.filter(branch=branch)
         filters["branch"] = branch
     if config := params.get("config", "").strip():
-        runs = runs.filter(config__name=config)
+        # By the name the run was made under: renaming or deleting a configuration later
+        # does not move its past runs.
+        runs = runs.filter(config_snapshot__name=config)
         filters["config"] = config
     return runs, filters
 
@@ -62,7 +64,7 @@ def series(suite: Suite, params) -> list[dict]:
                 "flakiness_rate": row["flakiness_rate"],
                 "pass_rate": round(row["tests_passed"] / total, 4) if total else None,
                 "branch": row["branch"],
-                "config": row["config__name"],
+                "config": row["config_snapshot__name"],
                 "status": row["status"],
                 "url": f"/runs/{row['id']}/",
             }
@@ -80,7 +82,10 @@ def trends_page(request):
         choices = {
             "workers": sorted(set(base.values_list("workers", flat=True))),
             "branches": sorted(set(base.exclude(branch="").values_list("branch", flat=True))),
-            "configs": sorted(suite.configs.values_list("name", flat=True)),
+            "configs": sorted(
+                {n for n in base.values_list("config_snapshot__name", flat=True) if n}
+                | set(suite.configs.values_list("name", flat=True))
+            ),
         }
     _, filters = filtered_runs(suite, request.GET) if suite else (None, {})
     return render(

@@ -57,6 +57,24 @@ class TrendsTests(BaseTestCase):
         ]
         assert len(self.client.get(url, {"workers": "abc"}).json()["points"]) == 2
 
+    def test_configuration_filter_and_label_are_the_name_a_run_was_made_under(self):
+        smoke = self.suite.configs.create(name="smoke")
+        made = self.make_runs(2, config=smoke)
+        self.make_runs(1, config=self.config)
+        for run in made:
+            run.config_snapshot["name"] = "smoke"
+            run.save()
+        smoke.name = "quick"  # renamed afterwards: its past runs stay "smoke" runs
+        smoke.save()
+        self.login_member()
+        url = reverse("trends_data", args=["demo"])
+        points = self.client.get(url, {"config": "smoke"}).json()["points"]
+        assert [p["run_id"] for p in points] == [r.id for r in made]
+        assert {p["config"] for p in points} == {"smoke"}
+        assert self.client.get(url, {"config": "quick"}).json()["points"] == []
+        page = self.client.get(reverse("trends"), {"suite": "demo"})
+        assert {"smoke", "quick", "default"} <= set(page.context["choices"]["configs"])
+
     def test_page_gives_the_data_url_to_its_script(self):
         self.login_member()
         response = self.client.get(reverse("trends"), {"suite": "demo", "workers": "4"})
