@@ -26,6 +26,7 @@ urlpatterns = [
     path("suites/<str:name>/report/runs.csv", report.runs_csv, name="report_runs_csv"),
     path("suites/<str:name>/report/tests.csv", report.tests_csv, name="report_tests_csv"),
     path("runs/", views.run_list, name="runs"),
+    path("runs/rows/", views.run_rows, name="run_rows"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("tokens/", tokens.token_list, name="tokens"),

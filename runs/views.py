@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from runs import dispatcher, services
@@ -52,6 +53,7 @@ def home(request):
         {
             "suites": suites_with_latest_run(),
             "recent_runs": Run.objects.select_related("suite")[:10],
+            "rows_url": f"{reverse('run_rows')}?limit=10",
         },
     )
 
@@ -79,7 +81,13 @@ def suite_detail(request, name):
     return render(
         request,
         "runs/suite_detail.html",
-        {"suite": suite, "form": form, "runs": runs, "configs": suite.configs.all()},
+        {
+            "suite": suite,
+            "form": form,
+            "runs": runs,
+            "configs": suite.configs.all(),
+            "rows_url": f"{reverse('run_rows')}?{urlencode({'suite': suite.name, 'limit': 20})}",
+        },
         status=400 if form.errors else 200,
     )
 
@@ -147,7 +155,8 @@ def config_delete(request, name, config_id):
     return redirect(suite)
 
 
-def run_list(request):
+def filtered_runs(request) -> tuple:
+    """The runs list's runs and the filters that chose them (suite, status, branch, trigger)."""
     runs = Run.objects.select_related("suite")
     filters = {}
     for key in ("suite", "status", "branch", "trigger"):
@@ -162,6 +171,11 @@ def run_list(request):
         runs = runs.filter(branch=filters["branch"])
     if "trigger" in filters:
         runs = runs.filter(trigger=filters["trigger"])
+    return runs, filters
+
+
+def run_list(request):
+    runs, filters = filtered_runs(request)
     page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
     query = urlencode(filters)
     return render(
@@ -171,10 +185,24 @@ def run_list(request):
             "page": page,
             "filters": filters,
             "query": query,
+            "rows_url": f"{reverse('run_rows')}?{urlencode({**filters, 'page': page.number})}",
             "suites": Suite.objects.values_list("name", flat=True),
             "statuses": Run.Status.values,
         },
     )
+
+
+def run_rows(request):
+    """Just the rows of a list of runs, for the lists that refresh themselves (runs.js): the
+    runs list's filters and page, or the latest ``limit`` runs. A fragment: it renders no
+    flash message, so polling never eats one meant for the page."""
+    runs, _ = filtered_runs(request)
+    limit = request.GET.get("limit", "")
+    if limit.isascii() and limit.isdigit():
+        rows = runs[: min(int(limit), RUNS_PER_PAGE)]
+    else:
+        rows = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")).object_list
+    return render(request, "runs/_run_rows.html", {"runs": rows})
 
 
 def run_detail(request, run_id):

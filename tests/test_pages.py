@@ -67,6 +67,25 @@ class PagesTests(BaseTestCase):
         assert "(213 not run)" in row[cut.id]
         assert "1.75" not in row[cut.id] and "0.88" not in row[cut.id]
 
+    def test_rows_fragment_for_refreshing_lists_keeps_flash_messages(self):
+        passed = make_run(self.suite)
+        failed = make_run(self.suite, status="failed")
+        self.client.logout()
+        assert self.client.get(reverse("run_rows")).status_code == 302  # login first
+        self.login_member()
+        listing = self.client.get(reverse("runs"), {"status": "failed"})
+        assert 'data-refresh="/runs/rows/?status=failed&amp;page=1"' in listing.content.decode()
+        rows = self.client.get(reverse("run_rows"), {"status": "failed", "page": "1"})
+        text = rows.content.decode()
+        assert f">#{failed.id}<" in text and f">#{passed.id}<" not in text
+        assert "<html" not in text  # a fragment: the table only
+        latest = self.client.get(reverse("run_rows"), {"limit": "1"}).content.decode()
+        assert f">#{failed.id}<" in latest and f">#{passed.id}<" not in latest
+        # A message waiting for the next page is not eaten by a poll in another tab.
+        self.client.post(reverse("test_rerun", args=["demo"]), {"nodeid": "--co", "times": "2"})
+        self.client.get(reverse("run_rows"), {"limit": "5"})
+        self.assertContains(self.client.get(reverse("home")), "Not a test id.")
+
     def test_a_post_only_address_opened_in_the_browser_explains_itself(self):
         run = make_run(self.suite, status="running")
         self.login_member()

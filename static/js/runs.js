@@ -1,6 +1,7 @@
 // A list of runs refreshes itself: every few seconds while one of its runs is queued or
 // running, every half minute otherwise (runs launched elsewhere, by CI, appear), never while
-// the tab is hidden. Only the table's rows are replaced, from the same page served again.
+// the tab is hidden. Only the table's rows are replaced, from the rows-only URL the table
+// names (data-refresh).
 (() => {
   if (window.ptdRunsRefresh) return;  // the list may be included once per page only, but be safe
   window.ptdRunsRefresh = true;
@@ -16,10 +17,11 @@
     if (!current) return;
     if (!document.hidden) {
       try {
-        const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
-        if (response.ok && !response.redirected) {
+        const response = await fetch(current.dataset.refresh, { headers: { Accept: "text/html" } });
+        if (response.redirected) return;  // logged out (the login page): stop until a reload
+        if (response.ok) {
           const page = new DOMParser().parseFromString(await response.text(), "text/html");
-          const fresh = page.querySelector("table.runs[data-refresh] tbody");
+          const fresh = page.querySelector("table.runs tbody");
           const body = current.querySelector("tbody");
           if (fresh && body && fresh.innerHTML !== body.innerHTML) body.replaceWith(fresh);
         }
