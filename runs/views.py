@@ -127,6 +127,8 @@ def config_edit(request, name, config_id=None):
     form = NamedRunConfigForm(suite, request.POST or None, instance=config)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
+            # One default per suite: two staff making different defaults at once take turns.
+            Suite.objects.select_for_update().get(pk=suite.pk)
             config = form.save()
             if config.is_default:
                 suite.configs.exclude(pk=config.pk).update(is_default=False)
