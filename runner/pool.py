@@ -236,7 +236,10 @@ class Pool:
         r, w = os.pipe()
         env = dict(spec.env)
         env["PTD_EVENTS_FD"] = str(w)
+        # The run starts when the pool starts launching it: its wall time counts from here,
+        # spawning included (a cold interpreter, or waiting for a zygote still preloading).
         started = time.monotonic()
+        started_at = time.time()
         try:
             with logfile:
                 proc = None
@@ -259,7 +262,6 @@ class Pool:
         finally:
             with contextlib.suppress(OSError):
                 os.close(w)
-        started_at = time.time()
         with run.lock:
             run.proc = proc
             cancelled_early = run.reason is not None
