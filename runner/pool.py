@@ -4,6 +4,8 @@ Each run is one process (the run's pytest) leading its own process group, with i
 a log file and its events on a pipe. The pool reports through a ``Sink``; its methods are
 called from the pool's threads, per run always in the order ``run_started`` ->
 ``handle_events``* -> ``run_finished`` (``run_finished`` alone when the run never started).
+``handle_events`` comes from the run's event-reader thread, which ends with an optional
+``events_done`` in that same thread (a sink holding per-thread resources releases them there).
 """
 
 from __future__ import annotations
@@ -355,6 +357,8 @@ class Pool:
                     batch.append(event)
             if batch:
                 self._flush(run, batch)
+            if hasattr(self.sink, "events_done"):  # optional: the reader thread's own cleanup
+                self._call_sink("events_done", run.spec.run_id)
 
     def _flush(self, run: _Run, batch: list[dict]) -> None:
         run.events_seen += len(batch)

@@ -118,6 +118,12 @@ class DbSink:
         )
         live.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
 
+    def events_done(self, run_id: int) -> None:
+        """The run's event-reader thread ends: close its database connection now. Left to the
+        garbage collector (a connection object is in reference cycles), it stays open for a
+        while: a PostgreSQL slot per finished run, and a test database that cannot be dropped."""
+        connection.close()
+
     def handle_events(self, run_id: int, events: list[dict]) -> None:
         began = time.monotonic()
         state = self._state(run_id)

@@ -141,6 +141,31 @@ def test_a_real_pytest_run_streams_its_events(tmp_path, pool, recorder, fast_pyt
     assert "1 failed, 1 passed" in (tmp_path / "run.log").read_text()
 
 
+class ThreadRecorder(Recorder):
+    """Also notes which thread delivers events, and takes the optional events_done."""
+
+    def handle_events(self, run_id, events):
+        self._add("events", run_id, list(events), threading.get_ident())
+
+    def events_done(self, run_id):
+        self._add("events_done", run_id, threading.get_ident())
+
+
+def test_the_event_reader_thread_ends_with_events_done_in_that_thread(tmp_path):
+    recorder = ThreadRecorder()
+    pool = Pool(recorder, max_concurrent=1, batch_interval=0.05, grace=0.5)
+    try:
+        code = EMIT + "emit(type='session_start')\nemit(type='session_finish', exitstatus=0)\n"
+        pool.submit(script_spec(tmp_path, 1, code))
+        assert pool.wait(1, WAIT).reason is None
+        done = recorder.wait_for(lambda c: c[0] == "events_done")
+        deliveries = [c for c in recorder.calls if c[0] in ("events", "events_done")]
+        assert deliveries[-1] == done  # after the last batch
+        assert {c[-1] for c in deliveries} == {done[2]}  # the same (reader) thread
+    finally:
+        pool.shutdown(cancel_running=True, timeout=WAIT)
+
+
 def test_limit_one_runs_in_fifo_order(tmp_path, pool, recorder):
     code = EMIT + WAIT_GATE + "emit(type='session_finish', exitstatus=0)\n"
     for run_id in (1, 2, 3):
