@@ -110,10 +110,12 @@ class Connection:
             body["workers"] = header["workers"]
         return int(self.post("/api/ingest/runs", body)["id"])
 
-    def send(self, run_id: int, events: list[dict]) -> None:
+    def send(self, run_id: int, events: list[dict], first_seq: int = 0) -> None:
+        """POST events numbered from ``first_seq``: the server skips those it already has."""
         for start in range(0, len(events), BATCH_MAX):
             chunk = events[start : start + BATCH_MAX]
-            self.post(f"/api/ingest/runs/{run_id}/events", {"events": chunk})
+            body = {"events": chunk, "first_seq": first_seq + start}
+            self.post(f"/api/ingest/runs/{run_id}/events", body)
 
     def finish(self, run_id: int, exitstatus: int, wall_seconds: float) -> dict:
         body = {"exitstatus": exitstatus, "wall_seconds": max(0.0, wall_seconds)}
@@ -139,6 +141,7 @@ class Sender:
         self.disabled = False  # refused by the dashboard: drop everything
         self.spooling = False  # unreachable: events go to the spool file
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._seq = 0  # the number of the next batch's first event (the server dedupes by it)
         self._closing = threading.Event()
         self._closed = False
         self._spool = None
@@ -214,7 +217,8 @@ class Sender:
         except Unreachable as exc:
             self._go_offline(exc)
 
-    def _go_offline(self, exc: Exception) -> None:
+    def _go_offline(self, exc: Exception, seq: int = 0) -> None:
+        """From now on events go to the spool; the first one spooled is number ``seq``."""
         self.spooling = True
         self.notices.put(
             f"dashboard unreachable at {self.url} ({exc}); spooling results to "
@@ -224,20 +228,22 @@ class Sender:
         self._spool.write(json.dumps({"type": "ptd_spool", **self.header}) + "\n")
         if self.run_id is not None:
             self._spool.write(json.dumps({"type": "ptd_run", "id": self.run_id}) + "\n")
+            self._spool.write(json.dumps({"type": "ptd_seq", "seq": seq}) + "\n")
 
     def _deliver(self, batch: list[dict]) -> None:
         if self.disabled:
             return
+        seq, self._seq = self._seq, self._seq + len(batch)
         if not self.spooling:
             try:
-                self.conn.send(self.run_id, batch)
+                self.conn.send(self.run_id, batch, seq)
                 return
             except IngestError as exc:
                 self.disabled = True
                 self.notices.put(f"the dashboard refused events, not sending more: {exc}")
                 return
-            except Unreachable as exc:
-                self._go_offline(exc)
+            except Unreachable as exc:  # perhaps stored, its answer lost: numbered, so safe
+                self._go_offline(exc, seq)
         self._spool.write("".join(json.dumps(e, default=str) + "\n" for e in batch))
         self._spool.flush()
 
@@ -276,6 +282,7 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
     """Send a spool file (header, events, finish line) as one run; returns the finished run."""
     header: dict = {}
     run_id = None
+    seq = 0  # the number of the first spooled event (0 when the run was never created)
     finish = {"exitstatus": 1, "wall_seconds": 0.0}
     events: list[dict] = []
     with open(path, encoding="utf-8") as fh:
@@ -291,6 +298,8 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
                 header = item
             elif kind == "ptd_run":
                 run_id = item["id"]
+            elif kind == "ptd_seq":
+                seq = int(item["seq"])
             elif kind == "ptd_finish":
                 finish = item
             else:
@@ -298,8 +307,8 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
     if not header:
         raise IngestError(f"{path} is not a PTD spool file")
     if run_id is None:
-        run_id = conn.create_run(header)
-    conn.send(run_id, events)
+        run_id, seq = conn.create_run(header), 0
+    conn.send(run_id, events, seq)
     return conn.finish(run_id, int(finish["exitstatus"]), float(finish["wall_seconds"]))
 
 

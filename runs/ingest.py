@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from django.db import transaction
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -78,6 +79,13 @@ class EventIn(BaseModel):
 
 class EventBatch(Schema):
     events: list[EventIn] = Field(max_length=MAX_BATCH)
+    first_seq: int | None = Field(
+        None,
+        ge=0,
+        le=2**62,
+        description="the number of the batch's first event in the run (0, 1, ...): events "
+        "already stored under their number are skipped, so a batch may be sent again safely",
+    )
 
 
 class FinishIn(Schema):
@@ -94,6 +102,7 @@ class IngestCreated(Schema):
 
 class BatchStored(Schema):
     accepted: int
+    duplicates: int = Field(0, description="events of the batch stored before (by first_seq)")
     server_seconds: float = Field(description="time the server took to store the batch")
 
 
@@ -175,8 +184,23 @@ def ingest_events(request, run_id: int, payload: EventBatch):
         elif event.type in ("worker_up", "worker_down") and "worker" not in data:
             raise HttpError(400, f"events[{index}].worker: required for a {event.type} event")
         events.append(data)
-    sink.handle_events(run.id, events)
-    return {"accepted": len(events), "server_seconds": round(time.perf_counter() - started, 6)}
+    skipped = 0
+    if payload.first_seq is None:
+        sink.handle_events(run.id, events)
+    else:
+        with transaction.atomic():  # the run's batches one at a time: the count stays right
+            received = Run.objects.select_for_update().values_list("events_received", flat=True)
+            stored = received.get(pk=run.pk)
+            skipped = min(len(events), max(0, stored - payload.first_seq))
+            events = events[skipped:]
+            end = max(stored, payload.first_seq + skipped + len(events))
+            Run.objects.filter(pk=run.pk).update(events_received=end)
+            sink.handle_events(run.id, events)
+    return {
+        "accepted": len(events),
+        "duplicates": skipped,
+        "server_seconds": round(time.perf_counter() - started, 6),
+    }
 
 
 @router.post(

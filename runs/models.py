@@ -223,6 +223,9 @@ class Run(models.Model):
     tests_skipped = models.PositiveIntegerField(default=0)
     tests_errors = models.PositiveIntegerField(default=0)
     tests_flaky = models.PositiveIntegerField(default=0)
+    # Ingestion: how many of the plugin's numbered events are stored, so a batch sent again
+    # (an answer lost to a timeout, then the spool uploaded) is not stored twice.
+    events_received = models.PositiveBigIntegerField(default=0)
 
     objects = RunQuerySet.as_manager()
 

@@ -101,6 +101,28 @@ class IngestFlowTests(IngestTestCase):
         )
         assert refinish.status_code == 409
 
+    def test_numbered_batches_sent_again_are_stored_once(self):
+        run_id = self.start_run()
+        url = f"/api/ingest/runs/{run_id}/events"
+        batch = [test_event(f"t.py::t{i}") for i in range(3)]
+        first = self.call(url, {"events": batch, "first_seq": 0}, self.member_token)
+        assert first.json()["accepted"] == 3 and first.json()["duplicates"] == 0
+        # The same batch again (its answer was lost), then one overlapping it by one event.
+        again = self.call(url, {"events": batch, "first_seq": 0}, self.member_token)
+        assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 3)
+        overlap = batch[2:] + [test_event("t.py::t3"), test_event("t.py::t4")]
+        more = self.call(url, {"events": overlap, "first_seq": 2}, self.member_token)
+        assert (more.json()["accepted"], more.json()["duplicates"]) == (2, 1)
+        run = Run.objects.get(pk=run_id)
+        assert run.events_received == 5
+        nodeids = sorted(run.results.values_list("nodeid", flat=True))
+        assert nodeids == [f"t.py::t{i}" for i in range(5)]
+        # Unnumbered batches (an older plugin) are stored as they come.
+        plain = self.call(url, {"events": [test_event("t.py::t5")]}, self.member_token)
+        assert plain.json()["accepted"] == 1 and run.results.count() == 6
+        bad = self.call(url, {"events": batch, "first_seq": -1}, self.member_token)
+        assert bad.status_code in (400, 422) and "first_seq" in bad.content.decode()
+
     def test_passed_run_and_suite_path_need_not_exist_here(self):
         Suite.objects.create(name="remote", path="/on/the/ci/machine/only")
         run_id = self.start_run(suite="remote")
