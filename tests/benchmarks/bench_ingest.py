@@ -95,7 +95,7 @@ def storing_rate(server: ServeProcess, token: str, total: int, batch: int = 2000
     for i in range(0, total, batch):
         answer = requests.post(
             f"{server.url}/api/ingest/runs/{run['id']}/events",
-            json={"events": events[i : i + batch]},
+            json={"events": events[i : i + batch], "first_seq": i},  # numbered, as the plugin
             headers=headers,
             timeout=60,
         ).json()
