@@ -13,8 +13,12 @@ queries (one read, one bulk upsert), whatever the number of tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import sys
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -297,8 +301,19 @@ def record_run_safely(run: Run, tests=None) -> None:
         log.exception("could not update the flakiness summary of run %s", run.id)
 
 
+def _lowest_priority() -> None:
+    """The history thread yields the CPU to everything else: its work is derived data, and on
+    a machine the dashboard shares with test runs it must not slow them (Linux: a thread has a
+    nice value of its own; elsewhere this would renice the whole server, so it is skipped)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
 # One thread, so runs are folded in the order they finished.
-_history = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptd-history")
+_history = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="ptd-history", initializer=_lowest_priority
+)
 
 
 def record_run_in_background(run: Run, tests=None) -> None:
