@@ -198,6 +198,23 @@ class Zygote:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
 
+    def end(self, timeout: float) -> None:
+        """Stop it now (the pool shuts down): a zygote still preloading does not read its
+        socket, and would go on writing bytecode into the data directory after the server
+        left. Runs it forked lead sessions of their own and are not touched."""
+        self.close()
+        if getattr(self, "proc", None) is None:
+            return
+        with contextlib.suppress(OSError):
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+
 
 class Zygotes:
     """At most ``limit`` zygotes, least recently used dropped first, idle ones let go.
@@ -213,6 +230,7 @@ class Zygotes:
         self.idle = idle
         self._lock = threading.Lock()
         self._by_key: collections.OrderedDict[tuple, Zygote] = collections.OrderedDict()
+        self._closed = False  # the pool shut down: no zygote is started any more
 
     @staticmethod
     def _key(argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> tuple | None:
@@ -242,6 +260,8 @@ class Zygotes:
         if key is None:
             return
         with self._lock:
+            if self._closed:  # a run ending as the pool shuts down
+                return
             self._expire()
             if key not in self._by_key:
                 self._by_key[key] = Zygote(key[0], cwd, dict(key[2]))
@@ -255,8 +275,11 @@ class Zygotes:
             if zygote.dead or now - zygote.started > self.idle:
                 self._by_key.pop(key).close()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """End every zygote (see Zygote.end) and start no more."""
         with self._lock:
-            for zygote in self._by_key.values():
-                zygote.close()
+            self._closed = True
+            zygotes = list(self._by_key.values())
             self._by_key.clear()
+        for zygote in zygotes:
+            zygote.end(timeout)

@@ -280,3 +280,24 @@ def test_only_python_dash_m_pytest_is_warm_started(tmp_path):
     zygotes = zygote.Zygotes()
     assert zygotes.spawn([sys.executable, "-c", "pass"], str(tmp_path), {}, 1, 2) is None
     zygotes.close()
+
+
+def test_shutdown_ends_zygotes_even_preloading_and_starts_no_more(
+    tmp_path, recorder, fast_pytest_cmd
+):
+    """Nothing of the pool goes on writing into its data directory after it shut down."""
+    pool = Pool(recorder, warm_start=True)
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    write(suite, "test_probe.py", PROBE)
+    probe_run(pool, tmp_path, 1, fast_pytest_cmd, suite)
+    deadline = time.monotonic() + WAIT
+    while not pool._zygotes._by_key:  # started as the run ended; perhaps still preloading
+        assert time.monotonic() < deadline, "no zygote was started for the next run"
+        time.sleep(0.01)
+    (zygote,) = pool._zygotes._by_key.values()
+    pool.shutdown(timeout=WAIT)
+    assert zygote.proc.poll() is not None  # ended, not left to finish its preload
+    argv, env = fast_pytest_cmd
+    pool._zygotes.replenish(argv, str(suite), env)  # a run ending during the shutdown
+    assert not pool._zygotes._by_key
