@@ -30,6 +30,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from . import procs
+
 log = logging.getLogger(__name__)
 
 MODULE = "_ptd_inrun.zygote"
@@ -205,15 +207,10 @@ class Zygote:
         self.close()
         if getattr(self, "proc", None) is None:
             return
-        with contextlib.suppress(OSError):
-            self.proc.terminate()
-        try:
+        # It leads a session of its own (start_new_session): its group is the zygote alone.
+        procs.end_group(self.proc.pid, timeout, leader=self.proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
 
 
 class Zygotes:

@@ -191,10 +191,10 @@ def ingest_events(request, run_id: int, payload: EventBatch):
         with transaction.atomic():  # the run's batches one at a time: the count stays right
             received = Run.objects.select_for_update().values_list("events_received", flat=True)
             stored = received.get(pk=run.pk)
+            end = payload.first_seq + len(events)
             skipped = min(len(events), max(0, stored - payload.first_seq))
             events = events[skipped:]
-            end = max(stored, payload.first_seq + skipped + len(events))
-            Run.objects.filter(pk=run.pk).update(events_received=end)
+            Run.objects.filter(pk=run.pk).update(events_received=max(stored, end))
             sink.handle_events(run.id, events)
     return {
         "accepted": len(events),

@@ -80,13 +80,20 @@ def probe_run(pool, tmp_path, run_id, cmd, suite):
     return outcome, json.loads((tmp_path / f"d{run_id}.json").read_text())
 
 
-def ready_zygote(pool, timeout=WAIT):
-    """The zygote the pool holds ready for the next run (one key in these tests)."""
+def held_zygote(pool, timeout=WAIT):
+    """The zygote the pool started for the next run (one key in these tests), ready or not:
+    it is started in the pool's thread as the run ends, so its appearance is polled for."""
     deadline = time.monotonic() + timeout
     while not pool._zygotes._by_key:
         assert time.monotonic() < deadline, "no zygote was started for the next run"
         time.sleep(0.01)
     (zygote,) = pool._zygotes._by_key.values()
+    return zygote
+
+
+def ready_zygote(pool, timeout=WAIT):
+    """The zygote the pool holds ready for the next run."""
+    zygote = held_zygote(pool, timeout)
     assert zygote._ready.wait(timeout) and not zygote.dead
     return zygote
 
@@ -291,11 +298,7 @@ def test_shutdown_ends_zygotes_even_preloading_and_starts_no_more(
     suite.mkdir()
     write(suite, "test_probe.py", PROBE)
     probe_run(pool, tmp_path, 1, fast_pytest_cmd, suite)
-    deadline = time.monotonic() + WAIT
-    while not pool._zygotes._by_key:  # started as the run ended; perhaps still preloading
-        assert time.monotonic() < deadline, "no zygote was started for the next run"
-        time.sleep(0.01)
-    (zygote,) = pool._zygotes._by_key.values()
+    zygote = held_zygote(pool)  # started as the run ended; perhaps still preloading
     pool.shutdown(timeout=WAIT)
     assert zygote.proc.poll() is not None  # ended, not left to finish its preload
     argv, env = fast_pytest_cmd
