@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from whitenoise.compress import Compressor
 
 from dashboard.envconf import (
     data_dir,
@@ -32,7 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "django.contrib.staticfiles",
+    "dashboard.apps.StaticFilesConfig",
     "channels",
     "runs",
 ]
@@ -51,6 +52,8 @@ def package_dir(name: str) -> Path:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (plotly.js included) compressed and with content-hashed names, forever-cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -146,6 +149,17 @@ STATICFILES_DIRS = [
     package_dir("ninja") / "static",  # the API docs page's Swagger UI
 ]
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns at every start while it is missing
+# `serve` collects static files into STATIC_ROOT at start (gzip-compressed, names carrying a
+# hash of their content); whatever is not collected yet (tests, a bare `runserver`) is served
+# from the finders under its plain name, uncompressed.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "dashboard.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+# Source maps are read by developer tools only: not worth compressing at every start.
+WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 
 PTD_MAX_CONCURRENT_RUNS = env_int("PTD_MAX_CONCURRENT_RUNS", 1, minimum=1)
 # An outside (ingested) run that sends nothing for this long is marked interrupted.

@@ -39,6 +39,7 @@ def test_serve_first_start_then_second_start(tmp_path):
         assert suite_page.status_code == 200 and "Launch a run" in suite_page.text
         css = requests.get(f"{server.url}/static/css/ptd.css", timeout=10)
         assert css.status_code == 200
+        assert_plotly_served_compressed(session, server.url)
     finally:
         assert server.stop() == 0
     assert "PTD stopped." in "".join(server.output)
@@ -49,3 +50,19 @@ def test_serve_first_start_then_second_start(tmp_path):
         assert not any("password:" in line for line in again.output)
     finally:
         assert again.stop() == 0
+
+
+def assert_plotly_served_compressed(session: requests.Session, base: str):
+    """The trends page loads plotly.js (4.8 MB) under a content-hashed name, gzip-compressed
+    and cached for good: a cold first load transfers about a third of it, later ones nothing."""
+    page = session.get(f"{base}/trends/", timeout=10)
+    src = re.search(r'src="(/static/plotly/plotly\.min\.[0-9a-f]{12}\.js)"', page.text)
+    assert src, page.text
+    script = requests.get(
+        f"{base}{src[1]}", headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10
+    )
+    assert script.status_code == 200
+    assert script.headers["Content-Encoding"] == "gzip"
+    assert "immutable" in script.headers["Cache-Control"]
+    compressed = len(script.raw.read(decode_content=False))
+    assert compressed < 2_000_000 < 4_000_000 < len(requests.get(f"{base}{src[1]}").content)
