@@ -1,0 +1,45 @@
+"""The layer boundaries in pyproject's [tool.importlinter] hold, and would catch a breach."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = str(Path(sys.executable).with_name("lint-imports"))
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LINT_IMPORTS, "--no-cache", "--no-logo"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def copy_of_the_project(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    ignore = shutil.ignore_patterns("__pycache__", "demo_suite", "migrations")
+    for package in ("runner", "runs", "dashboard"):
+        shutil.copytree(ROOT / package, tree / package, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", tree)
+    return tree
+
+
+def test_the_contracts_hold_on_the_project():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_an_engine_module_importing_django_breaks_a_contract(tmp_path):
+    tree = copy_of_the_project(tmp_path)
+    assert lint_imports(tree).returncode == 0
+    metrics = tree / "runner" / "metrics.py"
+    metrics.write_text(metrics.read_text() + "\nfrom django.conf import settings  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "runner is not allowed to import django" in result.stdout
+    assert "runner.metrics -> django" in result.stdout
