@@ -177,6 +177,7 @@
     times.setAttribute("aria-label", "times");
     const button = el("button", "Rerun ×K", "secondary small");
     button.type = "submit";
+    button.title = `just this test, ${conf.dataset.rerunOn}`;
     form.append(" ", times, " ", button);
     box.append(link, form);
     return box;
