@@ -275,8 +275,10 @@ def find_suite(ref: str | int) -> Suite:
     return suite
 
 
-@runs.post("", response={201: RunCreated, 400: Detail, 404: Detail})
+@runs.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail})
 def create_run(request, payload: RunIn):
+    if not permissions.can_launch(request.auth):
+        raise HttpError(403, "you may not launch runs")
     suite = find_suite(payload.suite)
     data = payload.dict()
     overrides = {k: data[k] for k in services.OVERRIDABLE if data.get(k) is not None}

@@ -187,6 +187,7 @@ def rerun_overrides(source: Run | None, times: int) -> dict:
 
 
 @require_POST
+@permissions.launch_page
 def rerun(request, name):
     """Launch a run of just one test, repeated K times, on the configuration of a run."""
     suite = get_object_or_404(Suite, name=name)

@@ -131,8 +131,10 @@ def external_run(request: HttpRequest, run_id: int) -> Run:
     return run
 
 
-@router.post("/runs", response={201: IngestCreated, 404: Detail})
+@router.post("/runs", response={201: IngestCreated, 403: Detail, 404: Detail})
 def create_external_run(request, payload: IngestRunIn):
+    if not permissions.can_stream(request.auth):
+        raise HttpError(403, "you may not stream runs")
     suite = find_suite(payload.suite)
     snapshot = {
         "workers": payload.workers or 1,

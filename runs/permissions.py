@@ -46,8 +46,10 @@ def can_rerun(user, run) -> bool:
     return is_staff(user) or owns(user, run)
 
 
-def can_stream(user, run) -> bool:
-    """Send events to, or close, an outside run made by ingestion."""
+def can_stream(user, run=None) -> bool:
+    """Open an outside run by ingestion (``run`` None), or send it events and close it."""
+    if run is None:
+        return can_launch(user)
     return is_staff(user) or owns(user, run)
 
 
@@ -84,6 +86,7 @@ def page_permission(check, message: str):
     return user_passes_test(test)
 
 
+launch_page = page_permission(can_launch, "You may not launch runs.")
 staff_only_page = page_permission(
     can_edit_suite, "Only staff can do this: suites and their settings execute code."
 )
@@ -96,6 +99,7 @@ def context(request) -> dict:
     user = getattr(request, "user", None)
     return {
         "may": {
+            "launch": can_launch(user),
             "edit_suite": can_edit_suite(user),
             "quarantine": can_quarantine(user),
             "admin": is_staff(user),

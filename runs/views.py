@@ -50,6 +50,8 @@ def suite_list(request):
 
 def suite_detail(request, name):
     suite = get_object_or_404(Suite, name=name)
+    if request.method == "POST" and not permissions.can_launch(request.user):
+        raise PermissionDenied("You may not launch runs.")
     form = LaunchForm(suite, request.POST or None, initial={"config": suite.default_config()})
     if request.method == "POST" and form.is_valid():
         try:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
 import tempfile
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
+import runs.migrations
 from runs.models import ApiToken, Run, Suite, TestStat
 from tests.base import BaseTestCase
 from tests.factories import DEMO_DIR, make_run, write_suite
@@ -195,3 +198,15 @@ class RerunSourceTests(PermissionTestCase):
         assert self.rerun(self.member, source).config_snapshot["workers"] == 5
         assert self.rerun(self.staff, source).config_snapshot["workers"] == 5
         assert self.rerun(self.other, source).config_snapshot["workers"] == 2
+
+
+class ShadowedSuitesMigrationTests(PermissionTestCase):
+    def test_suites_named_like_a_route_or_an_id_are_renamed(self):
+        folder = Path(runs.migrations.__path__[0])
+        module = next(folder.glob("*_suite_names_and_log_cut.py")).stem
+        migration = importlib.import_module(f"runs.migrations.{module}")
+        for name in ("new", "42", "suite-42"):
+            Suite.objects.create(name=name, path=str(DEMO_DIR))  # as main allowed them
+        migration.rename_shadowing_suites(apps, None)
+        names = sorted(Suite.objects.values_list("name", flat=True))
+        assert names == ["demo", "suite-42", "suite-42-2", "suite-new"]

@@ -5,6 +5,24 @@ import runs.models
 from django.db import migrations, models
 
 
+# The route words of runs.models.RESERVED_SUITE_NAMES when this migration was written.
+RESERVED = {"new"}
+
+
+def rename_shadowing_suites(apps, schema_editor):
+    """Suites named like a route word or an id could not be reached (a page for "new", the
+    API's "42" meant suite 42): rename them "suite-NAME", which nothing shadows."""
+    Suite = apps.get_model("runs", "Suite")
+    for suite in Suite.objects.only("id", "name"):
+        if not (suite.name.isdigit() or suite.name.lower() in RESERVED):
+            continue
+        new, n = f"suite-{suite.name}", 2
+        while Suite.objects.filter(name=new).exists():
+            new, n = f"suite-{suite.name}-{n}", n + 1
+        suite.name = new
+        suite.save(update_fields=["name"])
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -22,4 +40,5 @@ class Migration(migrations.Migration):
             name='name',
             field=models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$', "Use letters, digits, '.', '_' or '-' (starting with a letter or digit)."), runs.models.validate_suite_name]),
         ),
+        migrations.RunPython(rename_shadowing_suites, migrations.RunPython.noop),
     ]
