@@ -381,6 +381,7 @@ class Run(models.Model):
             "finished_at": _iso(self.finished_at),
             "exit_code": self.exit_code,
             "message": self.message,
+            "log_bytes_cut": self.log_bytes_cut,
             "collected": self.collected,
             **self.metrics_dict(),
             "tests": self.tests_dict(),
