@@ -20,7 +20,7 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver
 
 from runs import services
-from runs.models import ApiToken, Run, RunConfig, Suite, TestStat
+from runs.models import RESERVED_SUITE_NAMES, ApiToken, Run, RunConfig, Suite, TestStat
 from tests.base import BaseTestCase
 from tests.factories import DEMO_DIR, make_run
 
@@ -40,7 +40,9 @@ def members_staff(member, other, staff):
 VIEW = {"anon": LOGIN, **everyone(200)}
 STAFF_PAGE = {"anon": LOGIN, **members_staff(403, 403, 200)}
 API_READ = {"anon": 401, **everyone(200)}
-ADMIN = "admin/"  # Django's admin: its own rule (is_staff and model permissions), one row
+# Django's admin keeps its own rule (is_staff, then model permissions): one row for all its
+# addresses, ADMIN_STAFF / ADMIN_OUTSIDERS below, so a new model's pages are walked too.
+ADMIN = "admin/"
 
 # (route, URL name) -> (method, body, {role: status}). Bodies are form data for pages, JSON
 # for the API. "member" launched the run under test (and owns the outside run and a token).
@@ -282,8 +284,6 @@ class UrlWalkTests(BaseTestCase):
 
     def test_no_suite_name_can_shadow_a_route_word(self):
         """Every literal word after /suites/ is reserved (a suite named so is unreachable)."""
-        from runs.models import RESERVED_SUITE_NAMES
-
         words = {
             route.split("/")[1]
             for route, _, _ in url_patterns()
