@@ -28,7 +28,7 @@ from runs.models import MAX_WORKERS, ApiToken, Run, Suite
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
         found = ApiToken.objects.authenticate(token)
-        if found is None:
+        if found is None or not permissions.can_view(found.user):
             return None
         found.touch()
         request.user = found.user
@@ -44,7 +44,7 @@ class ActiveSession(SessionAuth):
 
     def authenticate(self, request: HttpRequest, key):
         user = super().authenticate(request, key)
-        return user if user is not None and user.is_active else None
+        return user if permissions.can_view(user) else None
 
 
 def docs_login_required(view):
