@@ -78,6 +78,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "runs.permissions.context",
             ],
         },
     },
@@ -170,6 +171,8 @@ PTD_BACKGROUND_HISTORY = env_bool("PTD_BACKGROUND_HISTORY", True)
 PTD_WARM_START = env_bool("PTD_WARM_START", True)
 # Where run logs and per-run files (durations, junit) are kept.
 PTD_RUNS_DIR = DATA_DIR / "runs"
+# A run's log keeps at most this much of its output: the first and the last halves.
+PTD_MAX_LOG_BYTES = env_int("PTD_MAX_LOG_BYTES", 10 * 1024 * 1024, minimum=4096)
 # Runs cache bytecode and pytest's rewritten test modules here, not in the suite's folders
 # (empty: write none, and rewrite every test module in every run).
 PTD_PYCACHE_DIR = env_str("PTD_PYCACHE_DIR", str(DATA_DIR / "pycache"))

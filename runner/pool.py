@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import procs, zygote
+from . import logcap, procs, zygote
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class RunSpec:
     env: dict[str, str]
     timeout: float | None
     log_path: str  # stdout + stderr of the run's pytest
+    log_max_bytes: int | None = None  # kept: its head and tail halves (None: all of it)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class RunOutcome:
     # None, "timeout", "cancelled", "spawn_failed" or "crashed" (no session_finish seen)
     reason: str | None
     message: str = ""
+    log_bytes_cut: int = 0  # output left out of the log's middle (RunSpec.log_max_bytes)
 
 
 class Sink(Protocol):
@@ -225,8 +227,7 @@ class Pool:
         if run.reason == "cancelled":
             return RunOutcome(spec.run_id, None, 0.0, "cancelled", "cancelled before start")
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(spec.log_path)), exist_ok=True)
-            logfile = open(spec.log_path, "wb")  # noqa: SIM115 - closed below
+            output = logcap.CappedLog(spec.log_path, spec.log_max_bytes)
         except OSError as exc:
             return RunOutcome(
                 spec.run_id,
@@ -243,25 +244,26 @@ class Pool:
         started = time.monotonic()
         started_at = time.time()
         try:
-            with logfile:
-                proc = None
-                if self._zygotes is not None:
-                    proc = self._zygotes.spawn(spec.argv, spec.cwd, env, logfile.fileno(), w)
-                proc = proc or subprocess.Popen(
-                    spec.argv,
-                    cwd=spec.cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logfile,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(w,),
-                    start_new_session=True,
-                )
+            proc = None
+            if self._zygotes is not None:
+                proc = self._zygotes.spawn(spec.argv, spec.cwd, env, output.write_fd, w)
+            proc = proc or subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=output.write_fd,
+                stderr=subprocess.STDOUT,
+                pass_fds=(w,),
+                start_new_session=True,
+            )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(r)
             os.close(w)
+            output.finish()
             return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", _spawn_message(spec, exc))
         finally:
+            output.spawned()
             with contextlib.suppress(OSError):
                 os.close(w)
         with run.lock:
@@ -293,6 +295,7 @@ class Pool:
             log.warning("run %s: event pipe still open after exit; giving up on it", spec.run_id)
             run.stop_reading = True
             reader.join(2.0)
+        log_bytes_cut = output.finish()
         with run.lock:
             reason = run.reason
         if reason == "timeout":
@@ -309,7 +312,7 @@ class Pool:
             message = _log_tail(spec.log_path)
         else:
             message = ""
-        return RunOutcome(spec.run_id, returncode, wall, reason, message)
+        return RunOutcome(spec.run_id, returncode, wall, reason, message, log_bytes_cut)
 
     def _terminate(self, run: _Run, reason: str) -> None:
         with run.lock:

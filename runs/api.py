@@ -19,7 +19,7 @@ from ninja.openapi.docs import Swagger
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.security import HttpBearer, SessionAuth
 
-from runs import dispatcher, ingest, services
+from runs import dispatcher, ingest, permissions, services
 from runs.flaky_api import router as flaky_router
 from runs.junit import junit_xml
 from runs.models import MAX_WORKERS, ApiToken, Run, Suite
@@ -28,7 +28,7 @@ from runs.models import MAX_WORKERS, ApiToken, Run, Suite
 class BearerToken(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str):
         found = ApiToken.objects.authenticate(token)
-        if found is None:
+        if found is None or not permissions.can_view(found.user):
             return None
         found.touch()
         request.user = found.user
@@ -44,7 +44,7 @@ class ActiveSession(SessionAuth):
 
     def authenticate(self, request: HttpRequest, key):
         user = super().authenticate(request, key)
-        return user if user is not None and user.is_active else None
+        return user if permissions.can_view(user) else None
 
 
 def docs_login_required(view):
@@ -93,11 +93,6 @@ api = NinjaAPI(
     docs=LocalSwagger(),
     docs_decorator=docs_login_required,
 )
-
-
-def require_staff(request: HttpRequest) -> None:
-    if not request.auth.is_staff:
-        raise HttpError(403, "Only staff can do this: suites execute code.")
 
 
 class Pages(LimitOffsetPagination):
@@ -247,7 +242,8 @@ def list_suites(request):
 
 @suites.post("", response={201: SuiteOut, 400: Detail, 403: Detail})
 def create_suite(request, payload: SuiteIn):
-    require_staff(request)
+    if not permissions.can_edit_suite(request.auth):
+        raise HttpError(403, "Only staff can create suites: suites execute code.")
     data = payload.dict()
     workers = data.pop("workers")
     if Suite.objects.filter(name=data["name"]).exists():
@@ -273,18 +269,16 @@ runs = Router(tags=["runs"])
 
 
 def find_suite(ref: str | int) -> Suite:
-    suite = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-        suite = Suite.objects.filter(pk=int(ref)).first()
-    if suite is None:
-        suite = Suite.objects.filter(name=str(ref)).first()
+    suite = Suite.objects.find(ref)
     if suite is None:
         raise HttpError(404, f"no suite {ref!r}")
     return suite
 
 
-@runs.post("", response={201: RunCreated, 400: Detail, 404: Detail})
+@runs.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail})
 def create_run(request, payload: RunIn):
+    if not permissions.can_launch(request.auth):
+        raise HttpError(403, "you may not launch runs")
     suite = find_suite(payload.suite)
     data = payload.dict()
     overrides = {k: data[k] for k in services.OVERRIDABLE if data.get(k) is not None}
@@ -347,9 +341,11 @@ def run_junit(request, run_id: int):
     return response
 
 
-@runs.post("/{run_id}/cancel", response={200: RunCreated, 404: Detail, 409: Detail})
+@runs.post("/{run_id}/cancel", response={200: RunCreated, 403: Detail, 404: Detail, 409: Detail})
 def cancel_run(request, run_id: int):
     run = get_run(run_id)
+    if not permissions.can_cancel(request.auth, run):
+        raise HttpError(403, f"run {run.id} is not yours: staff or its launcher may cancel it")
     current = dispatcher.current()
     if not dispatcher.cancel(run, current.pool if current else None):
         raise HttpError(409, f"run {run.id} has already finished ({run.status})")

@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from runs import live
+from runs import live, permissions
 from runs.models import Run
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -68,7 +68,7 @@ def estimated_work(run: Run) -> dict:
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        if not permissions.can_view(user):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])

@@ -1,6 +1,7 @@
 """Flakiness pages: a suite's flaky list, a test's history, quarantine, "rerun K times".
 
-Every page needs a login (LoginRequiredMiddleware); quarantining and rebuilding need staff.
+Every page needs a login (LoginRequiredMiddleware); who may quarantine, rebuild and rerun on
+which configuration is runs/permissions.py's to say.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from runner.metrics import base_nodeid
-from runs import flaky, services
+from runs import flaky, permissions, services
 from runs.models import Run, Suite, TestStat
-from runs.views import staff_required
 
 RERUN_DEFAULT = 10
 RERUN_MAX = 200
@@ -77,6 +77,8 @@ def test_history(request, name, nodeid):
     stat = data["stat"]
     if stat is None and not data["points"]:
         raise Http404("No such test in this suite's history.")
+    last_run_id = data["points"][-1]["run_id"] if data["points"] else None
+    last_run = Run.objects.filter(pk=last_run_id).first() if last_run_id else None
     return render(
         request,
         "runs/test_history.html",
@@ -88,7 +90,8 @@ def test_history(request, name, nodeid):
             "errors": data["errors"],
             "by_workers": TestStat.rates(stat.by_workers) if stat else [],
             "by_worker_id": TestStat.rates(stat.by_worker_id) if stat else [],
-            "last_run_id": data["points"][-1]["run_id"] if data["points"] else None,
+            "last_run_id": last_run_id,
+            "rerun_here": rerun_source(request.user, last_run) is not None,
             "rerun_default": RERUN_DEFAULT,
             "rerun_max": RERUN_MAX,
         },
@@ -120,7 +123,7 @@ def _back(request, default: str) -> str:
 
 
 @require_POST
-@staff_required
+@permissions.quarantine_page
 def quarantine(request, name):
     suite = get_object_or_404(Suite, name=name)
     nodeid = request.POST.get("nodeid", "").strip()
@@ -159,6 +162,16 @@ def _valid_nodeid(nodeid: str) -> bool:
     )
 
 
+def rerun_source(user, source: Run | None) -> Run | None:
+    """The run whose configuration a rerun repeats: ``source`` when the user may rerun it
+    (their own, or staff) and its snapshot is a launchable configuration (not an outside run's
+    from CI); else None, and the rerun runs on the suite's default configuration, which anyone
+    who may launch may run."""
+    if source is None or not source.is_launchable or not permissions.can_rerun(user, source):
+        return None
+    return source
+
+
 def rerun_overrides(source: Run | None, times: int) -> dict:
     """The source run's configuration (its snapshot), repeated `times` times."""
     overrides: dict = {}
@@ -174,6 +187,7 @@ def rerun_overrides(source: Run | None, times: int) -> dict:
 
 
 @require_POST
+@permissions.launch_page
 def rerun(request, name):
     """Launch a run of just one test, repeated K times, on the configuration of a run."""
     suite = get_object_or_404(Suite, name=name)
@@ -201,6 +215,7 @@ def rerun(request, name):
     if not known:
         messages.error(request, f"{nodeid} never ran in {suite.name}.")
         return redirect(back)
+    source = rerun_source(request.user, source)
     config = (source.config if source is not None else None) or suite.default_config()
     try:
         run = services.launch(
@@ -218,7 +233,7 @@ def rerun(request, name):
 
 
 @require_POST
-@staff_required
+@permissions.quarantine_page
 def rebuild(request, name):
     suite = get_object_or_404(Suite, name=name)
     count = flaky.rebuild(suite)

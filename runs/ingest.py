@@ -24,7 +24,7 @@ from ninja.errors import HttpError
 from pydantic import BaseModel
 
 from runner.pool import RunOutcome
-from runs import live
+from runs import live, permissions
 from runs.models import Run, Suite
 from runs.sink import DbSink, finish_run
 
@@ -111,11 +111,7 @@ class Detail(Schema):
 
 
 def find_suite(ref: str | int) -> Suite:
-    suite = None
-    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-        suite = Suite.objects.filter(pk=int(ref)).first()
-    if suite is None:
-        suite = Suite.objects.filter(name=str(ref)).first()
+    suite = Suite.objects.find(ref)
     if suite is None:
         raise HttpError(404, f"suite: no suite {ref!r}")
     return suite
@@ -128,15 +124,17 @@ def external_run(request: HttpRequest, run_id: int) -> Run:
     run = get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
     if run.trigger != Run.Trigger.EXTERNAL:
         raise HttpError(409, f"run {run.id} was not created by ingestion")
-    if run.user_id != request.auth.pk and not request.auth.is_staff:
+    if not permissions.can_stream(request.auth, run):
         raise HttpError(403, f"run {run.id} belongs to another user")
     if run.status != Run.Status.RUNNING:
         raise HttpError(409, f"run {run.id} is {run.status}, not running")
     return run
 
 
-@router.post("/runs", response={201: IngestCreated, 404: Detail})
+@router.post("/runs", response={201: IngestCreated, 403: Detail, 404: Detail})
 def create_external_run(request, payload: IngestRunIn):
+    if not permissions.can_stream(request.auth):
+        raise HttpError(403, "you may not stream runs")
     suite = find_suite(payload.suite)
     snapshot = {
         "workers": payload.workers or 1,

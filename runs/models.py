@@ -32,16 +32,42 @@ name_validator = RegexValidator(
     "Use letters, digits, '.', '_' or '-' (starting with a letter or digit).",
 )
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Words of the URLs a suite's name would stand for (/suites/new/): no suite may be named so.
+RESERVED_SUITE_NAMES = frozenset({"new"})
+
+
+def validate_suite_name(name: str) -> None:
+    """Suites are found by name in pages and by name or id in the API and ingestion: a name
+    never reads as an id (not all digits) nor as a route word, so each reference means one
+    suite."""
+    if name.isdigit():
+        raise ValidationError("A suite's name cannot be only digits: it would read as an id.")
+    if name.lower() in RESERVED_SUITE_NAMES:
+        raise ValidationError(f"{name!r} is a reserved word of the dashboard's addresses.")
 
 
 def _iso(value):
     return value.isoformat() if value else None
 
 
+class SuiteQuerySet(models.QuerySet):
+    def find(self, ref: str | int) -> Suite | None:
+        """The suite an API or ingestion client means: a number (or digits) is an id, anything
+        else a name (names are never all digits: validate_suite_name)."""
+        if isinstance(ref, bool):  # JSON true is not suite 1
+            return None
+        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+            number = int(ref)
+            return self.filter(pk=number).first() if 0 < number < 2**63 else None
+        return self.filter(name=ref).first()
+
+
 class Suite(models.Model):
     """A directory holding a pytest suite, and the interpreter that runs it."""
 
-    name = models.CharField(max_length=100, unique=True, validators=[name_validator])
+    name = models.CharField(
+        max_length=100, unique=True, validators=[name_validator, validate_suite_name]
+    )
     path = models.CharField(max_length=1000, help_text="Directory of the suite (its rootdir).")
     python = models.CharField(
         max_length=1000,
@@ -60,6 +86,8 @@ class Suite(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SuiteQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -207,6 +235,8 @@ class Run(models.Model):
     runner_pid = models.IntegerField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     message = models.TextField(blank=True)
+    # Output left out of the middle of the run's log (settings.PTD_MAX_LOG_BYTES).
+    log_bytes_cut = models.PositiveBigIntegerField(default=0)
     # Metrics (DESIGN.md section 3), stored when the run finishes.
     workers = models.PositiveSmallIntegerField(default=0)
     collected = models.PositiveIntegerField(null=True, blank=True)
@@ -261,6 +291,12 @@ class Run(models.Model):
         if self.is_active or self.is_complete or not self.collected:
             return 0
         return max(0, self.collected - self.tests_total)
+
+    @property
+    def is_launchable(self) -> bool:
+        """Whether its configuration snapshot can be launched again here: an outside run's
+        (ingested from CI) describes someone else's machine, not a configuration."""
+        return self.trigger != self.Trigger.EXTERNAL and self.engine in dict(ENGINES)
 
     @property
     def engine(self) -> str:
@@ -345,6 +381,7 @@ class Run(models.Model):
             "finished_at": _iso(self.finished_at),
             "exit_code": self.exit_code,
             "message": self.message,
+            "log_bytes_cut": self.log_bytes_cut,
             "collected": self.collected,
             **self.metrics_dict(),
             "tests": self.tests_dict(),

@@ -23,6 +23,7 @@ from django.utils import timezone
 from runner import command
 from runner.pool import RunSpec
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
+from runs.sink import close_interrupted
 
 OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
 AVAILABLE_ENGINES = ("xdist", "fork")
@@ -270,6 +271,11 @@ def run_dir(run: Run) -> Path:
     return path
 
 
+def log_path(run: Run) -> Path:
+    """Where the run's pytest output is kept (head and tail: PTD_MAX_LOG_BYTES)."""
+    return Path(settings.PTD_RUNS_DIR) / str(run.id) / "pytest.log"
+
+
 def duration_history(suite: Suite) -> dict[str, float]:
     """Latest known duration of each test of a suite, from its recent finished runs."""
     run_ids = list(
@@ -320,7 +326,8 @@ def build_spec(run: Run) -> RunSpec:
         cwd=suite.path,
         env=env,
         timeout=snap.get("timeout"),
-        log_path=str(directory / "pytest.log"),
+        log_path=str(log_path(run)),
+        log_max_bytes=settings.PTD_MAX_LOG_BYTES,
     )
 
 
@@ -330,11 +337,7 @@ def mark_interrupted() -> int:
     for run in Run.objects.filter(status=Run.Status.RUNNING, runner_host=HOST):
         if run.runner_pid and run.runner_pid != os.getpid() and _alive(run.runner_pid):
             continue
-        count += Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING).update(
-            status=Run.Status.INTERRUPTED,
-            finished_at=timezone.now(),
-            message="The process running it stopped before it finished.",
-        )
+        count += close_interrupted(run.pk, "The process running it stopped before it finished.")
     return count
 
 
@@ -351,16 +354,11 @@ def expire_silent_external_runs(now=None) -> int:
         .values_list("id", "last_result")
     )
     silent = [rid for rid, last in candidates if last is None or last < cutoff.timestamp()]
-    if not silent:
-        return 0
-    return Run.objects.filter(id__in=silent, status=Run.Status.RUNNING).update(
-        status=Run.Status.INTERRUPTED,
-        finished_at=now,
-        message=(
-            f"No news from this outside run for {settings.PTD_EXTERNAL_TIMEOUT} s: "
-            "its CI job probably stopped before closing it."
-        ),
+    message = (
+        f"No news from this outside run for {settings.PTD_EXTERNAL_TIMEOUT} s: "
+        "its CI job probably stopped before closing it."
     )
+    return sum(close_interrupted(run_id, message, now) for run_id in silent)
 
 
 def _alive(pid: int) -> bool:

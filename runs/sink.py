@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from runner import metrics
@@ -245,6 +246,8 @@ def worker_dict(stat: WorkerStat) -> dict:
 
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
     """The run's status and message from how the engine's process ended."""
+    if outcome.reason == "interrupted":  # close_interrupted: no process left to ask
+        return Run.Status.INTERRUPTED, outcome.message
     if outcome.reason == "cancelled":
         if interrupted:
             return Run.Status.INTERRUPTED, "The server stopped while this run was going."
@@ -283,6 +286,7 @@ def finish_run(
     run.status = status
     run.message = message[:5000]
     run.exit_code = outcome.returncode
+    run.log_bytes_cut = outcome.log_bytes_cut
     run.finished_at = timezone.now()
     run.wall_seconds = summary["wall_seconds"]
     run.serial_seconds = summary["serial_seconds"]
@@ -318,6 +322,26 @@ def finish_run(
     else:
         flaky.record_run_safely(run, tests)
     return run
+
+
+def close_interrupted(run_id: int, message: str, now=None) -> bool:
+    """A running run that can never finish (the process running it is gone, or its CI job
+    fell silent) becomes interrupted, with the figures of the results stored so far. False
+    when it was no longer running."""
+    now = now or timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
+        status=Run.Status.INTERRUPTED, finished_at=now, message=message
+    )
+    if not claimed:
+        return False
+    run = Run.objects.get(pk=run_id)
+    last_stop = TestResult.objects.filter(run_id=run_id).aggregate(last=Max("stop"))["last"]
+    wall = 0.0
+    if run.started_at and last_stop:
+        wall = max(0.0, last_stop - run.started_at.timestamp())
+    outcome = RunOutcome(run_id, None, wall, "interrupted", message)
+    finish_run(run_id, outcome, background_history=True)
+    return True
 
 
 def measured_speedup(run: Run) -> float | None:

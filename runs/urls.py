@@ -29,6 +29,7 @@ urlpatterns = [
     path("runs/rows/", views.run_rows, name="run_rows"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/log/", views.run_log, name="run_log"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("trends/", trends.trends_page, name="trends"),

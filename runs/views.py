@@ -1,40 +1,26 @@
-"""Server-rendered pages. Every page needs a login (LoginRequiredMiddleware); suites execute
-code, so only staff create or edit them."""
+"""Server-rendered pages. Every page needs a login (LoginRequiredMiddleware); who may do what
+beyond viewing is runs/permissions.py's to say."""
 
 from __future__ import annotations
 
-from functools import wraps
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from runs import dispatcher, services
+from runs import dispatcher, permissions, services
 from runs.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 from runs.models import Run, RunConfig, Suite
 
 RUNS_PER_PAGE = 50
-
-
-def staff_required(view):
-    """Outsiders go to the login page; logged-in users who are not staff get a 403."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not request.user.is_staff:
-            raise PermissionDenied("Only staff can create or edit suites: they execute code.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def suites_with_latest_run():
@@ -64,6 +50,8 @@ def suite_list(request):
 
 def suite_detail(request, name):
     suite = get_object_or_404(Suite, name=name)
+    if request.method == "POST" and not permissions.can_launch(request.user):
+        raise PermissionDenied("You may not launch runs.")
     form = LaunchForm(suite, request.POST or None, initial={"config": suite.default_config()})
     if request.method == "POST" and form.is_valid():
         try:
@@ -92,7 +80,7 @@ def suite_detail(request, name):
     )
 
 
-@staff_required
+@permissions.staff_only_page
 def suite_edit(request, name=None):
     suite = get_object_or_404(Suite, name=name) if name else None
     config = suite.default_config() if suite else RunConfig(is_default=True, name="default")
@@ -116,7 +104,7 @@ def suite_edit(request, name=None):
     )
 
 
-@staff_required
+@permissions.staff_only_page
 def config_edit(request, name, config_id=None):
     suite = get_object_or_404(Suite, name=name)
     config = (
@@ -142,7 +130,7 @@ def config_edit(request, name, config_id=None):
     )
 
 
-@staff_required
+@permissions.staff_only_page
 @require_POST
 def config_delete(request, name, config_id):
     suite = get_object_or_404(Suite, name=name)
@@ -209,15 +197,39 @@ def run_rows(request):
 
 def run_detail(request, run_id):
     run = get_object_or_404(Run.objects.select_related("suite", "user"), pk=run_id)
-    return render(request, "runs/run_detail.html", {"run": run})
+    user = request.user
+    return render(
+        request,
+        "runs/run_detail.html",
+        {
+            "run": run,
+            "can_cancel": permissions.can_cancel(user, run),
+            "can_read_log": permissions.can_read_log(user, run),
+            "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
+            "log_half": settings.PTD_MAX_LOG_BYTES // 2,
+        },
+    )
 
 
 @require_POST
 def run_cancel(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
+    if not permissions.can_cancel(request.user, run):
+        raise PermissionDenied("You may cancel only the runs you launched; staff cancel any.")
     current = dispatcher.current()
     if dispatcher.cancel(run, current.pool if current else None):
         messages.info(request, f"Run {run.id} cancelled.")
     else:
         messages.warning(request, f"Run {run.id} had already finished.")
     return redirect(run)
+
+
+def run_log(request, run_id):
+    """The run's pytest output as plain text (kept up to PTD_MAX_LOG_BYTES: head and tail)."""
+    run = get_object_or_404(Run, pk=run_id)
+    if not permissions.can_read_log(request.user, run):
+        raise PermissionDenied("Only staff can read run logs: they may hold secrets.")
+    path = services.log_path(run)
+    if not path.is_file():
+        raise Http404("This run has no log (it never started here, or came from outside).")
+    return FileResponse(path.open("rb"), content_type="text/plain; charset=utf-8")

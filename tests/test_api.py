@@ -155,7 +155,7 @@ class RunApiTests(ApiTestCase):
         assert cases["test_two"].find("failure") is not None
 
     def test_cancel_queued_run_then_conflict(self):
-        run = Run.objects.create(suite=self.suite, config_snapshot={})
+        run = Run.objects.create(suite=self.suite, config_snapshot={}, user=self.member)
         response = self.call("post", f"/api/runs/{run.id}/cancel", self.member_token)
         assert response.status_code == 200 and response.json()["status"] == "cancelled"
         again = self.call("post", f"/api/runs/{run.id}/cancel", self.member_token)

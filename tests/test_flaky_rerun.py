@@ -16,6 +16,7 @@ class RerunTests(BaseTestCase):
             workers=3,
             status=Run.Status.FAILED,
             config=self.config,
+            user=self.member,  # their own run: a rerun repeats its configuration
             results=[
                 (f"{NODE}[1-2]", "gw0", "failed", 0.1),
                 (f"{NODE}[2-2]", "gw1", "passed", 0.1),

@@ -77,6 +77,13 @@
     badge.dataset.runStatus = run.status;
     badge.className = "status status-" + run.status;
     document.getElementById("run-message").textContent = run.message || "";
+    const cut = document.getElementById("log-cut");
+    if (cut && run.log_bytes_cut) {
+      const mb = run.log_bytes_cut / 1048576;
+      document.getElementById("log-cut-size").textContent =
+        mb >= 1 ? `${mb.toFixed(1)} MB` : `${(run.log_bytes_cut / 1024).toFixed(1)} KB`;
+      cut.hidden = false;
+    }
     for (const node of document.querySelectorAll("[data-metric]")) {
       const value = run[node.dataset.metric];
       if (value !== null && value !== undefined) {
@@ -177,6 +184,7 @@
     times.setAttribute("aria-label", "times");
     const button = el("button", "Rerun ×K", "secondary small");
     button.type = "submit";
+    button.title = `just this test, ${conf.dataset.rerunOn}`;
     form.append(" ", times, " ", button);
     box.append(link, form);
     return box;
