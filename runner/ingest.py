@@ -2,7 +2,7 @@
 
 A pytest plugin, registered as the ``ptd`` pytest11 entry point (or ``-p runner.ingest``):
 
-    pytest -n 4 --ptd-url https://ptd.example --ptd-token ptd_... --ptd-suite NAME
+    PTD_TOKEN=ptd_... pytest -n 4 --ptd-url https://ptd.example --ptd-suite NAME
 
 It is inert unless ``--ptd-url`` is given: it is auto-loaded in every pytest run where PTD is
 installed, so it only adds its options and imports nothing else. When active (controlling
@@ -11,12 +11,17 @@ so the events are exactly those PTD's own runs produce, and a background thread 
 batches to ``/api/ingest/runs/{id}/events``, then closes the run with the session's outcome.
 
 The dashboard being down never fails or slows the run: the plugin warns once, appends the
-events to a local spool file (JSON lines) and tries once more at the end; if that fails too,
-the spool is kept and ``ptd upload FILE`` sends it later. Plain Python + requests, no Django.
+events to a local spool file (JSON lines, mode 0600, in a new private directory unless
+``--ptd-spool`` names one) and tries once more at the end; if that fails too, the spool is
+kept and ``ptd upload FILE`` sends it later. Plain Python + requests, no Django.
+
+The token leaves the machine only in the Authorization header: the uploaded command line
+and the spool file never hold it (``--ptd-token`` and its value are stripped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -31,6 +36,8 @@ from typing import Any
 PLUGIN_NAME = "ptd-ingest"
 FLUSH_SECONDS = 1.0
 BATCH_MAX = 2000
+BODY_MAX = 2_000_000  # bytes per POST: under the server's limit (Django's default, 2.5 MB)
+TOKEN_OPTION = "--ptd-token"  # noqa: S105 - the option's name, not a secret
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 30.0
 CLOSE_BUDGET = 60.0  # at most this long at the end of the session (flush, retry, finish)
@@ -62,6 +69,35 @@ def ci_metadata(env: dict | None = None) -> dict[str, str]:
     meta["branch"] = meta["branch"][:200]
     meta["ci_url"] = meta["ci_url"][:1000]
     return meta
+
+
+def strip_token(args: Any, token: str = "") -> list[str]:
+    """The command line without ``--ptd-token T`` / ``--ptd-token=T``, and without the token's
+    text anywhere else in it (the server strips them again, for older plugins)."""
+    out: list[str] = []
+    value_next = False
+    for arg in map(str, args):
+        if value_next:
+            value_next = False
+        elif arg == TOKEN_OPTION:
+            value_next = True
+        elif not arg.startswith(TOKEN_OPTION + "="):
+            out.append(arg.replace(token, "[redacted]") if token else arg)
+    return out
+
+
+def new_spool_path() -> Path:
+    """A spool file's path in a new directory only this user may enter (mkdtemp: 0700)."""
+    return Path(tempfile.mkdtemp(prefix="ptd-spool-")) / "run.jsonl"
+
+
+def open_spool(path: Path):
+    """Append to a spool file readable by its owner only (0600), never through a symlink."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o600)  # a file given with --ptd-spool keeps no wider mode
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 class IngestError(Exception):
@@ -106,16 +142,30 @@ class Connection:
 
     def create_run(self, header: dict) -> int:
         body = {k: header[k] for k in ("suite", "commit", "branch", "ci_url", "host", "args")}
-        if header.get("workers"):
-            body["workers"] = header["workers"]
+        body["args"] = strip_token(body["args"])  # a spool written by an older plugin
+        for key in ("workers", "started"):
+            if header.get(key):
+                body[key] = header[key]
         return int(self.post("/api/ingest/runs", body)["id"])
 
     def send(self, run_id: int, events: list[dict], first_seq: int = 0) -> None:
-        """POST events numbered from ``first_seq``: the server skips those it already has."""
-        for start in range(0, len(events), BATCH_MAX):
-            chunk = events[start : start + BATCH_MAX]
-            body = {"events": chunk, "first_seq": first_seq + start}
-            self.post(f"/api/ingest/runs/{run_id}/events", body)
+        """POST events numbered from ``first_seq``: the server skips those it already has.
+        Each POST holds at most BATCH_MAX events and BODY_MAX bytes."""
+        parts: list[bytes] = []
+        size = offset = 0
+        for index, event in enumerate(events):
+            part = json.dumps(event, default=str).encode()
+            if parts and (len(parts) >= BATCH_MAX or size + len(part) > BODY_MAX):
+                self._post_events(run_id, first_seq + offset, parts)
+                parts, size, offset = [], 0, index
+            parts.append(part)
+            size += len(part) + 1
+        if parts:
+            self._post_events(run_id, first_seq + offset, parts)
+
+    def _post_events(self, run_id: int, first_seq: int, parts: list[bytes]) -> None:
+        body = b'{"first_seq": %d, "events": [%b]}' % (first_seq, b",".join(parts))
+        self.post(f"/api/ingest/runs/{run_id}/events", body)
 
     def finish(self, run_id: int, exitstatus: int, wall_seconds: float) -> dict:
         body = {"exitstatus": exitstatus, "wall_seconds": max(0.0, wall_seconds)}
@@ -125,12 +175,13 @@ class Connection:
 class Sender:
     """The writer the Reporter emits into: queues events, a thread posts them in batches."""
 
-    def __init__(self, url: str, token: str, header: dict, spool_path: Path, started: float):
+    def __init__(self, url: str, token: str, header: dict, spool_path: Path | None, started: float):
         self.url = url.rstrip("/")
         self.token = token
         self.conn: Connection | None = None  # made in the thread: importing requests takes time
         self.header = header
-        self.spool_path = spool_path
+        self.spool_path = spool_path  # None: a new private one, made if the dashboard is down
+        self._own_spool_dir = spool_path is None
         self.started = started
         self.run_id: int | None = None
         self.run_url = ""
@@ -220,11 +271,13 @@ class Sender:
     def _go_offline(self, exc: Exception, seq: int = 0) -> None:
         """From now on events go to the spool; the first one spooled is number ``seq``."""
         self.spooling = True
+        if self.spool_path is None:
+            self.spool_path = new_spool_path()
         self.notices.put(
             f"dashboard unreachable at {self.url} ({exc}); spooling results to "
             f"{self.spool_path} and retrying at the end"
         )
-        self._spool = open(self.spool_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._spool = open_spool(self.spool_path)
         self._spool.write(json.dumps({"type": "ptd_spool", **self.header}) + "\n")
         if self.run_id is not None:
             self._spool.write(json.dumps({"type": "ptd_run", "id": self.run_id}) + "\n")
@@ -268,6 +321,9 @@ class Sender:
                 )
                 return
             self.spool_path.unlink(missing_ok=True)
+            if self._own_spool_dir:
+                with contextlib.suppress(OSError):
+                    self.spool_path.parent.rmdir()
         else:
             try:
                 run = self.conn.finish(self.run_id, exitstatus, wall)
@@ -318,13 +374,17 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("ptd", "send this run to a Parallel Test Dashboard")
     group.addoption("--ptd-url", default=None, help="dashboard URL; without it, nothing is sent")
-    group.addoption("--ptd-token", default=None, help="API token (default: env PTD_TOKEN)")
+    group.addoption(
+        TOKEN_OPTION, default=None, help="API token (better: env PTD_TOKEN, kept out of logs)"
+    )
     group.addoption("--ptd-suite", default=None, help="name of the suite on the dashboard")
     group.addoption("--ptd-commit", default=None, help="commit (default: from the CI's env)")
     group.addoption("--ptd-branch", default=None, help="branch (default: from the CI's env)")
     group.addoption("--ptd-ci-url", default=None, help="link to the CI job")
     group.addoption(
-        "--ptd-spool", default=None, help="spool file used while the dashboard is unreachable"
+        "--ptd-spool",
+        default=None,
+        help="spool file used while the dashboard is unreachable (default: a new private one)",
     )
 
 
@@ -392,16 +452,16 @@ def pytest_configure(config: Any) -> None:
         if config.getoption(option):
             meta[key] = config.getoption(option)
     workers = getattr(config.option, "numprocesses", None)
+    started = time.time()
     header = {
         "suite": suite,
         **meta,
         "host": socket.gethostname()[:200],
-        "args": [str(a)[:1000] for a in config.invocation_params.args][:200],
+        "args": [a[:1000] for a in strip_token(config.invocation_params.args, token)][:200],
         "workers": workers if isinstance(workers, int) and workers > 0 else None,
+        "started": started,
     }
-    spool = config.getoption("ptd_spool") or os.path.join(
-        tempfile.gettempdir(), f"ptd-spool-{os.getpid()}-{int(time.time())}.jsonl"
-    )
-    sender = Sender(url, token, header, Path(spool), started=time.time())
+    spool = config.getoption("ptd_spool")
+    sender = Sender(url, token, header, Path(spool) if spool else None, started=started)
     config.pluginmanager.register(Reporter(config, sender), PLUGIN_NAME + "-reporter")
     config.pluginmanager.register(IngestPlugin(sender, config), PLUGIN_NAME)

@@ -1,6 +1,7 @@
 """The ingestion endpoints: auth (none / bad / member / staff), validation, happy path."""
 
 import threading
+import time
 
 from django.contrib.auth.models import User
 from django.test import TransactionTestCase, override_settings
@@ -58,6 +59,7 @@ class IngestFlowTests(IngestTestCase):
     def test_a_run_end_to_end(self):
         run_id = self.start_run(workers=2, commit="abc123", branch="main", args=["-n", "2"])
         run = Run.objects.get(pk=run_id)
+        t0 = time.time()
         assert run.trigger == "external" and run.status == "running" and run.user == self.member
         assert run.commit == "abc123" and run.config_snapshot["extra_args"] == ["-n", "2"]
         batch = [
@@ -65,15 +67,15 @@ class IngestFlowTests(IngestTestCase):
             {"type": "worker_up", "worker": "gw0"},
             {"type": "worker_up", "worker": "gw1"},
             {"type": "collected", "count": 3},
-            test_event("t.py::a", worker="gw0", start=1000.0, duration=1.0),
-            test_event("t.py::b", "failed", worker="gw1", start=1000.0, duration=2.0),
+            test_event("t.py::a", worker="gw0", start=t0, duration=1.0),
+            test_event("t.py::b", "failed", worker="gw1", start=t0, duration=2.0),
         ]
         response = self.call(
             f"/api/ingest/runs/{run_id}/events", {"events": batch}, self.member_token
         )
         assert response.status_code == 200, response.content
         assert response.json()["accepted"] == 6
-        more = [test_event("t.py::c", worker="gw0", start=1001.0, duration=1.0, time=1.0)]
+        more = [test_event("t.py::c", worker="gw0", start=t0 + 1, duration=1.0, time=1.0)]
         self.call(f"/api/ingest/runs/{run_id}/events", {"events": more}, self.member_token)
         live = self.client.get(
             f"/api/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {self.member_token}"
