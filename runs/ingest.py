@@ -30,7 +30,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from runner import ingest as plugin
+from runner.ingest_client import strip_token
 from runner.pool import RunOutcome
 from runs import live
 from runs.models import Run, Suite, redact_tokens
@@ -166,7 +166,7 @@ def external_run(request: HttpRequest, run_id: int) -> Run:
 def clean_args(args: list[str]) -> list[str]:
     """The uploaded command line without its token (an older plugin sent it): the
     --ptd-token option and its value go, and anything that looks like a token is redacted."""
-    return [redact_tokens(arg) for arg in plugin.strip_token(args)]
+    return [redact_tokens(arg) for arg in strip_token(args)]
 
 
 @router.post("/runs", response={201: IngestCreated, 400: Detail, 404: Detail})
