@@ -120,7 +120,7 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
         [WorkerStat(run_id=run_id, worker=w) for w in deltas],
         ignore_conflicts=True,
     )
-    for worker, d in deltas.items():
+    for worker, d in sorted(deltas.items()):  # one lock order for every process: no deadlock
         if not d.tests:
             continue
         changes: dict = {
