@@ -2,7 +2,7 @@
 
 A pytest plugin, registered as the ``ptd`` pytest11 entry point (or ``-p runner.ingest``):
 
-    pytest -n 4 --ptd-url https://ptd.example --ptd-token ptd_... --ptd-suite NAME
+    PTD_TOKEN=ptd_... pytest -n 4 --ptd-url https://ptd.example --ptd-suite NAME
 
 It is inert unless ``--ptd-url`` is given: it is auto-loaded in every pytest run where PTD is
 installed, so it only adds its options and imports nothing else. When active (controlling
@@ -11,28 +11,42 @@ so the events are exactly those PTD's own runs produce, and a background thread 
 batches to ``/api/ingest/runs/{id}/events``, then closes the run with the session's outcome.
 
 The dashboard being down never fails or slows the run: the plugin warns once, appends the
-events to a local spool file (JSON lines) and tries once more at the end; if that fails too,
-the spool is kept and ``ptd upload FILE`` sends it later. Plain Python + requests, no Django.
+events to a local spool file (JSON lines, mode 0600, in a new private directory unless
+``--ptd-spool`` names one) and tries once more at the end; if that fails too, the spool is
+kept and ``ptd upload FILE`` sends it later. Plain Python + requests, no Django.
+
+The token leaves the machine only in the Authorization header: the uploaded command line
+and the spool file never hold it (``--ptd-token`` and its value are stripped).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+# The connection and spool helpers; `ptd upload` (runs/cli.py) uses them through this module.
+from runner.ingest_client import (
+    BATCH_MAX,
+    TOKEN_OPTION,
+    Connection,
+    IngestError,
+    Unreachable,
+    new_spool_path,
+    open_spool,
+    strip_token,
+    upload_spool,
+)
+
 PLUGIN_NAME = "ptd-ingest"
 FLUSH_SECONDS = 1.0
-BATCH_MAX = 2000
-CONNECT_TIMEOUT = 3.0
-READ_TIMEOUT = 30.0
 CLOSE_BUDGET = 60.0  # at most this long at the end of the session (flush, retry, finish)
 _STOP = object()
 
@@ -64,73 +78,16 @@ def ci_metadata(env: dict | None = None) -> dict[str, str]:
     return meta
 
 
-class IngestError(Exception):
-    """The dashboard refused (4xx): retrying will not help."""
-
-
-class Unreachable(Exception):
-    """No answer, a timeout or a 5xx: worth spooling and retrying later."""
-
-
-class Connection:
-    """POSTs JSON to the dashboard's ingestion endpoints, with timeouts on every request."""
-
-    def __init__(self, url: str, token: str):
-        import requests  # only when the plugin is active
-
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.session.headers["Content-Type"] = "application/json"
-        self.session.headers["User-Agent"] = "ptd-ingest"
-        self._requests = requests
-
-    def post(self, path: str, body: Any, timeout: float = READ_TIMEOUT) -> dict:
-        data = body if isinstance(body, bytes) else json.dumps(body, default=str).encode()
-        try:
-            response = self.session.post(
-                self.url + path, data=data, timeout=(CONNECT_TIMEOUT, timeout)
-            )
-        except self._requests.RequestException as exc:
-            reason = getattr(exc.args[0], "reason", exc) if exc.args else exc
-            raise Unreachable(f"{type(exc).__name__}: {str(reason)[:200]}") from None
-        if response.status_code >= 500:
-            raise Unreachable(f"HTTP {response.status_code} from {path}")
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:300]
-            raise IngestError(f"HTTP {response.status_code}: {detail}")
-        return response.json()
-
-    def create_run(self, header: dict) -> int:
-        body = {k: header[k] for k in ("suite", "commit", "branch", "ci_url", "host", "args")}
-        if header.get("workers"):
-            body["workers"] = header["workers"]
-        return int(self.post("/api/ingest/runs", body)["id"])
-
-    def send(self, run_id: int, events: list[dict], first_seq: int = 0) -> None:
-        """POST events numbered from ``first_seq``: the server skips those it already has."""
-        for start in range(0, len(events), BATCH_MAX):
-            chunk = events[start : start + BATCH_MAX]
-            body = {"events": chunk, "first_seq": first_seq + start}
-            self.post(f"/api/ingest/runs/{run_id}/events", body)
-
-    def finish(self, run_id: int, exitstatus: int, wall_seconds: float) -> dict:
-        body = {"exitstatus": exitstatus, "wall_seconds": max(0.0, wall_seconds)}
-        return self.post(f"/api/ingest/runs/{run_id}/finish", body)
-
-
 class Sender:
     """The writer the Reporter emits into: queues events, a thread posts them in batches."""
 
-    def __init__(self, url: str, token: str, header: dict, spool_path: Path, started: float):
+    def __init__(self, url: str, token: str, header: dict, spool_path: Path | None, started: float):
         self.url = url.rstrip("/")
         self.token = token
         self.conn: Connection | None = None  # made in the thread: importing requests takes time
         self.header = header
-        self.spool_path = spool_path
+        self.spool_path = spool_path  # None: a new private one, made if the dashboard is down
+        self._own_spool_dir = spool_path is None
         self.started = started
         self.run_id: int | None = None
         self.run_url = ""
@@ -220,11 +177,13 @@ class Sender:
     def _go_offline(self, exc: Exception, seq: int = 0) -> None:
         """From now on events go to the spool; the first one spooled is number ``seq``."""
         self.spooling = True
+        if self.spool_path is None:
+            self.spool_path = new_spool_path()
         self.notices.put(
             f"dashboard unreachable at {self.url} ({exc}); spooling results to "
             f"{self.spool_path} and retrying at the end"
         )
-        self._spool = open(self.spool_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._spool = open_spool(self.spool_path)
         self._spool.write(json.dumps({"type": "ptd_spool", **self.header}) + "\n")
         if self.run_id is not None:
             self._spool.write(json.dumps({"type": "ptd_run", "id": self.run_id}) + "\n")
@@ -268,6 +227,9 @@ class Sender:
                 )
                 return
             self.spool_path.unlink(missing_ok=True)
+            if self._own_spool_dir:
+                with contextlib.suppress(OSError):
+                    self.spool_path.parent.rmdir()
         else:
             try:
                 run = self.conn.finish(self.run_id, exitstatus, wall)
@@ -278,53 +240,23 @@ class Sender:
         self.final_status = run["status"]
 
 
-def upload_spool(path: Path | str, conn: Connection) -> dict:
-    """Send a spool file (header, events, finish line) as one run; returns the finished run."""
-    header: dict = {}
-    run_id = None
-    seq = 0  # the number of the first spooled event (0 when the run was never created)
-    finish = {"exitstatus": 1, "wall_seconds": 0.0}
-    events: list[dict] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
-            kind = item.get("type")
-            if kind == "ptd_spool":
-                header = item
-            elif kind == "ptd_run":
-                run_id = item["id"]
-            elif kind == "ptd_seq":
-                seq = int(item["seq"])
-            elif kind == "ptd_finish":
-                finish = item
-            else:
-                events.append(item)
-    if not header:
-        raise IngestError(f"{path} is not a PTD spool file")
-    if run_id is None:
-        run_id, seq = conn.create_run(header), 0
-    conn.send(run_id, events, seq)
-    return conn.finish(run_id, int(finish["exitstatus"]), float(finish["wall_seconds"]))
-
-
 # The pytest plugin ------------------------------------------------------------------------------
 
 
 def pytest_addoption(parser: Any) -> None:
     group = parser.getgroup("ptd", "send this run to a Parallel Test Dashboard")
     group.addoption("--ptd-url", default=None, help="dashboard URL; without it, nothing is sent")
-    group.addoption("--ptd-token", default=None, help="API token (default: env PTD_TOKEN)")
+    group.addoption(
+        TOKEN_OPTION, default=None, help="API token (better: env PTD_TOKEN, kept out of logs)"
+    )
     group.addoption("--ptd-suite", default=None, help="name of the suite on the dashboard")
     group.addoption("--ptd-commit", default=None, help="commit (default: from the CI's env)")
     group.addoption("--ptd-branch", default=None, help="branch (default: from the CI's env)")
     group.addoption("--ptd-ci-url", default=None, help="link to the CI job")
     group.addoption(
-        "--ptd-spool", default=None, help="spool file used while the dashboard is unreachable"
+        "--ptd-spool",
+        default=None,
+        help="spool file used while the dashboard is unreachable (default: a new private one)",
     )
 
 
@@ -392,16 +324,16 @@ def pytest_configure(config: Any) -> None:
         if config.getoption(option):
             meta[key] = config.getoption(option)
     workers = getattr(config.option, "numprocesses", None)
+    started = time.time()
     header = {
         "suite": suite,
         **meta,
         "host": socket.gethostname()[:200],
-        "args": [str(a)[:1000] for a in config.invocation_params.args][:200],
+        "args": [a[:1000] for a in strip_token(config.invocation_params.args, token)][:200],
         "workers": workers if isinstance(workers, int) and workers > 0 else None,
+        "started": started,
     }
-    spool = config.getoption("ptd_spool") or os.path.join(
-        tempfile.gettempdir(), f"ptd-spool-{os.getpid()}-{int(time.time())}.jsonl"
-    )
-    sender = Sender(url, token, header, Path(spool), started=time.time())
+    spool = config.getoption("ptd_spool")
+    sender = Sender(url, token, header, Path(spool) if spool else None, started=started)
     config.pluginmanager.register(Reporter(config, sender), PLUGIN_NAME + "-reporter")
     config.pluginmanager.register(IngestPlugin(sender, config), PLUGIN_NAME)

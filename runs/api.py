@@ -9,7 +9,9 @@ from datetime import datetime
 from functools import wraps
 from typing import Literal
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import RequestDataTooBig
 from django.db import DataError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -362,6 +364,15 @@ api.add_router("/ingest", ingest.router)
 @api.exception_handler(HttpError)
 def http_error(request, exc: HttpError):
     return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def too_big(request, exc: RequestDataTooBig):
+    """Over DATA_UPLOAD_MAX_MEMORY_SIZE: JSON like every API error, not Django's HTML 400."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return api.create_response(
+        request, {"detail": f"request body over {limit} bytes: send it in parts"}, status=413
+    )
 
 
 @api.exception_handler(DataError)

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from runner.metrics import base_nodeid
 from runs import flaky, permissions, services
 from runs.models import Run, Suite, TestStat
+from runs.pytest_input import nodeid_problem
 
 RERUN_DEFAULT = 10
 RERUN_MAX = 200
@@ -153,15 +154,6 @@ def quarantine(request, name):
     return redirect(back)
 
 
-def _valid_nodeid(nodeid: str) -> bool:
-    # It becomes a pytest argument: never an option, never several arguments.
-    return (
-        0 < len(nodeid) <= 1000
-        and not nodeid.startswith("-")
-        and not any(c in nodeid for c in "\x00\r\n")
-    )
-
-
 def rerun_source(user, source: Run | None) -> Run | None:
     """The run whose configuration a rerun repeats: ``source`` when the user may rerun it
     (their own, or staff) and its snapshot is a launchable configuration (not an outside run's
@@ -192,8 +184,9 @@ def rerun(request, name):
     """Launch a run of just one test, repeated K times, on the configuration of a run."""
     suite = get_object_or_404(Suite, name=name)
     nodeid = base_nodeid(request.POST.get("nodeid", "").strip())
-    if not _valid_nodeid(nodeid):
-        messages.error(request, "Not a test id.")
+    problem = nodeid_problem(nodeid)  # it becomes a pytest argument
+    if problem:
+        messages.error(request, f"Not a test id of {suite.name}: {problem}.")
         return redirect(_back(request, suite.get_absolute_url()))
     back = _back(request, test_url(suite, nodeid))
     try:

@@ -5,7 +5,8 @@ import json
 from django import forms
 
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, RunConfig, Suite
-from runs.services import LaunchError, Overrides, check_expression
+from runs.pytest_input import LaunchError, check_expression
+from runs.services import Overrides
 
 
 class JSONTextField(forms.CharField):

@@ -8,12 +8,19 @@ Events are stored by the same DbSink the pool uses, and the run is closed by the
 finish_run, so an external run looks like any other (metrics, live page, JUnit XML).
 Any authenticated token may ingest into an existing suite (its path need not exist here);
 only the token's user (or staff) may add to or close a run it created.
+
+Validation is at the schema: strict JSON types (no `true` for a number), no NUL characters,
+node ids that pytest_input accepts (they can be rerun here later), test times inside the
+run's window with stop >= start, numbered batches without gaps. A body over Django's
+DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413 (api.py). Tokens never get into a run's stored
+arguments: the plugin strips its --ptd-token option, and so does the server.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -21,38 +28,52 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, ConfigDict
 
+from runner.ingest_client import strip_token
 from runner.pool import RunOutcome
 from runs import live, permissions
-from runs.models import Run, Suite
+from runs.models import Run, Suite, redact_tokens
+from runs.pytest_input import NODEID_MAX, nodeid_problem
 from runs.sink import DbSink, finish_run
 
 MAX_BATCH = 5000
 MAX_WORKERS_EXTERNAL = 1024
 OUTCOMES = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed", "rerun", "crashed"]
+CLOCK_SKEW = 300.0  # seconds a CI machine's clock may differ from the server's
+MAX_AGE = 7 * 24 * 3600.0  # a spooled run may be uploaded up to a week after it ran
 
-
-class IngestSink(DbSink):
-    """The pool's sink, fed by HTTP batches; one per server process."""
-
-    def forget(self, run_id: int) -> None:
-        with self._lock:
-            self._states.pop(run_id, None)
-
-
-sink = IngestSink()
+sink = DbSink()  # keeps nothing in memory: every server process may take any batch
 router = Router(tags=["ingest"])
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]  # PostgreSQL refuses NUL in text
+
+
 class IngestRunIn(Schema):
+    model_config = ConfigDict(strict=True)
+
     suite: str | int
     workers: int | None = Field(None, ge=1, le=MAX_WORKERS_EXTERNAL)
-    commit: str = Field("", max_length=64)
-    branch: str = Field("", max_length=200)
-    ci_url: str = Field("", max_length=1000)
-    host: str = Field("", max_length=200, description="machine the run is made on")
-    args: list[str] = Field([], max_length=200, description="the pytest command line")
+    commit: Text = Field("", max_length=64)
+    branch: Text = Field("", max_length=200)
+    ci_url: Text = Field("", max_length=1000)
+    host: Text = Field("", max_length=200, description="machine the run is made on")
+    args: list[Text] = Field(
+        [], max_length=200, description="the pytest command line (never the token)"
+    )
+    started: float | None = Field(
+        None,
+        allow_inf_nan=False,
+        description="when the pytest session started (epoch seconds, the CI machine's "
+        "clock): test times before it are refused",
+    )
 
 
 class EventIn(BaseModel):
@@ -62,36 +83,43 @@ class EventIn(BaseModel):
     objects) costs 6 x more, and a 10,000-test run sends 10,000 of these.
     """
 
-    type: str = Field(max_length=40)
-    nodeid: str | None = Field(None, max_length=1000)
-    worker: str | None = Field(None, min_length=1, max_length=20)
+    model_config = ConfigDict(strict=True)
+
+    type: Text = Field(max_length=40)
+    nodeid: Text | None = Field(None, max_length=NODEID_MAX)
+    worker: Text | None = Field(None, min_length=1, max_length=20)
     outcome: OUTCOMES | None = None
     attempt: int | None = Field(None, ge=0, le=10_000)
-    when: str | None = Field(None, max_length=10)
+    when: Text | None = Field(None, max_length=10)
     start: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
     stop: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
     duration: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
-    longrepr: str | None = None
+    longrepr: Text | None = None
     count: int | None = Field(None, ge=0, le=100_000_000)
     workers: int | None = Field(None, ge=0, le=MAX_WORKERS_EXTERNAL)
     exitstatus: int | None = Field(None, ge=-1000, le=1000)
 
 
 class EventBatch(Schema):
+    model_config = ConfigDict(strict=True)
+
     events: list[EventIn] = Field(max_length=MAX_BATCH)
     first_seq: int | None = Field(
         None,
         ge=0,
         le=2**62,
         description="the number of the batch's first event in the run (0, 1, ...): events "
-        "already stored under their number are skipped, so a batch may be sent again safely",
+        "already stored under their number are skipped, so a batch may be sent again safely; "
+        "a number past those stored (a gap) is refused with a 409",
     )
 
 
 class FinishIn(Schema):
+    model_config = ConfigDict(strict=True)
+
     exitstatus: int = Field(ge=-1000, le=1000, description="pytest's exit status")
     wall_seconds: float = Field(ge=0, le=1e7, allow_inf_nan=False)
-    message: str = Field("", max_length=5000)
+    message: Text = Field("", max_length=5000)
 
 
 class IngestCreated(Schema):
@@ -131,11 +159,20 @@ def external_run(request: HttpRequest, run_id: int) -> Run:
     return run
 
 
-@router.post("/runs", response={201: IngestCreated, 403: Detail, 404: Detail})
+def clean_args(args: list[str]) -> list[str]:
+    """The uploaded command line without its token (an older plugin sent it): the
+    --ptd-token option and its value go, and anything that looks like a token is redacted."""
+    return [redact_tokens(arg) for arg in strip_token(args)]
+
+
+@router.post("/runs", response={201: IngestCreated, 400: Detail, 403: Detail, 404: Detail})
 def create_external_run(request, payload: IngestRunIn):
     if not permissions.can_stream(request.auth):
         raise HttpError(403, "you may not stream runs")
     suite = find_suite(payload.suite)
+    now = time.time()
+    if payload.started is not None and not now - MAX_AGE <= payload.started <= now + CLOCK_SKEW:
+        raise HttpError(400, "started: not within the last week (check the machine's clock)")
     snapshot = {
         "workers": payload.workers or 1,
         "engine": "external",
@@ -145,8 +182,9 @@ def create_external_run(request, payload: IngestRunIn):
         "timeout": None,
         "keyword": "",
         "markers": "",
-        "extra_args": payload.args,
-        "host": payload.host or request.META.get("REMOTE_ADDR", ""),
+        "extra_args": clean_args(payload.args),
+        "host": redact_tokens(payload.host) or request.META.get("REMOTE_ADDR", ""),
+        "started": payload.started,
     }
     run = Run.objects.create(
         suite=suite,
@@ -156,13 +194,47 @@ def create_external_run(request, payload: IngestRunIn):
         user=request.auth,
         commit=payload.commit,
         branch=payload.branch,
-        ci_url=payload.ci_url[:1000],
+        ci_url=redact_tokens(payload.ci_url),
         workers=payload.workers or 0,
         started_at=timezone.now(),
     )
-    sink.forget(run.id)  # a fresh state, even if an id was reused (rolled-back tests)
-    live.publish(run.id, {"type": "status", "status": Run.Status.RUNNING})
+    transaction.on_commit(
+        lambda: live.publish(run.id, {"type": "status", "status": Run.Status.RUNNING})
+    )
     return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
+
+
+def time_window(run: Run) -> tuple[float, float]:
+    """The epoch seconds a test of this run may start and stop in: from the session's start
+    (or the run's creation) to now, give or take the clocks' difference."""
+    began = (run.started_at or run.created_at).timestamp()
+    started = run.config_snapshot.get("started")
+    if isinstance(started, int | float):
+        began = min(began, started)
+    return began - CLOCK_SKEW, time.time() + CLOCK_SKEW
+
+
+def check_event(index: int, data: dict, window: tuple[float, float]) -> None:
+    kind = data["type"]
+    if kind == "test":
+        for key in ("nodeid", "outcome"):
+            if key not in data:
+                raise HttpError(400, f"events[{index}].{key}: required for a test event")
+    elif kind in ("worker_up", "worker_down") and "worker" not in data:
+        raise HttpError(400, f"events[{index}].worker: required for a {kind} event")
+    nodeid = data.get("nodeid")
+    # A collection error of the whole session has an empty node id; a test never has.
+    if nodeid is not None and (nodeid or kind != "collect_error"):
+        problem = nodeid_problem(nodeid)
+        if problem:
+            raise HttpError(400, f"events[{index}].nodeid: {problem}")
+    low, high = window
+    for key in ("start", "stop"):
+        if key in data and not low <= data[key] <= high:
+            when = datetime.fromtimestamp(data[key], tz=UTC).isoformat(timespec="seconds")
+            raise HttpError(400, f"events[{index}].{key}: {when} is outside the run's time")
+    if "start" in data and "stop" in data and data["stop"] < data["start"]:
+        raise HttpError(400, f"events[{index}].stop: before its start")
 
 
 @router.post(
@@ -172,25 +244,27 @@ def create_external_run(request, payload: IngestRunIn):
 def ingest_events(request, run_id: int, payload: EventBatch):
     started = time.perf_counter()
     run = external_run(request, run_id)
+    window = time_window(run)
     events = []
     for index, event in enumerate(payload.events):
         data = event.model_dump(exclude_none=True)
-        if event.type == "test":
-            for key in ("nodeid", "outcome"):
-                if key not in data:
-                    raise HttpError(400, f"events[{index}].{key}: required for a test event")
-        elif event.type in ("worker_up", "worker_down") and "worker" not in data:
-            raise HttpError(400, f"events[{index}].worker: required for a {event.type} event")
+        check_event(index, data, window)
         events.append(data)
     skipped = 0
-    if payload.first_seq is None:
-        sink.handle_events(run.id, events)
-    else:
-        with transaction.atomic():  # the run's batches one at a time: the count stays right
+    with transaction.atomic():  # the run's batches one at a time: the count stays right
+        if payload.first_seq is None:
+            sink.handle_events(run.id, events)
+        else:
             received = Run.objects.select_for_update().values_list("events_received", flat=True)
             stored = received.get(pk=run.pk)
+            if payload.first_seq > stored:
+                raise HttpError(
+                    409,
+                    f"first_seq: {payload.first_seq} leaves a gap after the {stored} events "
+                    "stored: send the batches in order",
+                )
             end = payload.first_seq + len(events)
-            skipped = min(len(events), max(0, stored - payload.first_seq))
+            skipped = min(len(events), stored - payload.first_seq)
             events = events[skipped:]
             Run.objects.filter(pk=run.pk).update(events_received=max(stored, end))
             sink.handle_events(run.id, events)
@@ -207,7 +281,6 @@ def ingest_events(request, run_id: int, payload: EventBatch):
 )
 def finish_external_run(request, run_id: int, payload: FinishIn):
     run = external_run(request, run_id)
-    sink.forget(run.id)
     outcome = RunOutcome(
         run_id=run.id,
         returncode=payload.exitstatus,
@@ -217,5 +290,6 @@ def finish_external_run(request, run_id: int, payload: FinishIn):
     )
     run = finish_run(run.id, outcome, background_history=True)  # the CI job waits on us
     if live.reachable(run.id):
-        live.publish(run.id, {"type": "finished", "run": run.to_dict()})
+        message = {"type": "finished", "run": run.to_dict()}
+        transaction.on_commit(lambda: live.publish(run.id, message))
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

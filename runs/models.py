@@ -476,6 +476,23 @@ def hash_token(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+# What ApiToken.create_for makes: "ptd_" and 43 URL-safe characters (shorter ones too, to
+# be safe). Used to scrub tokens out of text that is stored and shown (a run's arguments).
+TOKEN_RE = re.compile(r"ptd_[A-Za-z0-9_-]{16,}")
+REDACTED = "ptd_[redacted]"
+
+
+def redact_tokens(value):
+    """`value` (text, or lists and dicts of it, as in a JSON field) with tokens redacted."""
+    if isinstance(value, str):
+        return TOKEN_RE.sub(REDACTED, value)
+    if isinstance(value, list):
+        return [redact_tokens(v) for v in value]
+    if isinstance(value, dict):
+        return {k: redact_tokens(v) for k, v in value.items()}
+    return value
+
+
 class ApiTokenQuerySet(models.QuerySet):
     def authenticate(self, raw: str):
         """The token's row for a raw token, or None. Look-up by a hash of the whole token."""

@@ -53,6 +53,12 @@ def can_stream(user, run=None) -> bool:
     return is_staff(user) or owns(user, run)
 
 
+def can_pass_any_pytest_argument(user) -> bool:
+    """Extra pytest arguments beyond node ids (``@file``, ``-p``, ``-c``, paths...): staff, and
+    the server's operator (a command run on the server, such as ``run_suite``: no user)."""
+    return user is None or is_staff(user)
+
+
 def can_edit_suite(user) -> bool:
     """Create and edit suites and their configurations: suites execute code on the server."""
     return is_staff(user)

@@ -7,14 +7,14 @@ websocket message; the run's final metrics come from runner.metrics over the sto
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
-from django.db.models import Max
+from django.db.models import F, FloatField, Max, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from runner import metrics
@@ -26,22 +26,14 @@ log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 FINAL_KEYS = ("nodeid", "worker", "outcome", "attempt", "when", "start", "stop", "duration")
-
-
-@dataclass
-class RunState:
-    """What the sink keeps in memory about a running run between batches."""
-
-    workers: dict[str, WorkerStat] = field(default_factory=dict)
-    done: int = 0
-    failed: int = 0
-    collected: int | None = None
-
-    def worker(self, run_id: int, worker_id: str) -> WorkerStat:
-        stat = self.workers.get(worker_id)
-        if stat is None:
-            stat = self.workers[worker_id] = WorkerStat(run_id=run_id, worker=worker_id)
-        return stat
+# runner.metrics.count_outcomes' keys -> the Run columns holding them.
+COUNT_COLUMNS = {
+    "total": "tests_total",
+    "passed": "tests_passed",
+    "failed": "tests_failed",
+    "skipped": "tests_skipped",
+    "errors": "tests_errors",
+}
 
 
 # TestResult's columns are plain text and numbers (tests/test_models.py checks it), so rows go
@@ -98,18 +90,61 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
     )
 
 
+@dataclass
+class WorkerDelta:
+    """What one batch adds to a worker's figures (added to its row in one UPDATE)."""
+
+    tests: int = 0
+    busy_seconds: float = 0.0
+    first_start: float | None = None
+    last_stop: float | None = None
+    crashed: int = 0
+    current_test: str = ""
+
+    def add(self, result: ResultRow) -> None:
+        self.tests += 1
+        self.busy_seconds += result.duration
+        if result.start is not None:
+            self.first_start = min(self.first_start or result.start, result.start)
+        if result.stop is not None:
+            self.last_stop = max(self.last_stop or result.stop, result.stop)
+        self.current_test = result.nodeid
+        self.crashed += result.outcome == "crashed"
+
+
+def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerStat]:
+    """Add a batch's figures to the workers' rows with atomic updates (tests = tests + n):
+    the database holds the totals, so any process may store any batch of a run (ingestion
+    behind several server processes, or after a restart) without losing counts."""
+    WorkerStat.objects.bulk_create(
+        [WorkerStat(run_id=run_id, worker=w) for w in deltas],
+        ignore_conflicts=True,
+    )
+    for worker, d in sorted(deltas.items()):  # one lock order for every process: no deadlock
+        if not d.tests:
+            continue
+        changes: dict = {
+            "tests": F("tests") + d.tests,
+            "busy_seconds": F("busy_seconds") + d.busy_seconds,
+            "crashed": F("crashed") + d.crashed,
+            "current_test": d.current_test,
+        }
+        if d.first_start is not None:
+            first = Value(d.first_start, output_field=FloatField())
+            changes["first_start"] = Least(Coalesce("first_start", first), first)
+        if d.last_stop is not None:
+            last = Value(d.last_stop, output_field=FloatField())
+            changes["last_stop"] = Greatest(Coalesce("last_stop", last), last)
+        WorkerStat.objects.filter(run_id=run_id, worker=worker).update(**changes)
+    return list(WorkerStat.objects.filter(run_id=run_id, worker__in=deltas).order_by("worker"))
+
+
 class DbSink:
     """Implements runner.pool.Sink on top of the models and the channel layer."""
 
     def __init__(self, on_finish=None):
-        self._states: dict[int, RunState] = {}
-        self._lock = threading.Lock()
         self.on_finish = on_finish
         self.shutting_down = False
-
-    def _state(self, run_id: int) -> RunState:
-        with self._lock:
-            return self._states.setdefault(run_id, RunState())
 
     def run_started(self, run_id: int, pid: int, started_at: float) -> None:
         close_old_connections()
@@ -126,30 +161,18 @@ class DbSink:
         connection.close()
 
     def handle_events(self, run_id: int, events: list[dict]) -> None:
+        """Store a batch: results inserted, worker figures and the run's counts added to in
+        the database (no counts in memory), and the batch published once it is committed."""
         began = time.monotonic()
-        state = self._state(run_id)
         results: list[ResultRow] = []
-        dirty: set[str] = set()
+        deltas: dict[str, WorkerDelta] = {}
         run_fields: dict = {}
         for event in events:
             kind = event.get("type")
             if kind == "test":
                 result = result_from_event(run_id, event)
                 results.append(result)
-                stat = state.worker(run_id, result.worker)
-                stat.tests += 1
-                stat.busy_seconds += result.duration
-                if result.start is not None:
-                    stat.first_start = min(stat.first_start or result.start, result.start)
-                if result.stop is not None:
-                    stat.last_stop = max(stat.last_stop or result.stop, result.stop)
-                stat.current_test = result.nodeid
-                if result.outcome == "crashed":
-                    stat.crashed += 1
-                if result.outcome != "rerun":
-                    state.done += 1
-                    state.failed += result.outcome in TestResult.FAILING
-                dirty.add(result.worker)
+                deltas.setdefault(result.worker, WorkerDelta()).add(result)
             elif kind == "collect_error":  # a module that failed to import: show it as an error
                 results.append(
                     result_from_event(
@@ -157,64 +180,42 @@ class DbSink:
                         {**event, "outcome": "error", "when": "collect", "worker": COLLECT_WORKER},
                     )
                 )
-                state.failed += 1
             elif kind == "collected":
-                state.collected = run_fields["collected"] = int(event.get("count") or 0)
+                run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
                 run_fields["workers"] = int(event["workers"])
             elif kind in ("worker_up", "worker_down"):
-                state.worker(run_id, str(event.get("worker"))[:20])
-                dirty.add(str(event.get("worker"))[:20])
-        stats = [state.workers[w] for w in sorted(dirty)]
+                deltas.setdefault(str(event.get("worker"))[:20], WorkerDelta())
+        # The run's counts so far, as finish_run counts them at the end (which overwrites them).
+        counts = metrics.count_outcomes([{"outcome": r.outcome} for r in results])
+        for key, value in counts.items():
+            if value:
+                column = COUNT_COLUMNS[key]
+                run_fields[column] = F(column) + value
+        stats: list[WorkerStat] = []
+        publishing = bool(results or deltas or run_fields) and live.reachable(run_id)
         with transaction.atomic():
             if results:
                 insert_results(results)
-            if stats:
-                WorkerStat.objects.bulk_create(
-                    stats,
-                    update_conflicts=True,
-                    unique_fields=["run", "worker"],
-                    update_fields=[
-                        "tests",
-                        "busy_seconds",
-                        "first_start",
-                        "last_stop",
-                        "crashed",
-                        "current_test",
-                    ],
-                )
+            if deltas:
+                stats = add_to_workers(run_id, deltas)
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
-        stored = time.monotonic()
-        if (results or stats or run_fields) and live.reachable(run_id):
-            first, *rest = live.chunked([live_result(r) for r in results])
-            live.publish(
-                run_id,
-                {
-                    "type": "results",
-                    "results": first,
-                    "workers": [worker_dict(s) for s in stats],
-                    "progress": {
-                        "done": state.done,
-                        "failed": state.failed,
-                        "collected": state.collected,
-                    },
-                    "sent_at": time.time(),  # lets clients measure report -> page latency
-                },
-            )
-            for chunk in rest:  # a huge batch (many long tracebacks) in several messages
-                live.publish(run_id, {"type": "results", "results": chunk, "sent_at": time.time()})
+            if publishing:
+                progress = Run.objects.values(*COUNT_COLUMNS.values(), "collected").get(pk=run_id)
+                # After the commit (of an outer transaction too: ingestion's): a client that
+                # reloads on a message must find what it announces.
+                transaction.on_commit(
+                    lambda: publish_batch(run_id, results, stats, progress), robust=True
+                )
         log.debug(
-            "run %s: %d events stored in %.1f ms, published in %.1f ms",
+            "run %s: %d events stored in %.1f ms",
             run_id,
             len(events),
-            (stored - began) * 1000,
-            (time.monotonic() - stored) * 1000,
+            (time.monotonic() - began) * 1000,
         )
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
-        with self._lock:
-            self._states.pop(run_id, None)
         try:
             run = finish_run(run_id, outcome, interrupted=self.shutting_down)
             if live.reachable(run_id):
@@ -230,6 +231,26 @@ class DbSink:
             if self.on_finish:
                 self.on_finish(run_id)
             connection.close()
+
+
+def publish_batch(run_id: int, results: list[ResultRow], stats: list, progress: dict) -> None:
+    first, *rest = live.chunked([live_result(r) for r in results])
+    live.publish(
+        run_id,
+        {
+            "type": "results",
+            "results": first,
+            "workers": [worker_dict(s) for s in stats],
+            "progress": {
+                "done": progress["tests_total"],
+                "failed": progress["tests_failed"] + progress["tests_errors"],
+                "collected": progress["collected"],
+            },
+            "sent_at": time.time(),  # lets clients measure report -> page latency
+        },
+    )
+    for chunk in rest:  # a huge batch (many long tracebacks) in several messages
+        live.publish(run_id, {"type": "results", "results": chunk, "sent_at": time.time()})
 
 
 def live_result(result: ResultRow) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -71,8 +72,10 @@ def write_suite(directory: Path, files: dict[str, str]) -> Path:
     return directory
 
 
-def test_event(nodeid, outcome="passed", worker="gw0", start=1000.0, duration=0.5, **extra):
-    """A runner "test" event (one attempt), as the in-run plugin emits it."""
+def test_event(nodeid, outcome="passed", worker="gw0", start=None, duration=0.5, **extra):
+    """A runner "test" event (one attempt), as the in-run plugin emits it; by default it
+    started a second ago (ingestion refuses times outside the run's)."""
+    start = time.time() - 1 if start is None else start
     return {
         "type": "test",
         "nodeid": nodeid,

@@ -1,12 +1,15 @@
 """The ingestion endpoints: auth (none / bad / member / staff), validation, happy path."""
 
+import json
 import threading
+import time
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import TransactionTestCase, override_settings
 
 from runs import flaky
-from runs.models import ApiToken, Run, Suite, TestStat
+from runs.models import ApiToken, Run, Suite, TestResult, TestStat
 from tests.base import BaseTestCase
 from tests.factories import test_event
 
@@ -58,6 +61,7 @@ class IngestFlowTests(IngestTestCase):
     def test_a_run_end_to_end(self):
         run_id = self.start_run(workers=2, commit="abc123", branch="main", args=["-n", "2"])
         run = Run.objects.get(pk=run_id)
+        t0 = time.time()
         assert run.trigger == "external" and run.status == "running" and run.user == self.member
         assert run.commit == "abc123" and run.config_snapshot["extra_args"] == ["-n", "2"]
         batch = [
@@ -65,15 +69,15 @@ class IngestFlowTests(IngestTestCase):
             {"type": "worker_up", "worker": "gw0"},
             {"type": "worker_up", "worker": "gw1"},
             {"type": "collected", "count": 3},
-            test_event("t.py::a", worker="gw0", start=1000.0, duration=1.0),
-            test_event("t.py::b", "failed", worker="gw1", start=1000.0, duration=2.0),
+            test_event("t.py::a", worker="gw0", start=t0, duration=1.0),
+            test_event("t.py::b", "failed", worker="gw1", start=t0, duration=2.0),
         ]
         response = self.call(
             f"/api/ingest/runs/{run_id}/events", {"events": batch}, self.member_token
         )
         assert response.status_code == 200, response.content
         assert response.json()["accepted"] == 6
-        more = [test_event("t.py::c", worker="gw0", start=1001.0, duration=1.0, time=1.0)]
+        more = [test_event("t.py::c", worker="gw0", start=t0 + 1, duration=1.0, time=1.0)]
         self.call(f"/api/ingest/runs/{run_id}/events", {"events": more}, self.member_token)
         live = self.client.get(
             f"/api/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {self.member_token}"
@@ -198,6 +202,101 @@ class IngestValidationTests(IngestTestCase):
             HTTP_AUTHORIZATION=f"Bearer {self.member_token}",
         )
         assert response.status_code == 400
+
+
+class IngestSchemaTests(IngestTestCase):
+    """Issue #12 item 11: garbage is refused at the schema, with a 4xx JSON naming the field."""
+
+    def setUp(self):
+        self.run_id = self.start_run()
+        self.url = f"/api/ingest/runs/{self.run_id}/events"
+
+    def post_events(self, events, **body):
+        return self.call(self.url, {"events": events, **body}, self.member_token)
+
+    def assert_refused(self, response, field, status=(400, 422)):
+        assert response.status_code in status, response.content
+        assert field in str(response.json()["detail"]), response.content
+
+    def test_types_are_strict(self):
+        response = self.call("/api/ingest/runs", {"suite": True}, self.member_token)
+        self.assert_refused(response, "suite")  # not filed under the suite with id 1
+        response = self.call(
+            "/api/ingest/runs", {"suite": "demo", "workers": "2"}, self.member_token
+        )
+        self.assert_refused(response, "workers")
+        self.assert_refused(self.post_events([test_event("t.py::a", attempt=True)]), "attempt")
+        self.assert_refused(self.post_events([{**test_event("t.py::a"), "start": "1"}]), "start")
+        assert Run.objects.count() == 1
+
+    def test_no_nul_characters(self):
+        for event in (
+            test_event("t.py::a\x00b"),
+            test_event("t.py::a", worker="gw\x000"),
+            test_event("t.py::a", "failed", longrepr="E \x00"),
+        ):
+            self.assert_refused(self.post_events([event]), "NUL")
+        response = self.call(
+            "/api/ingest/runs", {"suite": "demo", "args": ["-k", "a\x00"]}, self.member_token
+        )
+        self.assert_refused(response, "NUL")
+        finish = self.call(
+            f"/api/ingest/runs/{self.run_id}/finish",
+            {"exitstatus": 0, "wall_seconds": 1, "message": "\x00"},
+            self.member_token,
+        )
+        self.assert_refused(finish, "NUL")
+        assert not TestResult.objects.exists()
+
+    def test_times_inside_the_runs_window_and_stop_after_start(self):
+        now = time.time()
+        for event, field in (
+            (test_event("t.py::a", start=1000.0), "events[0].start"),  # 1970
+            (test_event("t.py::a", start=now + 86400 * 365 * 100), "events[0].start"),
+            (test_event("t.py::a", start=now, stop=now - 5), "events[0].stop"),
+            (test_event("t.py::a", start=now - 7200), "events[0].start"),  # before the run
+        ):
+            self.assert_refused(self.post_events([event]), field, status=(400,))
+        assert not TestResult.objects.exists()
+        # A run made from a spool hours later says when its session started.
+        then = now - 7200
+        old = self.start_run(started=then)
+        response = self.call(
+            f"/api/ingest/runs/{old}/events",
+            {"events": [test_event("t.py::a", start=then + 1)]},
+            self.member_token,
+        )
+        assert response.status_code == 200, response.content
+        too_old = self.call(
+            "/api/ingest/runs", {"suite": "demo", "started": 1000.0}, self.member_token
+        )
+        self.assert_refused(too_old, "started", status=(400,))
+
+    def test_sequence_numbers_are_contiguous(self):
+        far = self.post_events([test_event("t.py::a")], first_seq=2**62)
+        self.assert_refused(far, "first_seq", status=(409,))
+        gap = self.post_events([test_event("t.py::a")], first_seq=1)
+        self.assert_refused(gap, "first_seq", status=(409,))
+        # Nothing was stored nor counted: the next batches go on from 0.
+        first = self.post_events([test_event("t.py::a")], first_seq=0)
+        second = self.post_events([test_event("t.py::b")], first_seq=1)
+        assert first.json()["accepted"] == second.json()["accepted"] == 1
+        assert Run.objects.get(pk=self.run_id).events_received == 2
+
+    def test_a_body_over_the_limit_is_a_json_413(self):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        events = [test_event(f"t.py::t{i}", "failed", longrepr="x" * 4000) for i in range(800)]
+        body = json.dumps({"events": events})
+        assert len(body) > limit
+        response = self.client.post(
+            self.url,
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {self.member_token}",
+        )
+        assert response.status_code == 413
+        assert response["Content-Type"].startswith("application/json")
+        assert str(limit) in response.json()["detail"]
 
 
 class BackgroundHistoryTests(TransactionTestCase):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import requests
 
 from tests.factories import write_suite
 from tests.servers import ROOT, ServeProcess, free_port
+from tests.test_serve import login
 
 SUITE = {
     "tests/test_a.py": (
@@ -34,10 +37,11 @@ def plugin_args() -> list[str]:
     return [] if installed else ["-p", "runner.ingest"]
 
 
-def pytest_run(suite, *args, timeout=120):
+def pytest_run(suite, *args, timeout=120, extra_env=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PTD_", "PYTEST_"))}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["PYTHONPATH"] = str(ROOT)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *plugin_args(), *args],
         cwd=suite,
@@ -166,3 +170,59 @@ def test_plugin_is_inert_without_ptd_url(server):
     code = "import sys, runner.ingest; assert not {'requests', 'django'} & set(sys.modules)"
     check = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True)
     assert check.returncode == 0, check.stderr
+
+
+def run_id_of(out) -> int:
+    """The run's id from the plugin's last line (`ptd: run STATUS: URL`)."""
+    url = re.search(r"ptd: run \w+: (\S+)", out.stdout)[1]
+    return int(url.rstrip("/").rsplit("/", 1)[1])
+
+
+@pytest.mark.parametrize("spelling", ["separate", "joined"])
+def test_the_token_leaves_the_ci_machine_only_in_the_header(server, spelling):
+    """Issue #12 item 2: `--ptd-token T` and `--ptd-token=T` are not uploaded."""
+    token_args = (
+        ["--ptd-token", server.token] if spelling == "separate" else [f"--ptd-token={server.token}"]
+    )
+    out = pytest_run(
+        server.passing, "--ptd-url", server.url, *token_args, "--ptd-suite", "demo", "-k", "one"
+    )
+    assert out.returncode == 0 and "ptd: run passed" in out.stdout, out.stdout + out.stderr
+    run_id = run_id_of(out)
+    stored = json.loads(server.manage("dumpdata", "runs.run", f"--pks={run_id}"))
+    (row,) = stored
+    assert row["fields"]["config_snapshot"]["extra_args"][-2:] == ["-k", "one"]
+    assert server.token not in json.dumps(row)
+    assert "--ptd-token" not in json.dumps(row)
+    assert server.token not in json.dumps(api(server, f"/api/runs/{run_id}"))
+    session = requests.Session()
+    password = (server.data_dir / "initial_admin_password").read_text().strip()
+    login(session, server.url, "admin", password)
+    page = session.get(f"{server.url}/runs/{run_id}/", timeout=10)
+    assert page.status_code == 200 and server.token not in page.text
+
+
+def test_the_default_spool_is_private_and_holds_no_token(server, tmp_path):
+    """Issue #12 item 3: mode 0600 in a new 0700 directory, no predictable name, no token."""
+    down = f"http://127.0.0.1:{free_port()}"
+    suite = server.passing
+    env_tmp = tmp_path / "tmp"
+    env_tmp.mkdir()
+    out = pytest_run(
+        suite,
+        "--ptd-url",
+        down,
+        f"--ptd-token={server.token}",
+        "--ptd-suite",
+        "demo",
+        extra_env={"TMPDIR": str(env_tmp)},
+    )
+    assert out.returncode == 0 and "ptd upload" in out.stdout, out.stdout + out.stderr
+    (directory,) = env_tmp.iterdir()
+    (spool,) = directory.iterdir()
+    assert directory.name.startswith("ptd-spool-") and directory.is_dir()
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+    text = spool.read_text()
+    assert server.token not in text and "--ptd-token" not in text
+    assert str(spool) in out.stdout  # the warning says where it is, for `ptd upload`

@@ -90,7 +90,10 @@ class ResultInsertTests(BaseTestCase):
         plain = {"CharField", "TextField", "FloatField", "PositiveSmallIntegerField", "ForeignKey"}
         assert {f.get_internal_type() for f in RESULT_COLUMNS} <= plain
         run = make_run(self.suite)
-        events = [test_event("t.py::a"), test_event("t.py::b", "failed", worker="gw1")]
+        events = [
+            test_event("t.py::a", start=1000.0),
+            test_event("t.py::b", "failed", worker="gw1"),
+        ]
         insert_results([result_from_event(run.id, e) for e in events])
         stored = {r.nodeid: r for r in TestResult.objects.filter(run=run)}
         assert stored["t.py::b"].outcome == "failed" and stored["t.py::b"].worker == "gw1"

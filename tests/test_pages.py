@@ -84,7 +84,7 @@ class PagesTests(BaseTestCase):
         # A message waiting for the next page is not eaten by a poll in another tab.
         self.client.post(reverse("test_rerun", args=["demo"]), {"nodeid": "--co", "times": "2"})
         self.client.get(reverse("run_rows"), {"limit": "5"})
-        self.assertContains(self.client.get(reverse("home")), "Not a test id.")
+        self.assertContains(self.client.get(reverse("home")), "Not a test id of demo")
 
     def test_a_post_only_address_opened_in_the_browser_explains_itself(self):
         run = make_run(self.suite, status="running")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from runner import ingest
+from runner import ingest, ingest_client
 
 
 class FakeDashboard:
@@ -91,3 +93,21 @@ def test_close_during_the_batch_wait_sends_at_once(dashboard, tmp_path):
     assert conn.posts == [(0, conn.posts[0][1])]
     assert [e["type"] for e in conn.posts[0][1]] == ["test", "session_finish"]
     assert conn.finished == (7, 1)
+
+
+def test_posts_stay_under_the_body_limit_with_contiguous_numbers(monkeypatch):
+    """Long tracebacks make big batches: each POST stays under the server's limit (a 413)."""
+    posted: list[tuple[str, bytes]] = []
+    monkeypatch.setattr(ingest.Connection, "post", lambda self, path, body: posted.append(body))
+    conn = ingest.Connection.__new__(ingest.Connection)
+    events = [
+        {"type": "test", "nodeid": f"t.py::t{i}", "outcome": "failed", "longrepr": "x" * 4000}
+        for i in range(1500)
+    ]
+    conn.send(7, events, first_seq=10)
+    bodies = [json.loads(body) for body in posted]
+    assert len(bodies) > 1 and all(len(body) <= ingest_client.BODY_MAX + 100 for body in posted)
+    seqs = [b["first_seq"] for b in bodies]
+    counts = [len(b["events"]) for b in bodies]
+    assert seqs == [10 + sum(counts[:i]) for i in range(len(counts))]
+    assert [e["nodeid"] for b in bodies for e in b["events"]] == [e["nodeid"] for e in events]

@@ -1,0 +1,104 @@
+"""What may reach a pytest command line, and from whom (README: "Who may pass what to pytest").
+
+pytest reads an argv item starting with "@" as a file of more arguments (from any position,
+even after "--"), takes absolute and "../" paths, loads plugins with "-p" and reads its
+configuration from "-c", "--rootdir", "--confcutdir" and "-o": each can read or run files
+outside the suite. So:
+
+- staff-edited settings (a suite's pytest arguments) and the server's operator
+  (``run_suite ... -- ARGS``) may pass any argument; only NUL characters are refused;
+- everyone else passes only a ``-k`` / ``-m`` expression (pytest's own grammar) and node ids
+  of the suite's tests: plain relative paths inside the suite's directory (no "..", nothing
+  starting with "@", "-" or "/"), with their ``::`` parts and ``[parameters]``.
+
+Every entrance uses this module: the launch form and the API (through services.launch), the
+rerun form, ingestion (a node id it stores can be rerun later), and services.build_spec, which
+checks the run's selection again just before a process starts.
+"""
+
+from __future__ import annotations
+
+NODEID_MAX = 1000
+EXPRESSION_MAX = 500
+# Control characters never occur in pytest's node ids (it escapes them in parameter ids).
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+
+
+class LaunchError(ValueError):
+    """A run that cannot be launched; `field` names the offending input when there is one."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def nodeid_problem(nodeid: object) -> str | None:
+    """Why `nodeid` is not a plain node id of a test inside the suite's directory, or None.
+
+    The path is what pytest resolves against the suite's directory: the text before the first
+    "::" (pytest < 8) and before the first "[" (pytest >= 8 splits parameters off first); both
+    are checked, so neither version can be led outside the suite.
+    """
+    if not isinstance(nodeid, str) or not nodeid:
+        return "a test id is required"
+    if len(nodeid) > NODEID_MAX:
+        return f"a test id has at most {NODEID_MAX} characters"
+    if any(c in _CONTROL for c in nodeid):
+        return "a test id has no control characters"
+    if nodeid[0] in "@-/":
+        return f"a test id cannot start with {nodeid[0]!r}"
+    for path in {nodeid.split("::")[0], nodeid.partition("[")[0].split("::")[0]}:
+        if "\\" in path:
+            return "a test id's path uses '/' only"
+        if any(part in ("", ".", "..") for part in path.split("/")):
+            return "a test id's path is relative, inside the suite, without '.' or '..'"
+    return None
+
+
+def check_nodeid(nodeid: object, field: str = "nodeid") -> str:
+    """The node id itself, or LaunchError naming `field`."""
+    problem = nodeid_problem(nodeid)
+    if problem:
+        raise LaunchError(f"not a test id ({problem}): {str(nodeid)[:200]!r}", field)
+    return nodeid
+
+
+def check_expression(key: str, value: str) -> None:
+    """A -k / -m expression goes to pytest as one argv item after its option: it must parse as
+    pytest's own expression grammar (so it is never an option, an "@file", nor holds a NUL)."""
+    if not isinstance(value, str) or len(value) > EXPRESSION_MAX:
+        raise LaunchError(f"{key} must be a string of at most {EXPRESSION_MAX} characters", key)
+    stripped = value.lstrip()
+    if stripped.startswith("-"):
+        raise LaunchError(f"{key} must be a pytest expression, not an option: {value!r}", key)
+    if stripped.startswith("@"):
+        raise LaunchError(f"{key} must be a pytest expression, not a file: {value!r}", key)
+    if "\x00" in value:
+        raise LaunchError(f"{key} must not contain NUL characters", key)
+    try:  # pytest's own parser: a typo is a form error, not a run that pytest refuses
+        from _pytest.mark import expression
+    except ImportError:  # pragma: no cover - moved in some pytest: the run will say it
+        return
+    # pytest 9 raises SyntaxError, pytest 8 its own ParseError.
+    errors = (SyntaxError, getattr(expression, "ParseError", SyntaxError))
+    try:
+        expression.Expression.compile(value)
+    except errors as exc:
+        reason = getattr(exc, "msg", None) or getattr(exc, "message", None) or str(exc)
+        column = getattr(exc, "offset", None) or getattr(exc, "column", None)
+        where = f" (column {column})" if column else ""
+        raise LaunchError(f"{key}: not a pytest expression: {reason}{where}", key) from None
+
+
+def check_args(args: object, *, trusted: bool, field: str = "extra_args") -> list[str]:
+    """Extra pytest arguments: any from the trusted (staff settings, the operator), only the
+    suite's node ids from anyone else. Returns them as a list; LaunchError otherwise."""
+    if not isinstance(args, list | tuple) or not all(isinstance(a, str) for a in args):
+        raise LaunchError("pytest arguments must be a list of strings", field)
+    for arg in args:
+        if "\x00" in arg:
+            raise LaunchError("pytest arguments must not contain NUL characters", field)
+        if not trusted:
+            check_nodeid(arg, field)
+    return list(args)

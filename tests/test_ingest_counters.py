@@ -1,0 +1,110 @@
+"""Issue #12 items 13 and 14: ingestion keeps its counts in the database (any server process,
+or one restarted, may store any batch of a run) and publishes a batch only once committed."""
+
+from unittest import mock
+
+import pytest
+from django.db import transaction
+from django.test import TestCase
+
+from runs import ingest, live
+from runs.models import ApiToken, Run, Suite, WorkerStat
+from runs.sink import DbSink
+from tests.base import BaseTestCase
+from tests.factories import test_event
+
+
+class Ingestion(BaseTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        _, cls.token = ApiToken.create_for(cls.member, "ci")
+
+    def post(self, url, body):
+        return self.client.post(
+            url, body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}"
+        )
+
+    def start(self):
+        response = self.post("/api/ingest/runs", {"suite": "demo", "workers": 2})
+        assert response.status_code == 201, response.content
+        return response.json()["id"]
+
+    def send(self, run_id, events, first_seq):
+        url = f"/api/ingest/runs/{run_id}/events"
+        response = self.post(url, {"events": events, "first_seq": first_seq})
+        assert response.status_code == 200, response.content
+
+
+class CountersTests(Ingestion):
+    def test_batches_stored_by_different_server_processes_add_up(self):
+        run_id = self.start()
+        t0 = Run.objects.get(pk=run_id).started_at.timestamp()
+        batches = [
+            [
+                test_event("t.py::a", worker="gw0", start=t0, duration=1.0),
+                test_event("t.py::b", "failed", worker="gw1", start=t0, duration=2.0),
+            ],
+            [
+                test_event("t.py::c", worker="gw0", start=t0 + 1, duration=0.5),
+                test_event("t.py::d", "crashed", worker="gw1", start=t0 + 2, duration=0.25),
+            ],
+        ]
+        seq = 0
+        for batch in batches:
+            # Each batch reaches another process (or the same one, restarted): a sink of its own.
+            with mock.patch.object(ingest, "sink", DbSink()):
+                self.send(run_id, batch, seq)
+            seq += len(batch)
+        stats = {s.worker: s for s in WorkerStat.objects.filter(run_id=run_id)}
+        assert {w: s.tests for w, s in stats.items()} == {"gw0": 2, "gw1": 2}
+        assert stats["gw0"].busy_seconds == pytest.approx(1.5)
+        assert stats["gw1"].busy_seconds == pytest.approx(2.25)
+        assert (stats["gw0"].first_start, stats["gw0"].last_stop) == (t0, t0 + 1.5)
+        assert (stats["gw1"].first_start, stats["gw1"].last_stop) == (t0, t0 + 2.25)
+        assert stats["gw1"].crashed == 1
+        run = Run.objects.get(pk=run_id)  # the run's counts so far, while it runs
+        assert (run.tests_total, run.tests_passed, run.tests_failed) == (4, 2, 2)
+        api = self.client.get(f"/api/runs/{run_id}", HTTP_AUTHORIZATION=f"Bearer {self.token}")
+        assert {w["id"]: w["tests"] for w in api.json()["per_worker"]} == {"gw0": 2, "gw1": 2}
+
+
+class PublishAfterCommitTests(Ingestion):
+    def setUp(self):
+        self.published = []
+        patches = [
+            mock.patch.object(live, "reachable", return_value=True),
+            mock.patch.object(live, "publish", lambda run_id, msg: self.published.append(msg)),
+        ]
+        for patch in patches:
+            patch.start()
+            self.addCleanup(patch.stop)
+
+    def test_a_batch_is_published_only_once_committed(self):
+        run_id = self.start()
+        with self.captureOnCommitCallbacks(execute=False) as callbacks:
+            self.send(run_id, [test_event("t.py::a"), test_event("t.py::b")], 0)
+        assert self.published == []  # nothing announced while the transaction was open
+        for callback in callbacks:
+            callback()
+        (message,) = [m for m in self.published if m["type"] == "results"]
+        assert [r["nodeid"] for r in message["results"]] == ["t.py::a", "t.py::b"]
+        assert message["progress"]["done"] == 2
+
+
+class RolledBackBatchTests(TestCase):
+    def test_a_rolled_back_batch_publishes_nothing(self):
+        suite = Suite.objects.create(name="rb", path="/tmp")
+        run = Run.objects.create(suite=suite, status="running", config_snapshot={})
+        published = []
+        with (
+            mock.patch.object(live, "reachable", return_value=True),
+            mock.patch.object(live, "publish", lambda run_id, msg: published.append(msg)),
+            self.captureOnCommitCallbacks(execute=True),
+            pytest.raises(RuntimeError),
+            transaction.atomic(),
+        ):
+            DbSink().handle_events(run.id, [test_event("t.py::a")])
+            raise RuntimeError("the outer transaction fails")
+        assert published == []
+        assert not run.results.exists()
