@@ -19,6 +19,7 @@ import select
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,6 +81,7 @@ class Pool:
         *,
         reap_orphans: bool = True,
         warm_start: bool = False,
+        on_slot_free: Callable[[], None] | None = None,
     ) -> None:
         """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
         leaves behind are adopted and reaped here instead of piling up as zombies under an
@@ -87,7 +89,10 @@ class Pool:
         subprocesses of this process are adopted too (and left to their fate).
 
         ``warm_start``: fork runs from a kept interpreter with pytest already imported
-        (``runner.zygote``), for a pool that lives longer than one run."""
+        (``runner.zygote``), for a pool that lives longer than one run.
+
+        ``on_slot_free``: called (from the pool's thread, outside its lock) each time a run
+        has ended and its slot is free again, for whoever feeds the pool to submit more."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.sink = sink
@@ -101,6 +106,7 @@ class Pool:
         self._outcomes: dict[int, RunOutcome] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._on_slot_free = on_slot_free
         self._zygotes = zygote.Zygotes() if warm_start and zygote.supported() else None
         if reap_orphans:
             procs.become_subreaper()
@@ -202,6 +208,11 @@ class Pool:
                 self._start_more()
             self._cond.notify_all()
         done.set()
+        if self._on_slot_free is not None:
+            try:
+                self._on_slot_free()
+            except Exception:
+                log.exception("on_slot_free failed after run %s", outcome.run_id)
 
     def _call_sink(self, method: str, *args: Any) -> None:
         try:

@@ -25,11 +25,14 @@ SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for
 
 class Dispatcher:
     def __init__(self, max_concurrent: int | None = None, poll: float | None = None):
-        self.sink = DbSink(on_finish=lambda run_id: services.run_queued.set())
+        self.sink = DbSink()
         self.pool = Pool(
             self.sink,
             max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS,
             warm_start=settings.PTD_WARM_START,
+            # Woken once the slot is free (not when the sink is done: the pool frees the slot
+            # after that, and a dispatcher woken in between saw no room and slept a poll).
+            on_slot_free=lambda: services.run_queued.set(),
         )
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()

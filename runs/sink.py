@@ -100,10 +100,9 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
 class DbSink:
     """Implements runner.pool.Sink on top of the models and the channel layer."""
 
-    def __init__(self, on_finish=None):
+    def __init__(self):
         self._states: dict[int, RunState] = {}
         self._lock = threading.Lock()
-        self.on_finish = on_finish
         self.shutting_down = False
 
     def _state(self, run_id: int) -> RunState:
@@ -226,8 +225,6 @@ class DbSink:
                 message="The dashboard failed to store this run's results (see the server log).",
             )
         finally:
-            if self.on_finish:
-                self.on_finish(run_id)
             connection.close()
 
 
