@@ -247,7 +247,8 @@ class Pool:
                 f"cannot open the run's log file {spec.log_path}: {exc}",
             )
         r, w = os.pipe()
-        env = dict(spec.env)
+        tracker = procs.RunProcesses()
+        env = {**spec.env, **tracker.env()}
         env["PTD_EVENTS_FD"] = str(w)
         # The run starts when the pool starts launching it: its wall time counts from here,
         # spawning included (a cold interpreter, or waiting for a zygote still preloading).
@@ -257,7 +258,11 @@ class Pool:
             with logfile:
                 proc = None
                 if self._zygotes is not None:
-                    proc = self._zygotes.spawn(spec.argv, spec.cwd, env, logfile.fileno(), w)
+                    proc = self._zygotes.spawn(
+                        spec.argv, spec.cwd, env, logfile.fileno(), w, tracker.cgroup
+                    )
+                if proc is not None:
+                    tracker.adopt(proc.cookie, proc.zygote_pid)
                 proc = proc or subprocess.Popen(
                     spec.argv,
                     cwd=spec.cwd,
@@ -267,10 +272,12 @@ class Pool:
                     stderr=subprocess.STDOUT,
                     pass_fds=(w,),
                     start_new_session=True,
+                    preexec_fn=tracker.child_setup,
                 )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(r)
             os.close(w)
+            tracker.close()
             return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", _spawn_message(spec, exc))
         finally:
             with contextlib.suppress(OSError):
@@ -295,8 +302,10 @@ class Pool:
         run.exited.set()
         if timer is not None:
             timer.cancel()
-        # Whatever the run left behind (servers, sleeping children) goes with it.
+        # Whatever the run left behind (servers, sleeping children) goes with it, those that
+        # left its process group too.
         procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
+        tracker.end(min(self.grace, 1.0), leader=proc.pid)
         if self._zygotes is not None:
             self._zygotes.replenish(spec.argv, spec.cwd, env)
         reader.join(10.0)
