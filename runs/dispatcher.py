@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from runner import procs
 from runner.pool import Pool
 from runs import services
 from runs.models import Run
@@ -134,6 +135,9 @@ def current() -> Dispatcher | None:
 def start(**kwargs) -> Dispatcher:
     global _current
     services.mark_interrupted()
+    # What the runs of a server that died left running (their cookie's owner is gone) ends
+    # now: a cold run's children, anything a warm run's zygote could not reach.
+    procs.end_orphans()
     _current = Dispatcher(**kwargs).start()
     return _current
 

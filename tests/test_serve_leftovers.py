@@ -1,0 +1,65 @@
+"""`serve` killed with SIGKILL mid-run: the run does not go on, and the next start ends what
+the run left behind and marks it interrupted (real processes, checked in /proc)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+import requests
+
+from tests.runner.test_run_processes import CHILD, gone, kill_left, wait_gone
+from tests.runner.test_runner_pool import wait_file
+from tests.servers import ServeProcess
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def test_a_run_of_a_killed_server_ends_and_its_leftovers_go_at_the_next_start(tmp_path):
+    suite = tmp_path / "leaky"
+    suite.mkdir()
+    child_file, run_file = tmp_path / "child", tmp_path / "run"
+    (suite / "test_leak.py").write_text(
+        textwrap.dedent(f"""
+        import os, subprocess, sys, time
+        from pathlib import Path
+
+        def test_leaks_then_hangs():
+            Path({str(run_file)!r}).write_text(str(os.getpid()))
+            subprocess.Popen([sys.executable, "-c", {CHILD!r}, {str(child_file)!r}])
+            time.sleep(120)
+        """)
+    )
+    server = ServeProcess(tmp_path / "data").start()
+    child = None
+    try:
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {server.create_token()}"
+        made = api.post(f"{server.url}/api/suites", json={"name": "leaky", "path": str(suite)})
+        assert made.status_code == 201, made.text
+        made = api.post(f"{server.url}/api/runs", json={"suite": "leaky", "workers": 1})
+        assert made.status_code == 201, made.text
+        run_id = made.json()["id"]
+        run_pid = int(wait_file(run_file, timeout=60))
+        child = int(wait_file(child_file, timeout=30).split()[0])
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait()
+        wait_gone(run_pid, timeout=10)  # the run dies with its server: no timer is left
+        assert not gone(child)  # it left the run's session: the next server ends it
+
+        began = time.monotonic()
+        again = ServeProcess(tmp_path / "data", env=server.env).start()
+        try:
+            wait_gone(child, timeout=10)
+            assert time.monotonic() - began < 70
+            run = api.get(f"{again.url}/api/runs/{run_id}", timeout=10).json()
+            assert run["status"] == "interrupted", run
+        finally:
+            assert again.stop() == 0
+    finally:
+        server.stop()
+        if child:
+            kill_left(child)
