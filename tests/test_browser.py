@@ -256,3 +256,58 @@ def test_pages_pass_their_content_security_policy_and_plotly_draws(server, stric
         blocked += page.evaluate("window.ptdBlocked")
     assert blocked == [], sorted(set(blocked))
     assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_the_live_page_resyncs_after_a_lost_message(server, browser, tmp_path):
+    """A results message lost on its way (as a full channel-layer queue drops one): the page
+    sees the gap in the numbers, asks for a snapshot, and ends showing every result."""
+    import json
+
+    import requests
+
+    suite = write_suite(
+        tmp_path / "lossy",
+        {
+            "test_steps.py": "import time, pytest\n\n@pytest.mark.parametrize('i', range(12))\n"
+            "def test_step(i): time.sleep(0.25)\n"
+        },
+    )
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {server.create_token(name='lossy')}"
+    made = api.post(f"{server.url}/api/suites", json={"name": "lossy", "path": str(suite)})
+    assert made.status_code == 201, made.text
+    dropped = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def from_server(message):
+            data = json.loads(message)
+            if data.get("type") == "results" and "seq" in data and not dropped:
+                dropped.append(data["seq"])  # never reaches the page
+                return
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    context = browser.new_context(bypass_csp=True)  # its own: the route stays with it
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    login_admin(page, server)
+    page.route_web_socket(re.compile(r".*/ws/runs/\d+/$"), route)
+    try:
+        made = api.post(f"{server.url}/api/runs", json={"suite": "lossy", "workers": 1})
+        assert made.status_code == 201, made.text
+        run_id = made.json()["id"]
+        page.goto(f"{server.url}/runs/{run_id}/")
+        page.wait_for_function(
+            "['passed', 'failed'].includes(document.querySelector('#run-status')"
+            ".dataset.runStatus)",
+            timeout=90_000,
+        )
+        assert dropped, "no numbered results message came"
+        page.wait_for_function("Object.keys(window.ptdReceived).length === 12", timeout=10_000)
+        assert "12/12 done" in page.text_content("#progress-text")
+        assert page.evaluate("window.ptdResyncs")[0].startswith("gap")
+    finally:
+        context.close()
