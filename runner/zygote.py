@@ -13,6 +13,9 @@ finds its imports stale) makes ``Zygotes.spawn`` return None, and the pool start
 cold as always; so does the first run of a key, there being no zygote ready for it yet. A
 run may wait for a zygote still starting (the previous run ended a moment ago): that time
 counts in its wall time, as it should.
+
+A zygote watches the server; if the server dies, it ends the runs it forked, all they
+started, and itself (see ``_ptd_inrun.zygote``). Its cookie (``PTD_RUN_COOKIE``) is its run's.
 """
 
 from __future__ import annotations

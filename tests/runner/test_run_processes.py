@@ -204,9 +204,9 @@ def test_a_run_dies_with_its_server(tmp_path, fast_pytest_cmd, warm):
         wait_gone(run_pid, timeout=10)  # no timer is left to end it: it must die now
         if warm:
             wait_gone(child, timeout=10)  # the zygote ended all of the run
-        else:  # left behind, until the next server starts
-            assert not gone(child)
-        procs.end_orphans()  # as the next server does when it starts
+        # A cold run's child that left its session is left behind, until the next server
+        # starts (and any server starting meanwhile, elsewhere in this test session, ends it).
+        procs.end_orphans()
         wait_gone(child, timeout=10)
         assert time.monotonic() - began < 10
     finally:
