@@ -240,19 +240,23 @@ def test_pages_pass_their_content_security_policy_and_plotly_draws(server, stric
         " window.ptdBlocked.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile"
         " + ':' + e.lineNumber + ':' + e.columnNumber + ' ' + location.pathname));"
     )
-    pages = {
+    pages = {  # page -> what its scripts must have drawn: plotly charts (their SVG), ...
         f"/runs/{run_id}/": ["#gantt", "#balance"],
         "/trends/?suite=csp-suite": ["#chart-speedup", "#chart-wall"],
         "/suites/csp-suite/tests/t.py::test_1": ["#duration-chart"],
         "/suites/csp-suite/report/": [],
+        "/suites/csp-suite/": [],
+        "/admin/": [],
+        "/api/docs": [".swagger-ui .info"],  # Swagger UI drew the schema
     }
     for path, charts in pages.items():
         response = page.goto(f"{server.url}{path}")
         assert response.status == 200, path
         policy = response.header_value("content-security-policy")
         assert "script-src 'self'" in policy and "style-src 'self'" in policy
-        for chart in charts:  # plotly drew: its SVG is in the chart's box
-            page.wait_for_selector(f"{chart} .main-svg", state="attached")
+        for drawn in charts:
+            selector = drawn if " " in drawn else f"{drawn} .main-svg"
+            page.wait_for_selector(selector, state="attached")
         blocked += page.evaluate("window.ptdBlocked")
     assert blocked == [], sorted(set(blocked))
     assert not [e for e in errors if "Content Security Policy" in e], errors
