@@ -8,9 +8,11 @@ dead orphans itself, so a finished run leaves no zombies even under an init that
 
 A process that leaves the group (``setsid``) is found all the same (``RunProcesses``): by the
 run's cgroup where cgroup v2 can be used, and always by the cookie in its environment
-(``_ptd_inrun.lifeline``). A cold-started run dies with the server (parent-death signal); a
-warm one is ended by its zygote, which watches the server. What a dead server left behind
-is ended by the next one to start (``end_orphans``).
+(``_ptd_inrun.lifeline``). Runs die with the process that runs them, however it dies: its
+watchdog (``runner.watchdog``, one per process) then ends every process and cgroup of its
+runs; a cold run's own process also has a parent-death signal, and a warm run's zygote
+watches the server too. What is left when even the watchdog died is ended by the next
+server to start (``end_orphans``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 
@@ -209,6 +213,7 @@ class RunProcesses:
     """
 
     def __init__(self) -> None:
+        start_watchdog()
         self.cookie = lifeline.new_cookie()
         self.cgroup: str | None = None
         self.exclude: set[int] = set()  # a zygote carries its run's cookie: not the run's
@@ -308,10 +313,15 @@ def _remove_cgroup(path: str, timeout: float = 2.0) -> bool:
             time.sleep(0.02)
 
 
-def end_orphans() -> int:
-    """End every process and cgroup left by runs whose server (the cookie's owner) is dead:
-    the leftovers of a server killed mid-run, ended when the next one starts. The count."""
-    orphans = {pid for pid, c in lifeline.carriers().items() if not lifeline.owner_alive(c)}
+def end_orphans(owner: str | None = None) -> int:
+    """End every process and cgroup left by runs whose owner (the process that ran them) is
+    dead: those of ``owner`` (``pid.start``, the watchdog's), else of any dead owner (what the
+    next server to start ends). The count."""
+
+    def orphaned(cookie: str) -> bool:
+        return cookie.startswith(f"{owner}.") if owner else not lifeline.owner_alive(cookie)
+
+    orphans = {pid for pid, c in lifeline.carriers().items() if orphaned(c)}
     for pid in orphans:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -322,8 +332,7 @@ def end_orphans() -> int:
             stale = [
                 os.path.join(base, name)
                 for name in os.listdir(base)
-                if name.startswith(CGROUP_PREFIX)
-                and not lifeline.owner_alive(name[len(CGROUP_PREFIX) :])
+                if name.startswith(CGROUP_PREFIX) and orphaned(name[len(CGROUP_PREFIX) :])
             ]
     for path in stale:
         orphans |= lifeline.cgroup_pids(path)
@@ -336,3 +345,32 @@ def end_orphans() -> int:
     if orphans:
         log.warning("ended %d process(es) left by runs of a server that died", len(orphans))
     return len(orphans)
+
+
+_watchdog: subprocess.Popen | None = None
+_watchdog_lock = threading.Lock()
+
+
+def start_watchdog() -> None:
+    """Start, once per process, the watchdog that ends this process's runs, all they started,
+    the moment this process dies, however it dies (``runner.watchdog``)."""
+    global _watchdog
+    if not sys.platform.startswith("linux"):
+        return
+    me = os.getpid()
+    with _watchdog_lock:
+        if _watchdog is not None and _watchdog.args[3] == str(me) and _watchdog.poll() is None:
+            return
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = {k: v for k, v in os.environ.items() if k != lifeline.COOKIE_VAR}
+        try:
+            _watchdog = subprocess.Popen(
+                [sys.executable, "-m", "runner.watchdog", str(me), lifeline.start_time(me) or "0"],
+                env={**env, "PYTHONPATH": path},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # not in our group: Ctrl-C and killpg spare it
+            )
+        except OSError as exc:
+            log.warning("no watchdog for this process's runs: %s", exc)

@@ -1,12 +1,14 @@
-"""`serve` killed with SIGKILL mid-run: the run does not go on, and the next start ends what
-the run left behind and marks it interrupted (real processes, checked in /proc)."""
+"""`serve` killed with SIGKILL mid-run, its watchdog too: the run does not go on, and the next
+start ends what the run left behind and marks it interrupted (real processes, in /proc)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -16,6 +18,18 @@ from tests.runner.test_runner_pool import wait_file
 from tests.servers import ServeProcess
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def watchdog_of(pid: int) -> int:
+    """The pid of the watchdog of process ``pid`` (runner.watchdog)."""
+    for entry in os.listdir("/proc"):
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"runner.watchdog" in argv and str(pid).encode() in argv:
+            return int(entry)
+    raise AssertionError(f"process {pid} has no watchdog")
 
 
 def test_a_run_of_a_killed_server_ends_and_its_leftovers_go_at_the_next_start(tmp_path):
@@ -45,6 +59,9 @@ def test_a_run_of_a_killed_server_ends_and_its_leftovers_go_at_the_next_start(tm
         run_id = made.json()["id"]
         run_pid = int(wait_file(run_file, timeout=60))
         child = int(wait_file(child_file, timeout=30).split()[0])
+        # Both at once (the OOM killer, a kill -9 of both): only what a run leaves behind
+        # without any watchdog is left for the next start.
+        os.kill(watchdog_of(server.proc.pid), signal.SIGKILL)
         server.proc.send_signal(signal.SIGKILL)
         server.proc.wait()
         wait_gone(run_pid, timeout=10)  # the run dies with its server: no timer is left

@@ -179,9 +179,9 @@ time.sleep(300)
 @linux
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 def test_a_run_dies_with_its_server(tmp_path, fast_pytest_cmd, warm):
-    """The server is SIGKILLed mid-run: the run's pytest process does not go on without it
-    (cold: parent-death signal; warm: its zygote ends it, all of it). What a cold run
-    started is left for the next server's start to end (``end_orphans``)."""
+    """The server is SIGKILLed mid-run: no process of the run goes on without it (the
+    server's watchdog ends them; a cold run's own process has a parent-death signal too, a
+    warm one's zygote ends its run too)."""
     if warm and not zygote.supported():
         pytest.skip("warm starts need Linux pidfds")
     suite = escaping_suite(tmp_path / "suite", tmp_path / "child")
@@ -202,12 +202,7 @@ def test_a_run_dies_with_its_server(tmp_path, fast_pytest_cmd, warm):
         supervisor.wait()
         began = time.monotonic()
         wait_gone(run_pid, timeout=10)  # no timer is left to end it: it must die now
-        if warm:
-            wait_gone(child, timeout=10)  # the zygote ended all of the run
-        # A cold run's child that left its session is left behind, until the next server
-        # starts (and any server starting meanwhile, elsewhere in this test session, ends it).
-        procs.end_orphans()
-        wait_gone(child, timeout=10)
+        wait_gone(child, timeout=10)  # and all it started, even what left its session
         assert time.monotonic() - began < 10
     finally:
         supervisor.kill()
