@@ -368,8 +368,10 @@ def start_watchdog() -> None:
             _watchdog = subprocess.Popen(
                 [sys.executable, "-m", "runner.watchdog", str(me), lifeline.start_time(me) or "0"],
                 env={**env, "PYTHONPATH": path},
+                # Holds none of our pipes: whoever reads our output sees its end with us.
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,  # not in our group: Ctrl-C and killpg spare it
             )
         except OSError as exc:
