@@ -363,11 +363,10 @@ def start_watchdog() -> None:
             return
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        env = {k: v for k, v in os.environ.items() if k != lifeline.COOKIE_VAR}
         try:
             _watchdog = subprocess.Popen(
                 [sys.executable, "-m", "runner.watchdog", str(me), lifeline.start_time(me) or "0"],
-                env={**env, "PYTHONPATH": path},
+                env={**os.environ, "PYTHONPATH": path},
                 # Holds none of our pipes: whoever reads our output sees its end with us.
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
