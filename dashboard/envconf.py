@@ -91,3 +91,30 @@ def secret_key(directory: Path, name: str = "SECRET_KEY") -> str:
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     return key
+
+
+def env_origins(name: str) -> list[str]:
+    """Comma-separated origins, each ``scheme://host[:port]`` (what CSRF_TRUSTED_ORIGINS takes)."""
+    origins = env_list(name, [])
+    for origin in origins:
+        scheme, sep, host = origin.partition("://")
+        if not sep or scheme not in ("http", "https") or not host or "/" in host:
+            raise ImproperlyConfigured(
+                f"{name} must list origins such as https://ptd.example.com, got {origin!r}"
+            )
+    return origins
+
+
+def env_proxy_ssl_header(name: str = "SECURE_PROXY_SSL_HEADER") -> tuple[str, str] | None:
+    """``Header-Name,value`` (e.g. ``X-Forwarded-Proto,https``): the header a TLS proxy sets on
+    the requests it received over HTTPS, as Django's setting wants it; None when unset."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, sep, value = (part.strip() for part in raw.partition(","))
+    if not sep or not header or not value or "," in value:
+        raise ImproperlyConfigured(
+            f"{name} must be 'Header-Name,value' such as X-Forwarded-Proto,https, got {raw!r}"
+        )
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else f"HTTP_{meta}"), value

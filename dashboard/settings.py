@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 from whitenoise.compress import Compressor
 
 from dashboard.envconf import (
@@ -14,6 +16,8 @@ from dashboard.envconf import (
     env_bool,
     env_int,
     env_list,
+    env_origins,
+    env_proxy_ssl_header,
     env_str,
     env_url,
     secret_key,
@@ -25,7 +29,7 @@ DATA_DIR = data_dir()
 SECRET_KEY = secret_key(DATA_DIR)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -61,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "runs.middleware.MethodNotAllowedPage",
 ]
 
@@ -183,6 +188,42 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+
+# Behind a TLS proxy (README, "Serving over HTTPS"). The proxy's header tells Django a request
+# came over HTTPS; PTD_HTTPS makes the cookies secure and redirects plain HTTP; HSTS is opt-in.
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+PTD_HTTPS = env_bool("PTD_HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PTD_HTTPS
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PTD_HTTPS)
+if SECURE_SSL_REDIRECT and SECURE_PROXY_SSL_HEADER is None:
+    # serve speaks plain HTTP to the proxy: without its header every request looks insecure.
+    raise ImproperlyConfigured(
+        "SECURE_SSL_REDIRECT needs SECURE_PROXY_SSL_HEADER (e.g. X-Forwarded-Proto,https): "
+        "behind a TLS proxy every request would be redirected again and again"
+    )
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+
+# Content-Security-Policy (django-csp): scripts and styles only from our own static files, no
+# inline script, handler or style attribute anywhere in the templates. plotly.js adds its CSS
+# through an *empty* <style> element it fills with the CSSOM: the hash of the empty string
+# admits exactly that, no inline CSS text. The websocket is same-origin ('self' covers ws:).
+EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, EMPTY_STYLE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

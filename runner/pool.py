@@ -19,6 +19,7 @@ import select
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -82,6 +83,7 @@ class Pool:
         *,
         reap_orphans: bool = True,
         warm_start: bool = False,
+        on_slot_free: Callable[[], None] | None = None,
     ) -> None:
         """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
         leaves behind are adopted and reaped here instead of piling up as zombies under an
@@ -89,7 +91,10 @@ class Pool:
         subprocesses of this process are adopted too (and left to their fate).
 
         ``warm_start``: fork runs from a kept interpreter with pytest already imported
-        (``runner.zygote``), for a pool that lives longer than one run."""
+        (``runner.zygote``), for a pool that lives longer than one run.
+
+        ``on_slot_free``: called (from the pool's thread, outside its lock) each time a run
+        has ended and its slot is free again, for whoever feeds the pool to submit more."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.sink = sink
@@ -103,6 +108,7 @@ class Pool:
         self._outcomes: dict[int, RunOutcome] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._on_slot_free = on_slot_free
         self._zygotes = zygote.Zygotes() if warm_start and zygote.supported() else None
         if reap_orphans:
             procs.become_subreaper()
@@ -204,6 +210,11 @@ class Pool:
                 self._start_more()
             self._cond.notify_all()
         done.set()
+        if self._on_slot_free is not None:
+            try:
+                self._on_slot_free()
+            except Exception:
+                log.exception("on_slot_free failed after run %s", outcome.run_id)
 
     def _call_sink(self, method: str, *args: Any) -> None:
         try:
@@ -237,7 +248,8 @@ class Pool:
                 f"cannot open the run's log file {spec.log_path}: {exc}",
             )
         r, w = os.pipe()
-        env = dict(spec.env)
+        tracker = procs.RunProcesses()
+        env = {**spec.env, **tracker.env()}
         env["PTD_EVENTS_FD"] = str(w)
         # The run starts when the pool starts launching it: its wall time counts from here,
         # spawning included (a cold interpreter, or waiting for a zygote still preloading).
@@ -246,7 +258,11 @@ class Pool:
         try:
             proc = None
             if self._zygotes is not None:
-                proc = self._zygotes.spawn(spec.argv, spec.cwd, env, output.write_fd, w)
+                proc = self._zygotes.spawn(
+                    spec.argv, spec.cwd, env, output.write_fd, w, tracker.cgroup
+                )
+            if proc is not None:
+                tracker.adopt(proc.cookie, proc.zygote_pid)
             proc = proc or subprocess.Popen(
                 spec.argv,
                 cwd=spec.cwd,
@@ -256,11 +272,13 @@ class Pool:
                 stderr=subprocess.STDOUT,
                 pass_fds=(w,),
                 start_new_session=True,
+                preexec_fn=tracker.child_setup,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             os.close(r)
             os.close(w)
             output.finish()
+            tracker.close()
             return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", _spawn_message(spec, exc))
         finally:
             output.spawned()
@@ -286,8 +304,10 @@ class Pool:
         run.exited.set()
         if timer is not None:
             timer.cancel()
-        # Whatever the run left behind (servers, sleeping children) goes with it.
+        # Whatever the run left behind (servers, sleeping children) goes with it, those that
+        # left its process group too.
         procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
+        tracker.end(min(self.grace, 1.0), leader=proc.pid)
         if self._zygotes is not None:
             self._zygotes.replenish(spec.argv, spec.cwd, env)
         reader.join(10.0)

@@ -13,6 +13,9 @@ finds its imports stale) makes ``Zygotes.spawn`` return None, and the pool start
 cold as always; so does the first run of a key, there being no zygote ready for it yet. A
 run may wait for a zygote still starting (the previous run ended a moment ago): that time
 counts in its wall time, as it should.
+
+A zygote watches the server; if the server dies, it ends the runs it forked, all they
+started, and itself (see ``_ptd_inrun.zygote``). Its cookie (``PTD_RUN_COOKIE``) is its run's.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from runner.inrun._ptd_inrun.lifeline import COOKIE_VAR, new_cookie
+
 from . import procs
 
 log = logging.getLogger(__name__)
 
 MODULE = "_ptd_inrun.zygote"
 # Set per run by the pool (the zygote takes them from the request, not from its own env).
-PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE"})
+# The run's cookie is the one exception: a zygote has its own, which its run keeps (a fork
+# keeps its parent's environment block: /proc shows the zygote's to the run's processes).
+PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE", COOKIE_VAR})
 READY_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 REPORT_TIMEOUT = 5.0  # after the run's process is gone, for the zygote to say how it ended
@@ -50,8 +57,10 @@ def supported() -> bool:
 class ZygoteProc:
     """The part of ``subprocess.Popen`` the pool uses, for a process forked by a zygote."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, cookie: str, zygote_pid: int) -> None:
         self.pid = pid
+        self.cookie = cookie  # its zygote's, which every process of the run carries
+        self.zygote_pid = zygote_pid
         self.returncode: int | None = None
         self._settled = threading.Event()  # its exit reported, or its zygote gone
         try:
@@ -99,11 +108,12 @@ class Zygote:
         self._proc: ZygoteProc | None = None
         self._exit: int | None = None  # reported before spawn() had the run's pid
         self._gone = False  # its socket is closed: no more answers or exit reports
+        self.cookie = new_cookie()
         try:
             self.proc = subprocess.Popen(
                 [python, "-m", MODULE],
                 cwd=cwd,
-                env={**env, "PTD_ZYGOTE_FD": str(theirs.fileno())},
+                env={**env, "PTD_ZYGOTE_FD": str(theirs.fileno()), COOKIE_VAR: self.cookie},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -165,13 +175,20 @@ class Zygote:
             self.proc.wait(5)
 
     def spawn(
-        self, args: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
+        self,
+        args: Sequence[str],
+        cwd: str,
+        env: Mapping[str, str],
+        log_fd: int,
+        events_fd: int,
+        cgroup: str | None = None,
     ) -> ZygoteProc | None:
-        """Fork the run (``python -m pytest *args``); None if this zygote cannot."""
+        """Fork the run (``python -m pytest *args``), in ``cgroup`` if one is given; None if
+        this zygote cannot."""
         if self.dead or not self._ready.wait(READY_TIMEOUT) or self.dead:
             return None
         self.dead = True  # one run only
-        request = {"id": 1, "args": list(args), "cwd": cwd, "env": dict(env)}
+        request = {"id": 1, "args": list(args), "cwd": cwd, "env": dict(env), "cgroup": cgroup}
         try:
             socket.send_fds(self.sock, [json.dumps(request).encode()], [log_fd, events_fd])
         except OSError as exc:
@@ -183,7 +200,7 @@ class Zygote:
             if not isinstance(pid, int):
                 self._given_up = True
                 return None  # stale, dead or silent
-            proc = self._proc = ZygoteProc(pid)
+            proc = self._proc = ZygoteProc(pid, self.cookie, self.proc.pid)
             code, gone = self._exit, self._gone
         if code is not None:
             proc._report(code)
@@ -237,7 +254,13 @@ class Zygotes:
         return (argv[0], cwd, tuple(sorted(base.items())))
 
     def spawn(
-        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], log_fd: int, events_fd: int
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        env: Mapping[str, str],
+        log_fd: int,
+        events_fd: int,
+        cgroup: str | None = None,
     ) -> ZygoteProc | None:
         key = self._key(argv, cwd, env)
         if key is None:
@@ -247,7 +270,7 @@ class Zygotes:
             zygote = self._by_key.pop(key, None)
         if zygote is None or zygote.dead:
             return None  # none made ready: a cold start is as quick as a new zygote
-        proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd)
+        proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd, cgroup)
         zygote.close()  # used (or stale, or broken): it goes once its run has ended
         return proc
 

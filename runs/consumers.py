@@ -4,6 +4,11 @@ On connect the client gets a snapshot of everything so far, then the sink's batc
 increments. The group is joined before the snapshot is read, so nothing falls between the two;
 an increment already in the snapshot may arrive again, and clients de-duplicate by
 (nodeid, attempt).
+
+Increments are numbered per run (``seq``, runs.live); the snapshot carries the number of the
+last one published before it was read, so a client skips those it already has and, on a gap
+(a message lost), sends ``{"type": "snapshot"}`` and gets a fresh snapshot. The parts of a
+snapshot split over several messages (``results`` without a ``seq``) follow it directly.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ def snapshot(run_id: int) -> dict | None:
     )
     return {
         "type": "snapshot",
+        # Read with the run, before its results: every message numbered up to here was
+        # published after its results were stored, so they are in what is read next.
+        "seq": run.live_seq,
         "run": run.to_dict(workers=False),
         "workers": workers,
         "results": results,

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from runner import procs
 from runner.pool import Pool
 from runs import services
 from runs.models import Run
@@ -25,11 +26,14 @@ SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for
 
 class Dispatcher:
     def __init__(self, max_concurrent: int | None = None, poll: float | None = None):
-        self.sink = DbSink(on_finish=lambda run_id: services.run_queued.set())
+        self.sink = DbSink()
         self.pool = Pool(
             self.sink,
             max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS,
             warm_start=settings.PTD_WARM_START,
+            # Woken once the slot is free (not when the sink is done: the pool frees the slot
+            # after that, and a dispatcher woken in between saw no room and slept a poll).
+            on_slot_free=lambda: services.run_queued.set(),
         )
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()
@@ -131,6 +135,9 @@ def current() -> Dispatcher | None:
 def start(**kwargs) -> Dispatcher:
     global _current
     services.mark_interrupted()
+    # What the runs of a server that died left running (their cookie's owner is gone) ends
+    # now: a cold run's children, anything a warm run's zygote could not reach.
+    procs.end_orphans()
     _current = Dispatcher(**kwargs).start()
     return _current
 

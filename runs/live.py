@@ -1,24 +1,35 @@
 """Publishing run events to websocket clients through the channel layer.
 
 The sink runs in the pool's reader threads. With the in-memory layer the consumers live on the
-server's event loop, so messages are handed to that loop (never awaited: a slow or absent reader
-must not slow the engine). With Redis, any process may publish.
+server's event loop, so messages are handed to that loop (not waited for: a slow or absent
+reader must not slow the engine; a failure is logged when the loop gets to it). With Redis,
+any process may publish.
+
+Every message is numbered per run (``seq``, counted in the run's row, so every process
+publishing for a run shares the count), and a snapshot carries the number of the last one
+published before it. A message can still be lost (a client's full queue drops it), but never
+silently: the client sees the gap and asks for a snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
+
+from runs.models import Run
 
 log = logging.getLogger(__name__)
 _loop: asyncio.AbstractEventLoop | None = None
 _watchers: dict[int, int] = {}  # run id -> websocket consumers of this process watching it
 _watchers_lock = threading.Lock()
+_publish_lock = threading.Lock()
 
 
 def bind_loop(loop: asyncio.AbstractEventLoop | None) -> None:
@@ -60,18 +71,46 @@ def reachable(run_id: int) -> bool:
     return _server_loop() is not None and run_id in _watchers
 
 
+def next_seq(run_id: int) -> int | None:
+    """Count one more message of the run (one atomic statement); its number, None when the
+    run does not exist."""
+    table = connection.ops.quote_name(Run._meta.db_table)
+    column = connection.ops.quote_name("live_seq")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = {column} + 1 WHERE id = %s "  # noqa: S608 - constants
+            f"RETURNING {column}",
+            [run_id],
+        )
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _sent(future: concurrent.futures.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not publish a run's message: %r", future.exception())
+
+
 def publish(run_id: int, message: dict) -> None:
+    """Send ``message`` to the run's websocket clients, numbered; a no-op when none can be
+    listening (a command's process, or a run nobody watches here)."""
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not reachable(run_id):
         return
-    event = {"type": "run.message", "message": message}
-    loop = _server_loop()
     try:
-        if loop is not None:
-            asyncio.run_coroutine_threadsafe(layer.group_send(group_name(run_id), event), loop)
-        elif settings.REDIS_URL:
-            async_to_sync(layer.group_send)(group_name(run_id), event)
-        # else: in-memory layer and no server loop in this process: nobody can be listening.
+        # Numbered and handed on under one lock: this process's messages of a run leave in
+        # the order of their numbers.
+        with _publish_lock:
+            seq = next_seq(run_id)
+            if seq is None:
+                return
+            event = {"type": "run.message", "message": {**message, "seq": seq}}
+            loop = _server_loop()
+            if loop is not None:
+                coroutine = layer.group_send(group_name(run_id), event)
+                asyncio.run_coroutine_threadsafe(coroutine, loop).add_done_callback(_sent)
+            else:  # Redis (reachable says so): sent from here
+                async_to_sync(layer.group_send)(group_name(run_id), event)
     except Exception:  # publishing is best effort; the database is the record
         log.exception("could not publish to run %s", run_id)
 

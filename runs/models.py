@@ -256,6 +256,9 @@ class Run(models.Model):
     # Ingestion: how many of the plugin's numbered events are stored, so a batch sent again
     # (an answer lost to a timeout, then the spool uploaded) is not stored twice.
     events_received = models.PositiveBigIntegerField(default=0)
+    # Live page: the number of the last websocket message published for this run (runs.live),
+    # so a client that missed one knows it and asks for a snapshot.
+    live_seq = models.PositiveBigIntegerField(default=0)
 
     objects = RunQuerySet.as_manager()
 

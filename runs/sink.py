@@ -142,8 +142,7 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
 class DbSink:
     """Implements runner.pool.Sink on top of the models and the channel layer."""
 
-    def __init__(self, on_finish=None):
-        self.on_finish = on_finish
+    def __init__(self):
         self.shutting_down = False
 
     def run_started(self, run_id: int, pid: int, started_at: float) -> None:
@@ -228,8 +227,6 @@ class DbSink:
                 message="The dashboard failed to store this run's results (see the server log).",
             )
         finally:
-            if self.on_finish:
-                self.on_finish(run_id)
             connection.close()
 
 

@@ -23,17 +23,37 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = launch(playwright)
-        context = browser.new_context()
-        page = context.new_page()
-        page.set_default_timeout(30_000)
-        login_admin(page, server)
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    # Playwright's wait_for_function evaluates its predicate in the page, which the CSP
+    # forbids ('unsafe-eval'): these tests are about other things. The CSP has its test
+    # (strict_page).
+    context = browser.new_context(bypass_csp=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    login_admin(page, server)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def strict_page(server, browser):
+    """A page of a browser context that enforces the CSP, as every browser does."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    login_admin(page, server)
+    yield page
+    context.close()
 
 
 def test_launch_demo_watch_lanes_reload_and_finish(server, page):
@@ -184,3 +204,114 @@ def test_the_runs_list_follows_a_run_launched_elsewhere(server, page, tmp_path):
     row.locator(".status-passed").wait_for(timeout=90_000)
     assert page.evaluate("window.ptdSamePage === true")
     assert row.get_attribute("data-active") is None
+
+
+FINISHED_RUNS = """
+from django.utils import timezone
+from runs.models import Run, Suite, TestResult, WorkerStat
+suite, _ = Suite.objects.get_or_create(name="csp-suite", defaults={"path": "/tmp"})
+for n in range(2):
+    run = Run.objects.create(
+        suite=suite, status="passed", workers=2, config_snapshot={"workers": 2},
+        started_at=timezone.now(), finished_at=timezone.now(), wall_seconds=2.0,
+        serial_seconds=3.0, speedup=1.5, efficiency=0.75, balance=1.1, flakiness_rate=0.0,
+        tests_total=4, tests_passed=4)
+    TestResult.objects.bulk_create(
+        TestResult(run=run, nodeid=f"t.py::test_{i}", worker=f"gw{i % 2}", outcome="passed",
+                   start=1000 + i, stop=1000.5 + i, duration=0.5)
+        for i in range(4))
+    for w in ("gw0", "gw1"):
+        WorkerStat.objects.create(run=run, worker=w, tests=2, busy_seconds=1.0)
+print(run.id)
+"""
+
+
+def test_pages_pass_their_content_security_policy_and_plotly_draws(server, strict_page):
+    page = strict_page
+    """No inline script, handler or style for the CSP to block, and plotly still draws."""
+    run_id = server.manage("shell", "-c", FINISHED_RUNS).strip().splitlines()[-1]
+    blocked, errors = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # Registered before any page script: a violation is reported as an event too.
+    page.add_init_script(
+        "window.ptdBlocked = [];"
+        "document.addEventListener('securitypolicyviolation', (e) =>"
+        " window.ptdBlocked.push(e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile"
+        " + ':' + e.lineNumber + ':' + e.columnNumber + ' ' + location.pathname));"
+    )
+    pages = {  # page -> what its scripts must have drawn: plotly charts (their SVG), ...
+        f"/runs/{run_id}/": ["#gantt", "#balance"],
+        "/trends/?suite=csp-suite": ["#chart-speedup", "#chart-wall"],
+        "/suites/csp-suite/tests/t.py::test_1": ["#duration-chart"],
+        "/suites/csp-suite/report/": [],
+        "/suites/csp-suite/": [],
+        "/admin/": [],
+        "/api/docs": [".swagger-ui .info"],  # Swagger UI drew the schema
+    }
+    for path, charts in pages.items():
+        response = page.goto(f"{server.url}{path}")
+        assert response.status == 200, path
+        policy = response.header_value("content-security-policy")
+        assert "script-src 'self'" in policy and "style-src 'self'" in policy
+        for drawn in charts:
+            selector = drawn if " " in drawn else f"{drawn} .main-svg"
+            page.wait_for_selector(selector, state="attached")
+        blocked += page.evaluate("window.ptdBlocked")
+    assert blocked == [], sorted(set(blocked))
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+def test_the_live_page_resyncs_after_a_lost_message(server, browser, tmp_path):
+    """A results message lost on its way (as a full channel-layer queue drops one): the page
+    sees the gap in the numbers, asks for a snapshot, and ends showing every result."""
+    import json
+
+    import requests
+
+    suite = write_suite(
+        tmp_path / "lossy",
+        {
+            "test_steps.py": "import time, pytest\n\n@pytest.mark.parametrize('i', range(12))\n"
+            "def test_step(i): time.sleep(0.25)\n"
+        },
+    )
+    api = requests.Session()
+    api.headers["Authorization"] = f"Bearer {server.create_token(name='lossy')}"
+    made = api.post(f"{server.url}/api/suites", json={"name": "lossy", "path": str(suite)})
+    assert made.status_code == 201, made.text
+    dropped = []
+
+    def route(ws):
+        upstream = ws.connect_to_server()
+
+        def from_server(message):
+            data = json.loads(message)
+            if data.get("type") == "results" and "seq" in data and not dropped:
+                dropped.append(data["seq"])  # never reaches the page
+                return
+            ws.send(message)
+
+        upstream.on_message(from_server)
+
+    context = browser.new_context(bypass_csp=True)  # its own: the route stays with it
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    login_admin(page, server)
+    page.route_web_socket(re.compile(r".*/ws/runs/\d+/$"), route)
+    try:
+        made = api.post(f"{server.url}/api/runs", json={"suite": "lossy", "workers": 1})
+        assert made.status_code == 201, made.text
+        run_id = made.json()["id"]
+        page.goto(f"{server.url}/runs/{run_id}/")
+        page.wait_for_function(
+            "['passed', 'failed'].includes(document.querySelector('#run-status')"
+            ".dataset.runStatus)",
+            timeout=90_000,
+        )
+        assert dropped, "no numbered results message came"
+        page.wait_for_function("Object.keys(window.ptdReceived).length === 12", timeout=10_000)
+        assert "12/12 done" in page.text_content("#progress-text")
+        assert page.evaluate("window.ptdResyncs")[0].startswith("gap")
+    finally:
+        context.close()

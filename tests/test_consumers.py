@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -164,3 +165,68 @@ async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):
         nodeids += [r["nodeid"] for r in more["results"]]
     assert nodeids == [f"t.py::test_{i}" for i in range(40)]
     await communicator.disconnect()
+
+
+async def test_messages_are_numbered_and_the_snapshot_carries_the_last_number():
+    user, run = await setup_run()
+    live.bind_loop(asyncio.get_running_loop())
+    sink = DbSink()
+    try:
+        first = await connect(run.id, user)
+        assert (await first.connect())[0]
+        snapshot = await first.receive_json_from(timeout=5)
+        start = snapshot["seq"]
+        await database_sync_to_async(sink.handle_events)(run.id, [test_event("t.py::a")])
+        await database_sync_to_async(sink.handle_events)(
+            run.id, [test_event("t.py::b", worker="gw1")]
+        )
+        outcome = RunOutcome(run.id, 0, 1.0, None)
+        await database_sync_to_async(sink.run_finished)(run.id, outcome)
+        messages = [await first.receive_json_from(timeout=5) for _ in range(3)]
+        assert [m["type"] for m in messages] == ["results", "results", "finished"]
+        assert [m["seq"] for m in messages] == [start + 1, start + 2, start + 3]
+        # A client connecting now is told the last number: nothing of the above comes again.
+        late = await connect(run.id, user)
+        assert (await late.connect())[0]
+        late_snapshot = await late.receive_json_from(timeout=5)
+        assert late_snapshot["seq"] == start + 3
+        assert {r["nodeid"] for r in late_snapshot["results"]} == {"t.py::a", "t.py::b"}
+        assert late_snapshot["run"]["tests"]["total"] == 2
+        await first.disconnect()
+        await late.disconnect()
+    finally:
+        live.bind_loop(None)
+
+
+async def test_a_client_that_missed_a_message_sees_the_gap_and_resyncs(monkeypatch):
+    """A message the channel layer drops (a full client queue) shows as a gap in the
+    numbers; the client asks for a snapshot and gets what it missed."""
+    user, run = await setup_run()
+    live.bind_loop(asyncio.get_running_loop())
+    layer = get_channel_layer()
+    real_send, dropped = layer.group_send, []
+
+    async def lossy_send(group, event):
+        if event["message"].get("results") and not dropped:
+            dropped.append(event["message"]["seq"])  # lost on its way, as ChannelFull does
+            return
+        await real_send(group, event)
+
+    monkeypatch.setattr(layer, "group_send", lossy_send)
+    sink = DbSink()
+    try:
+        client = await connect(run.id, user)
+        assert (await client.connect())[0]
+        seq = (await client.receive_json_from(timeout=5))["seq"]
+        for name in ("t.py::lost", "t.py::next"):
+            await database_sync_to_async(sink.handle_events)(run.id, [test_event(name)])
+        message = await client.receive_json_from(timeout=5)
+        assert [r["nodeid"] for r in message["results"]] == ["t.py::next"]
+        assert message["seq"] == seq + 2 and dropped == [seq + 1]  # a gap: seq + 1 is missing
+        await client.send_json_to({"type": "snapshot"})
+        resync = await client.receive_json_from(timeout=5)
+        assert resync["type"] == "snapshot" and resync["seq"] == seq + 2
+        assert {r["nodeid"] for r in resync["results"]} == {"t.py::lost", "t.py::next"}
+        await client.disconnect()
+    finally:
+        live.bind_loop(None)

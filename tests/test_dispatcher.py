@@ -149,3 +149,32 @@ def test_silent_outside_runs_are_interrupted_live_ones_are_not(suite, settings):
     assert statuses[silent.id] == statuses[quiet_for_long.id] == "interrupted"
     assert statuses[busy.id] == statuses[fresh.id] == "running"
     assert "CI job" in Run.objects.get(pk=silent.pk).message
+
+
+def test_a_queued_run_starts_as_soon_as_the_slot_frees_not_at_the_next_poll(suite, monkeypatch):
+    """The wake-up for the next queued run comes once the pool has freed the slot: with a
+    poll interval of a minute, a wake-up lost to that race would leave run 2 waiting."""
+    wakes: list[tuple[str, list[int]]] = []  # (waking thread, runs holding a slot then)
+
+    class Probe(threading.Event):
+        def set(self):
+            if dispatcher.current() is not None:
+                wakes.append((threading.current_thread().name, dispatcher.current().pool.running()))
+            super().set()
+
+    monkeypatch.setattr(services, "run_queued", Probe())
+    current = dispatcher.start(max_concurrent=1, poll=60.0)
+    try:
+        first, second = (services.launch(suite, trigger="api") for _ in range(2))
+        ids = [first.id, second.id]
+        wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists(), 30)
+        first.refresh_from_db()
+        second.refresh_from_db()
+        gap = (second.started_at - first.finished_at).total_seconds()
+        assert 0 <= gap < 1.0, gap
+    finally:
+        dispatcher.stop()
+    # The wake that follows run 1's end (from its pool thread) comes once its slot is free.
+    after_first = [running for name, running in wakes if name == f"ptd-run-{first.id}"]
+    assert after_first and all(first.id not in running for running in after_first), wakes
+    assert current.pool.running() == []

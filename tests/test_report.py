@@ -3,7 +3,9 @@
 import csv
 import io
 from datetime import timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from runs import flaky
@@ -58,7 +60,10 @@ class ReportTests(BaseTestCase):
         self.assertAlmostEqual(slowest[0]["mean"], 2.5)  # the 9 s run is outside the period
         self.assertEqual([r.id for r in page.context["worst_balanced"]], [self.r1.id, self.r2.id])
         self.assertEqual(len(page.context["points"]), 2)
-        self.assertContains(page, "@media print")
+        # The print layout lives in the stylesheet (the CSP allows no inline <style>).
+        self.assertContains(page, "css/ptd.css")
+        css = (Path(settings.BASE_DIR) / "static" / "css" / "ptd.css").read_text()
+        self.assertIn("@page { size: A4", css)
         self.assertContains(page, "report-points")
 
     def test_period_is_chosen_by_dates(self):

@@ -22,3 +22,8 @@ document.addEventListener("click", (event) => {
     button.textContent = "Selected: press Ctrl+C";
   }
 });
+
+// <button data-print> prints the page (no inline handlers: the CSP allows no inline script).
+document.addEventListener("click", (event) => {
+  if (event.target.closest && event.target.closest("button[data-print]")) window.print();
+});

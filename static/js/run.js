@@ -19,6 +19,11 @@
   let state;
   let socket;
   let retry = 0;
+  // Messages of the run are numbered (seq); the snapshot says where it stands. A gap means a
+  // message was lost: ask for a snapshot and ignore numbered messages until it comes.
+  let seq = null;
+  let resyncing = false;
+  const resyncs = (window.ptdResyncs = window.ptdResyncs || []);
   let drawTimer = null;
   let textTimer = null;
   // Arrival times, for the latency benchmark: nodeid -> ms, and one entry per batch.
@@ -329,9 +334,34 @@
     if (drawTimer === null) drawTimer = setTimeout(drawCharts, CHART_EVERY_MS);
   }
 
+  function resync(why) {
+    resyncs.push(why);
+    resyncing = true;
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify({ type: "snapshot" }));
+    } else if (socket) {
+      socket.close();  // reconnecting brings a snapshot too
+    }
+  }
+
+  // Whether a numbered message is the next one; a gap asks for a snapshot.
+  function inSequence(msg) {
+    if (typeof msg.seq !== "number" || msg.type === "snapshot") return true;
+    if (seq === null || resyncing || msg.seq <= seq) return false;  // the snapshot has it
+    if (msg.seq > seq + 1) {
+      resync(`gap: ${seq + 1} to ${msg.seq - 1} missing`);
+      return false;
+    }
+    seq = msg.seq;
+    return true;
+  }
+
   function onMessage(msg) {
+    if (!inSequence(msg)) return;
     switch (msg.type) {
       case "snapshot":
+        seq = typeof msg.seq === "number" ? msg.seq : null;
+        resyncing = false;
         reset();
         shownFailures = -1;
         setRun(msg.run);
@@ -360,6 +390,10 @@
         setRun(msg.run);
         setWorkers(msg.run.per_worker);
         render(true);
+        // Every result stored should be here: if not, some never came; fetch them all.
+        if (msg.run.tests && msg.run.tests.total !== state.counts.done) {
+          resync(`finished with ${msg.run.tests.total} results, ${state.counts.done} shown`);
+        }
         break;
     }
   }
@@ -367,10 +401,11 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + app.dataset.wsUrl);
+    seq = null;  // until this connection's snapshot
     socket.onopen = () => { retry = 0; };
     socket.onmessage = (event) => onMessage(JSON.parse(event.data));
     socket.onclose = () => {
-      if (state.run && !["queued", "running"].includes(state.run.status)) return;
+      if (state.run && !["queued", "running"].includes(state.run.status) && !resyncing) return;
       retry = Math.min(retry + 1, 6);
       setTimeout(connect, 250 * 2 ** retry);  // reconnect; the snapshot rebuilds everything
     };

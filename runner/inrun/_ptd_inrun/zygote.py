@@ -14,6 +14,13 @@ when a module file or a ``sys.path`` directory (the suite's own aside) changed (
 upgraded, a package installed), the zygote answers "stale", and the runner starts that run
 cold and a fresh zygote after it.
 
+It watches the server that started it (a pidfd): when the server dies, however it died, the
+runs it forked are ended (their process groups, their cgroup, whatever carries their cookie)
+and the zygote leaves, so no run goes on, with no one left to time it out, after its server.
+(A parent-death signal cannot serve here: it is tied to the server's thread that forked the
+zygote, which ends long before the server.) A run outlives its zygote, though: the server
+still supervises it.
+
 Messages are JSON, one per SOCK_SEQPACKET packet; fds travel as SCM_RIGHTS.
 """
 
@@ -28,6 +35,8 @@ import select
 import signal
 import socket
 import sys
+
+from . import lifeline
 
 MAX_MESSAGE = 1 << 20
 PACKAGE = "_ptd_inrun"
@@ -130,24 +139,50 @@ def _send(sock: socket.socket, **message: object) -> None:
     sock.send(json.dumps(message).encode())
 
 
-def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
-    """Fork a child per request; return the request in that child, None when told to stop."""
+def end_runs(children: dict[int, tuple[int, dict]], cookie: str | None) -> None:
+    """The server is gone: SIGKILL every run forked here and all it started."""
+    for pid, request in children.values():
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+        if request.get("cgroup"):
+            lifeline.cgroup_kill(request["cgroup"])
+    if cookie:
+        lifeline.signal_carriers(cookie, signal.SIGKILL)
+
+
+def serve(
+    sock: socket.socket, server: int | None = None, cookie: str | None = None
+) -> tuple[dict, list[int]] | None:
+    """Fork a child per request; return the request in that child, None when told to stop
+    (or when the server, whose pidfd is ``server``, is gone)."""
     stamps = _snapshot()
     _send(sock, ready=True, pid=os.getpid())
-    children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, request id)
+    children: dict[int, tuple[int, dict]] = {}  # pidfd -> (pid, request)
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
+    if server is not None:
+        poller.register(server, select.POLLIN)
     listening = True
     stale = False
     while listening or children:
         for fd, _ in poller.poll():
+            if fd == server:  # readable once the server has exited
+                end_runs(children, cookie)
+                poller.unregister(server)
+                server = None
+                if listening:
+                    poller.unregister(sock.fileno())
+                    listening = False
+                continue
             if fd in children:
-                pid, rid = children.pop(fd)
+                pid, request = children.pop(fd)
                 poller.unregister(fd)
                 os.close(fd)
                 _, status = os.waitpid(pid, 0)
                 with contextlib.suppress(OSError):  # the runner may be gone
-                    _send(sock, id=rid, exit=os.waitstatus_to_exitcode(status))
+                    _send(sock, id=request["id"], exit=os.waitstatus_to_exitcode(status))
+                continue
+            if not listening:
                 continue
             data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, 4)
             if not data:  # no more runs: report the running ones' exits, then go
@@ -167,9 +202,14 @@ def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
                 sock.close()
                 for pidfd in children:
                     os.close(pidfd)
+                if server is not None:
+                    os.close(server)
                 os.close(ready_r)
                 os.setsid()  # before we answer: the runner may signal its group at once
+                lifeline.join_cgroup(request.get("cgroup"))  # before any of the run's code
                 os.close(ready_w)
+                if cookie:  # the run's processes carry the cookie its environment shows
+                    request["env"][lifeline.COOKIE_VAR] = cookie
                 return request, fds
             os.close(ready_w)
             os.read(ready_r, 1)  # EOF once the child leads its session (or died)
@@ -178,7 +218,7 @@ def serve(sock: socket.socket) -> tuple[dict, list[int]] | None:
             for received in fds:
                 os.close(received)
             pidfd = os.pidfd_open(pid)
-            children[pidfd] = (pid, request["id"])
+            children[pidfd] = (pid, request)
             poller.register(pidfd, select.POLLIN)
     return None
 
@@ -210,8 +250,16 @@ def main() -> None:
     if not all(hasattr(os, f) for f in ("pidfd_open", "waitstatus_to_exitcode", "setsid")):
         return  # an older Python: the runner starts its runs cold
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the runner decides when we go
+    parent = os.getppid()
+    try:
+        server: int | None = os.pidfd_open(parent)
+    except OSError:
+        server = None
+    if os.getppid() != parent:  # the server died as we started
+        return
+    cookie = os.environ.get(lifeline.COOKIE_VAR)
     preload()
-    served = serve(sock)
+    served = serve(sock, server, cookie)
     if served is None:
         return
     become_run(*served)
