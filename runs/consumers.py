@@ -42,6 +42,7 @@ def snapshot(run_id: int) -> dict | None:
             "stop",
             "duration",
             "longrepr",
+            "group",
         )
     )
     return {

@@ -207,6 +207,9 @@ class Run(models.Model):
     runner_pid = models.IntegerField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
     message = models.TextField(blank=True)
+    # One line per "warning" event: where the engine works in a degraded way (e.g. a pytest
+    # or plugin version lacking what it uses), shown on the run's page.
+    warnings = models.TextField(blank=True)
     # Metrics (DESIGN.md section 3), stored when the run finishes.
     workers = models.PositiveSmallIntegerField(default=0)
     collected = models.PositiveIntegerField(null=True, blank=True)
@@ -345,6 +348,7 @@ class Run(models.Model):
             "finished_at": _iso(self.finished_at),
             "exit_code": self.exit_code,
             "message": self.message,
+            "warnings": self.warnings.splitlines(),
             "collected": self.collected,
             **self.metrics_dict(),
             "tests": self.tests_dict(),
@@ -406,6 +410,8 @@ class TestResult(models.Model):
     stop = models.FloatField(null=True, blank=True)
     duration = models.FloatField(default=0.0)
     longrepr = models.TextField(blank=True)
+    # The test's xdist_group under --dist loadgroup (from its marks), else "".
+    group = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["run", "start", "id"]
@@ -432,6 +438,7 @@ class TestResult(models.Model):
             "stop": self.stop,
             "duration": self.duration,
             "longrepr": self.longrepr,
+            "group": self.group,
         }
 
 

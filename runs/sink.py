@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from runner import metrics
@@ -66,6 +68,7 @@ class ResultRow(NamedTuple):
     stop: float | None
     duration: float
     longrepr: str
+    group: str
 
 
 assert ResultRow._fields == tuple(f.attname for f in RESULT_COLUMNS), "TestResult changed"
@@ -94,6 +97,7 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
         stop=event.get("stop"),
         duration=event.get("duration") or 0.0,
         longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
+        group=str(event.get("group") or "")[:200],
     )
 
 
@@ -130,6 +134,7 @@ class DbSink:
         results: list[ResultRow] = []
         dirty: set[str] = set()
         run_fields: dict = {}
+        warnings: list[str] = []
         for event in events:
             kind = event.get("type")
             if kind == "test":
@@ -161,6 +166,10 @@ class DbSink:
                 state.collected = run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
                 run_fields["workers"] = int(event["workers"])
+            elif kind == "warning":  # the engine works in a degraded way: say it on the page
+                line = " ".join(str(event.get("message") or "").split())[:1000]
+                log.warning("run %s: %s", run_id, line)
+                warnings.append(line + "\n")
             elif kind in ("worker_up", "worker_down"):
                 state.worker(run_id, str(event.get("worker"))[:20])
                 dirty.add(str(event.get("worker"))[:20])
@@ -182,6 +191,8 @@ class DbSink:
                         "current_test",
                     ],
                 )
+            if warnings:  # appended in the database: ingested runs come in several requests
+                run_fields["warnings"] = Concat(F("warnings"), Value("".join(warnings)))
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
         stored = time.monotonic()
@@ -234,6 +245,7 @@ class DbSink:
 def live_result(result: ResultRow) -> dict:
     data = {key: getattr(result, key) for key in FINAL_KEYS}
     data["longrepr"] = result.longrepr
+    data["group"] = result.group
     return data
 
 

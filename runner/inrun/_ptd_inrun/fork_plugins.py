@@ -41,8 +41,9 @@ from typing import Any
 
 import pytest
 
+from .reporter import REPORTER_NAME
+
 _COV_PLUGIN = "_cov"  # the name pytest-cov registers its CovPlugin under
-_REPORTER_NAME = "ptd-reporter"
 _STATUS_CONNECTIONS = pytest.StashKey[dict]()
 _PEER_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _DRAIN_TIMEOUT = 2.0  # seconds to let the server thread read a dead worker's last messages
@@ -143,7 +144,7 @@ def node_down(config: pytest.Config, node: Any, error: str | None) -> None:
     """
     pm = config.pluginmanager
     if getattr(pm.hook, "pytest_testnodedown", None) is None:
-        reporter = pm.get_plugin(_REPORTER_NAME)
+        reporter = pm.get_plugin(REPORTER_NAME)
         if reporter is not None:
             worker = node.gateway.id
             reporter.emit("worker_down", worker=worker, crashed=error is not None, error=error)
