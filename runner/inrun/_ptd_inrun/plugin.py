@@ -17,6 +17,7 @@ from .fork import addoption as _add_fork_options
 from .fork import configure as configure_fork
 from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
 from .reporter import REPORTER_NAME, Reporter
+from .terminal import silence_terminal
 
 # Plugins whose end-of-session hooks import their library even when no test used it, and the
 # library: hypothesis's terminal summary imports hypothesis (~0.9 s of CPU) to look for files
@@ -41,11 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
-        # xdist discards a worker's terminal output, yet its end-of-session summary hooks
-        # still run, and some are slow (hypothesis imports itself there: ~1.5 s per worker).
-        # The controller prints the real summary.
-        config.option.no_summary = True
-        return
+        return  # an xdist worker: silenced at session start (terminal.py)
     engine = configure_fork(config)  # --ptd-workers N: the fork engine (None otherwise)
     writer = engine.open_writer() if engine is not None else open_from_env()
     if writer is not None:
@@ -71,6 +68,13 @@ def pytest_configure_node(node: Any) -> None:
     config = node.config
     if ptd_schedules(config) and config.getoption("dist") == "loadgroup":
         node.workerinput[DIR_KEY] = controller_dir(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """xdist worker: no terminal output nor summaries, which xdist would throw away."""
+    if hasattr(session.config, "workerinput"):
+        silence_terminal(session.config)
 
 
 @pytest.hookimpl(tryfirst=True)
