@@ -28,11 +28,12 @@ from typing import Any
 import pytest
 
 from . import fork_safety
+from .compat import fork_gaps, terminal_gaps
 from .fork_nodes import Handle, WorkerNode, describe_exit
 from .fork_plugins import handle_crash, node_down, track_status_db
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
 from .groups import item_groups, publish
-from .reporter import FORK_PLUGIN, REPORTER_NAME
+from .reporter import FORK_PLUGIN, REPORTER_NAME, warn
 from .scheduler import MODES, LPTScheduler, load_durations
 
 # Imported when pytest loads the plugin (-p), before any conftest or test module: the
@@ -185,6 +186,8 @@ class ForkEngine:
             with contextlib.suppress(Exception):
                 self.basetemp = factory.getbasetemp()
         self._warn_threads()
+        for gap in terminal_gaps(self.config) + fork_gaps(self.config, session):
+            warn(self.config, gap)
         # Everything alive now is the collected session the workers inherit: keep the garbage
         # collector off those pages, or every worker would copy them all (copy-on-write).
         from .fork_worker import prepare_fork

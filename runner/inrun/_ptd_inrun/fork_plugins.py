@@ -171,6 +171,8 @@ def _connect_rerunfailures(config: pytest.Config) -> None:
     db = getattr(config, "failures_db", None)
     if server is None or not isinstance(db, server):
         return  # not installed, or no xdist: a no-op db, crashes are not rerun
+    if not hasattr(db, "sock_port") or not hasattr(module, "ClientStatusDB"):
+        return  # another version: the controller said so (compat.fork_gaps)
     token = getattr(db, "token", None)  # older versions have no token
     args = (db.sock_port,) if token is None else (db.sock_port, token)
     with contextlib.suppress(OSError):
@@ -231,6 +233,8 @@ def _save_coverage(config: pytest.Config) -> None:
     controller = getattr(plugin, "cov_controller", None)
     if engine is None or not isinstance(controller, engine.Central):
         return  # no --cov (or --no-cov)
+    if not hasattr(controller, "cov") or not hasattr(controller, "topdir"):
+        return  # another version: the controller said so (compat.fork_gaps)
     cov = controller.cov
     # Like pytest-cov's xdist workers: a worker need not have measured every source.
     cov._warn_no_data = False

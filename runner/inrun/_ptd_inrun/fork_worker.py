@@ -239,7 +239,7 @@ def setup_worker(
             capman.start_global_capturing()
             capman.suspend_global_capture()
     factory = getattr(config, "_tmp_path_factory", None)
-    if factory is not None and basetemp is not None:
+    if basetemp is not None and hasattr(factory, "_given_basetemp"):
         # Like xdist: each worker gets <controller's basetemp>/popen-gwN.
         factory._given_basetemp = basetemp / f"popen-{worker_id}"
         factory._basetemp = None

@@ -190,6 +190,12 @@ class Reporter:
             self._crashed(key, report)
             return
         attempt = self.pending.get(key)
+        if attempt is not None and report.when == "setup":
+            # A new attempt while the last one never reported its teardown: what
+            # pytest-rerunfailures 14 does when it reruns a test. That attempt is over.
+            del self.pending[key]
+            self._emit_test(report.nodeid, worker, attempt)
+            attempt = None
         if attempt is None:
             attempt = self.pending[key] = _Attempt()
         attempt.add(report)

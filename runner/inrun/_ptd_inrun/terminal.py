@@ -17,8 +17,6 @@ from typing import Any
 
 import pytest
 
-from .reporter import warn
-
 
 class QuietTerminal:
     """Stands in for the terminal reporter in a worker: the attributes, none of the hooks.
@@ -40,16 +38,11 @@ def silence_terminal(config: pytest.Config) -> None:
     real = pm.get_plugin("terminalreporter")
     if real is None or isinstance(real, QuietTerminal):
         return
-    try:  # pytest's TerminalWriter and the reporter's writer are not public API
+    try:  # not public API: the controller says so loudly (compat.terminal_gaps)
         from _pytest._io import TerminalWriter
 
         old = real._tw
-    except (ImportError, AttributeError) as exc:
-        warn(
-            config,
-            f"this pytest ({pytest.__version__}) lacks what PTD uses to silence a worker's "
-            f"terminal ({exc}); workers print, and run terminal summaries, that no one sees",
-        )
+    except (ImportError, AttributeError):
         return
     tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the worker
     tw.hasmarkup = old.hasmarkup

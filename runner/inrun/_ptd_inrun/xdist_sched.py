@@ -12,17 +12,23 @@ from typing import Any
 
 import pytest
 
+from .compat import terminal_gaps, xdist_gaps
 from .groups import controller_dir, publish, read_worker_groups
 from .ids import group_of
 from .reporter import warn
 from .scheduler import MODES, LPTScheduler, load_durations
 
-try:  # the helpers live in xdist's internals; degrade gracefully if they move
+try:  # the helpers live in xdist's internals: compat.xdist_gaps says when they are missing
     from xdist.report import report_collection_diff
-    from xdist.workermanage import parse_tx_spec_config
-except ImportError:  # pragma: no cover - older/newer xdist
+except ImportError:  # pragma: no cover - another xdist
     report_collection_diff = None
-    parse_tx_spec_config = None
+try:
+    from xdist.workermanage import parse_tx_spec_config
+except ImportError:  # xdist < 3.6 names it parse_spec_config
+    try:
+        from xdist.workermanage import parse_spec_config as parse_tx_spec_config
+    except ImportError:  # pragma: no cover - another xdist
+        parse_tx_spec_config = None
 
 
 def ptd_schedules(config: pytest.Config) -> bool:
@@ -35,6 +41,8 @@ def ptd_schedules(config: pytest.Config) -> bool:
 def make_scheduler(config: pytest.Config, log: Any) -> PTDScheduling | None:
     if not ptd_schedules(config):
         return None
+    for gap in xdist_gaps() + terminal_gaps(config):
+        warn(config, gap)
     mode = config.getoption("dist")
     return PTDScheduling(
         config, log, mode=mode, durations=load_durations(os.environ.get("PTD_DURATIONS_FILE"))
