@@ -63,8 +63,21 @@ def venv_dir(name: str) -> Path:
     return cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
+_failed: dict[str, BuildError] = {}  # in this process: a build is tried once
+
+
 def venv_python(name: str) -> str:
     """The interpreter of the ``name`` set of versions, built first if needed."""
+    if name in _failed:
+        raise _failed[name]
+    try:
+        return _venv_python(name)
+    except BuildError as exc:
+        _failed[name] = exc
+        raise
+
+
+def _venv_python(name: str) -> str:
     target = venv_dir(name)
     python = target / "bin" / "python"
     if (target / DONE).exists():
