@@ -43,6 +43,7 @@ MATRIX: dict[str, dict[str, str]] = {
         "pytest-rerunfailures": "16.7",
         "pytest-repeat": "0.9.4",
         "pytest-cov": "7.1.0",
+        "hypothesis": "6.170.17",  # its plugin's summary is what test_idle_plugins is about
     },
 }
 BUILD_TIMEOUT = 600
