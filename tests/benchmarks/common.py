@@ -85,3 +85,19 @@ def run_serial(suite: Path) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def environment_report(python: str = sys.executable) -> str:
+    """What the figures were measured with: the interpreter, pytest, xdist and every plugin
+    pytest would load there (a plugin-heavy interpreter slows plain xdist down, not PTD)."""
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "eps = sorted({(e.dist.name, e.dist.version) for e in m.entry_points(group='pytest11')})\n"
+        "v = lambda n: next((d.version for d in m.distributions() if d.metadata['Name'] and "
+        "d.metadata['Name'].lower() == n), 'absent')\n"
+        'print(f\'python {sys.version.split()[0]} ({sys.executable}); pytest {v("pytest")}, '
+        'pytest-xdist {v("pytest-xdist")}\')\n'
+        "print('pytest plugins: ' + (', '.join(f'{n} {ver}' for n, ver in eps) or 'none'))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
