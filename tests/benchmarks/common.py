@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MAKE_SUITE = ROOT.parent / "shared" / "bench" / "make_suite.py"
+# shared/bench/make_suite.py next to the checkout (or a worktree's ancestors), or $PTD_MAKE_SUITE.
+MAKE_SUITE = Path(
+    os.environ.get("PTD_MAKE_SUITE")
+    or next(
+        (p / "shared" / "bench" / "make_suite.py" for p in ROOT.parents
+         if (p / "shared" / "bench" / "make_suite.py").exists()),
+        ROOT.parent / "shared" / "bench" / "make_suite.py",
+    )
+)  # fmt: skip
 
 
 def make_suite(out: Path, *args: str) -> dict:
