@@ -181,6 +181,7 @@ class RunOut(Schema):
     finished_at: datetime | None
     exit_code: int | None
     message: str
+    warnings: list[str]
     collected: int | None
     wall_seconds: float | None
     serial_seconds: float | None
@@ -204,6 +205,7 @@ class ResultOut(Schema):
     stop: float | None
     duration: float
     longrepr: str
+    group: str  # its xdist_group under --dist loadgroup, else ""
 
 
 class Detail(Schema):

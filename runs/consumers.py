@@ -47,6 +47,7 @@ def snapshot(run_id: int) -> dict | None:
             "stop",
             "duration",
             "longrepr",
+            "group",
         )
     )
     return {

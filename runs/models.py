@@ -237,6 +237,9 @@ class Run(models.Model):
     message = models.TextField(blank=True)
     # Output left out of the middle of the run's log (settings.PTD_MAX_LOG_BYTES).
     log_bytes_cut = models.PositiveBigIntegerField(default=0)
+    # One line per "warning" event: where the engine works in a degraded way (e.g. a pytest
+    # or plugin version lacking what it uses), shown on the run's page.
+    warnings = models.TextField(blank=True)
     # Metrics (DESIGN.md section 3), stored when the run finishes.
     workers = models.PositiveSmallIntegerField(default=0)
     collected = models.PositiveIntegerField(null=True, blank=True)
@@ -385,6 +388,7 @@ class Run(models.Model):
             "exit_code": self.exit_code,
             "message": self.message,
             "log_bytes_cut": self.log_bytes_cut,
+            "warnings": self.warnings.splitlines(),
             "collected": self.collected,
             **self.metrics_dict(),
             "tests": self.tests_dict(),
@@ -446,6 +450,8 @@ class TestResult(models.Model):
     stop = models.FloatField(null=True, blank=True)
     duration = models.FloatField(default=0.0)
     longrepr = models.TextField(blank=True)
+    # The test's xdist_group under --dist loadgroup (from its marks), else "".
+    group = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         ordering = ["run", "start", "id"]
@@ -472,6 +478,7 @@ class TestResult(models.Model):
             "stop": self.stop,
             "duration": self.duration,
             "longrepr": self.longrepr,
+            "group": self.group,
         }
 
 

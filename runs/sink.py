@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, FloatField, Max, Value
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db.models.functions import Coalesce, Concat, Greatest, Least
 from django.utils import timezone
 
 from runner import metrics
@@ -59,6 +59,7 @@ class ResultRow(NamedTuple):
     stop: float | None
     duration: float
     longrepr: str
+    group: str
 
 
 assert ResultRow._fields == tuple(f.attname for f in RESULT_COLUMNS), "TestResult changed"
@@ -87,6 +88,7 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
         stop=event.get("stop"),
         duration=event.get("duration") or 0.0,
         longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
+        group=str(event.get("group") or "")[:200],
     )
 
 
@@ -166,6 +168,7 @@ class DbSink:
         results: list[ResultRow] = []
         deltas: dict[str, WorkerDelta] = {}
         run_fields: dict = {}
+        warnings: list[str] = []
         for event in events:
             kind = event.get("type")
             if kind == "test":
@@ -183,6 +186,10 @@ class DbSink:
                 run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
                 run_fields["workers"] = int(event["workers"])
+            elif kind == "warning":  # the engine works in a degraded way: say it on the page
+                line = " ".join(str(event.get("message") or "").split())[:1000]
+                log.warning("run %s: %s", run_id, line)
+                warnings.append(line + "\n")
             elif kind in ("worker_up", "worker_down"):
                 deltas.setdefault(str(event.get("worker"))[:20], WorkerDelta())
         # The run's counts so far, as finish_run counts them at the end (which overwrites them).
@@ -198,6 +205,8 @@ class DbSink:
                 insert_results(results)
             if deltas:
                 stats = add_to_workers(run_id, deltas)
+            if warnings:  # appended in the database: ingested runs come in several requests
+                run_fields["warnings"] = Concat(F("warnings"), Value("".join(warnings)))
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
             if publishing:
@@ -253,6 +262,7 @@ def publish_batch(run_id: int, results: list[ResultRow], stats: list, progress: 
 def live_result(result: ResultRow) -> dict:
     data = {key: getattr(result, key) for key in FINAL_KEYS}
     data["longrepr"] = result.longrepr
+    data["group"] = result.group
     return data
 
 

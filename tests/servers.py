@@ -86,13 +86,19 @@ class ServeProcess:
         self.wait_for(r"serving on", timeout)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # the line is printed just before listening
+            # An HTTP answer, not only an accepted connection: daphne listens before its
+            # reactor runs and installs the SIGTERM handler, and a stop() in between would
+            # kill the server outright (exit -15) instead of stopping it.
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return self
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+                    sock.sendall(b"GET /login/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                    if sock.recv(12).startswith(b"HTTP/"):
+                        return self
             except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.05)
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
         raise RuntimeError("serve did not listen:\n" + "".join(self.output))
 
     def _drain(self) -> None:

@@ -89,6 +89,8 @@
         mb >= 1 ? `${mb.toFixed(1)} MB` : `${(run.log_bytes_cut / 1024).toFixed(1)} KB`;
       cut.hidden = false;
     }
+    const warnings = document.getElementById("run-warnings");
+    if (warnings && run.warnings) warnings.replaceChildren(...run.warnings.map((w) => el("li", w)));
     for (const node of document.querySelectorAll("[data-metric]")) {
       const value = run[node.dataset.metric];
       if (value !== null && value !== undefined) {
@@ -208,7 +210,8 @@
     }
     list.replaceChildren(...failed.slice(0, 200).map((r) => {
       const item = el("li");
-      item.append(el("strong", r.nodeid), el("span", ` (${r.outcome} on ${r.worker})`, "muted"));
+      const group = r.group ? `, group ${r.group}` : "";
+      item.append(el("strong", r.nodeid), el("span", ` (${r.outcome} on ${r.worker}${group})`, "muted"));
       const rerun = rerunControls(r.nodeid);
       if (rerun) item.append(rerun);
       if (r.longrepr) item.append(el("pre", r.longrepr));
@@ -240,7 +243,8 @@
     for (const r of results) {
       if (r.start === null || r.start === undefined) continue;
       bars.push({ outcome: r.outcome, base: r.start - t0, width: Math.max(r.duration, 0.001),
-                  worker: r.worker, text: `${r.nodeid} (${r.duration.toFixed(3)} s)` });
+                  worker: r.worker,
+                  text: `${r.nodeid}${r.group ? " @" + r.group : ""} (${r.duration.toFixed(3)} s)` });
     }
     return bars;
   }

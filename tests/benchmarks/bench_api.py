@@ -18,10 +18,12 @@ from pathlib import Path
 
 import requests
 
+from tests.benchmarks.common import environment_report
 from tests.servers import ServeProcess, isolated_env
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--limit", type=int, default=2)

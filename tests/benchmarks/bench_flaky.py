@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.benchmarks.common import ROOT, data_env, fresh_data_dir, make_suite
+from tests.benchmarks.common import ROOT, data_env, environment_report, fresh_data_dir, make_suite
 
 
 def run_suite(data_dir: Path, suite: Path) -> dict:
@@ -122,6 +122,7 @@ def cost(size: int, rounds: int = 3) -> dict:
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--tests", type=int, default=120)
     parser.add_argument("--runs", type=int, default=3)

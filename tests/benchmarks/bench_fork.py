@@ -2,6 +2,14 @@
 
     python -m tests.benchmarks.bench_fork [--rounds 3] [--only uniform,imports,api,skewed]
 
+Measure in what users have: a venv holding only PTD and its test extras (every extra pytest
+plugin an interpreter autoloads slows each of plain xdist's processes down, not PTD's one):
+
+    python -m venv /tmp/lean && /tmp/lean/bin/pip install -e '.[test]'
+    /tmp/lean/bin/python -m tests.benchmarks.bench_fork --only uniform --rounds 5
+
+The first lines name the interpreter, pytest, xdist and the plugins the figures come from.
+
 For each scenario one PTD run first records the durations (the scheduler's history), then
 the commands alternate; medians are compared with the issue's targets:
 
@@ -27,6 +35,7 @@ from pathlib import Path
 import requests
 
 from tests.benchmarks.common import (
+    environment_report,
     fresh_data_dir,
     lower_bound,
     make_suite,
@@ -138,6 +147,7 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(SCENARIOS))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from tests.benchmarks.common import ROOT, make_suite, median
+from tests.benchmarks.common import ROOT, environment_report, make_suite, median
 from tests.servers import ServeProcess
 
 
@@ -112,6 +112,7 @@ def storing_rate(server: ServeProcess, token: str, total: int, batch: int = 2000
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tests", type=int, default=10000)

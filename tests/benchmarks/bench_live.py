@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from tests.benchmarks.common import ROOT, make_suite, median
+from tests.benchmarks.common import ROOT, environment_report, make_suite, median
 from tests.browser import launch, login_admin
 from tests.servers import ServeProcess, isolated_env
 
@@ -96,6 +96,7 @@ def pct(values, q):
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--tests", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=2)

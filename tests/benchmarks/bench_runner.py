@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tests.benchmarks.common import (
+    environment_report,
     fresh_data_dir,
     lower_bound,
     make_suite,
@@ -24,6 +25,7 @@ from tests.benchmarks.common import (
 
 
 def main() -> None:
+    print(environment_report(), flush=True)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--engine", default="xdist")

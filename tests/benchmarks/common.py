@@ -17,7 +17,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-MAKE_SUITE = ROOT.parent / "shared" / "bench" / "make_suite.py"
+# shared/bench/make_suite.py next to the checkout (or a worktree's ancestors), or $PTD_MAKE_SUITE.
+MAKE_SUITE = Path(
+    os.environ.get("PTD_MAKE_SUITE")
+    or next(
+        (p / "shared" / "bench" / "make_suite.py" for p in ROOT.parents
+         if (p / "shared" / "bench" / "make_suite.py").exists()),
+        ROOT.parent / "shared" / "bench" / "make_suite.py",
+    )
+)  # fmt: skip
 
 
 def make_suite(out: Path, *args: str) -> dict:
@@ -85,3 +93,19 @@ def run_serial(suite: Path) -> float:
 
 def median(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def environment_report(python: str = sys.executable) -> str:
+    """What the figures were measured with: the interpreter, pytest, xdist and every plugin
+    pytest would load there (a plugin-heavy interpreter slows plain xdist down, not PTD)."""
+    code = (
+        "import sys, importlib.metadata as m\n"
+        "eps = sorted({(e.dist.name, e.dist.version) for e in m.entry_points(group='pytest11')})\n"
+        "v = lambda n: next((d.version for d in m.distributions() if d.metadata['Name'] and "
+        "d.metadata['Name'].lower() == n), 'absent')\n"
+        'print(f\'python {sys.version.split()[0]} ({sys.executable}); pytest {v("pytest")}, '
+        'pytest-xdist {v("pytest-xdist")}\')\n'
+        "print('pytest plugins: ' + (', '.join(f'{n} {ver}' for n, ver in eps) or 'none'))\n"
+    )
+    out = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()

@@ -57,10 +57,10 @@ def write_suite(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def plugin_argv() -> list[str]:
+def plugin_argv(python: str | None = None) -> list[str]:
     """pytest with the in-run plugin, the fast way (what every runner test starts from)."""
-    return [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
-            *FAST_PLUGINS]  # fmt: skip
+    return [python or sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p",
+            "no:cacheprovider", *FAST_PLUGINS]  # fmt: skip
 
 
 def run_pytest(
@@ -69,8 +69,12 @@ def run_pytest(
     durations: dict | None = None,
     env: dict | None = None,
     timeout: float = 60,
+    python: str | None = None,
 ) -> SuiteRun:
-    """Run pytest with the in-run plugin in ``root``; collect every event it emits."""
+    """Run pytest with the in-run plugin in ``root``; collect every event it emits.
+
+    ``python``: the suite's interpreter (default: this one), as ``Suite.python`` sets it.
+    """
     durations_file = None
     if durations is not None:
         durations_file = str(root / "ptd_durations.json")
@@ -78,7 +82,7 @@ def run_pytest(
     r, w = os.pipe()
     try:
         run_env = build_env(os.environ, {**FAST_ENV, **(env or {})}, w, durations_file, PYCACHE_DIR)
-        argv = [*plugin_argv(), *args]
+        argv = [*plugin_argv(python), *args]
         proc = subprocess.Popen(
             argv,
             cwd=root,
@@ -104,7 +108,13 @@ def run_pytest(
 
 
 @pytest.fixture
-def suite(tmp_path):
+def suite_python() -> str:
+    """The interpreter the ``suite`` fixture runs (test_compat.py: one per supported set)."""
+    return sys.executable
+
+
+@pytest.fixture
+def suite(tmp_path, suite_python):
     """``suite(files, *args, ...)`` writes the files into a fresh dir and runs pytest there."""
     counter = iter(range(1000))
 
@@ -112,6 +122,7 @@ def suite(tmp_path):
         root = tmp_path / f"suite{next(counter)}"
         root.mkdir()
         write_suite(root, files)
+        kwargs.setdefault("python", suite_python)
         return run_pytest(root, *args, **kwargs)
 
     return make

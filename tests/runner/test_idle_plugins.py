@@ -2,13 +2,17 @@
 
 hypothesis's terminal summary imports hypothesis (~0.9 s of CPU) even when no test used it;
 the in-run plugin unregisters it then, and leaves it alone when the suite does use it.
+The suites run in the "latest" suite venv (tests/compat_venvs.py), which has hypothesis:
+PTD's own test extras do not.
 """
 
 from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("hypothesis")
+from tests.runner.compat_cases import interpreter
+
+suite_python = interpreter("latest")
 
 PROBE = """
     import sys

@@ -299,8 +299,11 @@ def test_loadfile_keeps_files_together(suite):
 def test_loadgroup_keeps_marked_tests_together(suite):
     run = suite(GROUPED, "-n", "2", "--dist", "loadgroup")
     assert run.returncode == 0, run.output
-    db = [t for t in run.tests if t["nodeid"].endswith("@db")]
+    db = [t for t in run.tests if t["group"] == "db"]
     assert len(db) == 3 and len({t["worker"] for t in db}) == 1
+    # Node ids stay the plain ones, whether or not xdist appended "@db" to them.
+    assert sorted(t["nodeid"] for t in db) == [f"test_g2.py::test_db_{i}" for i in (1, 2, 3)]
+    assert all(t["group"] is None for t in run.tests if "test_db_" not in t["nodeid"])
 
 
 def test_longest_known_test_runs_first(suite):
@@ -374,3 +377,23 @@ def test_workers_skip_the_terminal_summary(suite, tmp_path):
     )
     assert run.returncode == 0, run.output
     assert sorted(p.name for p in marker_dir.iterdir()) == ["controller"]
+
+
+# A worker whose groups never reach the controller (as when its in-run plugin cannot write
+# them): PTD must say so, in the log and as an event, rather than split groups silently.
+NO_GROUPS_FROM_WORKERS = """
+def pytest_configure(config):
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        workerinput.pop("ptd_groups_dir", None)
+"""
+
+
+def test_loadgroup_without_the_workers_groups_warns_loudly(suite):
+    run = suite(
+        {**GROUPED, "conftest.py": NO_GROUPS_FROM_WORKERS}, "-n", "2", "--dist", "loadgroup"
+    )
+    assert run.returncode == 0, run.output
+    [warning] = run.of_type("warning")
+    assert "did not report its tests' xdist_group marks" in warning["message"]
+    assert "ptd warning: --dist loadgroup: worker gw" in run.output

@@ -22,9 +22,11 @@ def test_unit_keys():
     assert unit_key("a.py::C::t", "loadscope") == "a.py::C"
     assert unit_key("a.py::t", "loadscope") == "a.py"
     assert unit_key("d/a.py::C::t[1]", "loadfile") == "d/a.py"
-    assert unit_key("a.py::t@db", "loadgroup") == "@db"
-    assert unit_key("b.py::C::t@db", "loadgroup") == "@db"
+    # The group comes from the test's marks, never from its node id.
+    assert unit_key("a.py::t", "loadgroup", "db") == "@db"
+    assert unit_key("b.py::C::t", "loadgroup", "db") == "@db"
     assert unit_key("a.py::t", "loadgroup") == "a.py::t"
+    assert unit_key("a.py::t@db", "loadgroup") == "a.py::t@db"
     with pytest.raises(ValueError):
         unit_key("a.py::t", "each")
 
@@ -152,12 +154,12 @@ def test_unassign_takes_back_unstarted_items():
     assert core.queue[0].indices == [sent[-1]]
 
 
-def simulate(collection, true_seconds, n, mode="load", history=None):
+def simulate(collection, true_seconds, n, mode="load", history=None, groups=None):
     """Discrete-event model of xdist workers (an item runs only once the next is known).
 
     Returns (makespan, {index: worker}).
     """
-    core = LPTScheduler(collection, history, mode)
+    core = LPTScheduler(collection, history, mode, groups=groups)
     workers = [f"gw{i}" for i in range(n)]
     queues = {w: deque() for w in workers}
     down = dict.fromkeys(workers, False)
@@ -222,18 +224,15 @@ def test_simulated_without_history_still_runs_everything_once():
 
 @pytest.mark.parametrize("mode", ["loadscope", "loadfile", "loadgroup"])
 def test_simulated_grouped_modes_keep_units_on_one_worker(mode):
-    coll = [
-        f"m{m}.py::C{c}::t{t}" + ("@g" if m == 0 and t == 0 else "")
-        for m in range(5)
-        for c in range(3)
-        for t in range(4)
-    ]
+    cells = [(m, c, t) for m in range(5) for c in range(3) for t in range(4)]
+    coll = [f"m{m}.py::C{c}::t{t}" for m, c, t in cells]
+    groups = ["g" if m == 0 and t == 0 else None for m, c, t in cells]
     seconds = [0.01 * (i % 7 + 1) for i in range(len(coll))]
-    _, ran = simulate(coll, seconds, 3, mode=mode)
+    _, ran = simulate(coll, seconds, 3, mode=mode, groups=groups)
     assert sorted(ran) == list(range(len(coll)))
     units: dict[str, set[str]] = {}
     for i, w in ran.items():
-        units.setdefault(unit_key(coll[i], mode), set()).add(w)
+        units.setdefault(unit_key(coll[i], mode, groups[i]), set()).add(w)
     assert all(len(ws) == 1 for ws in units.values())
 
 

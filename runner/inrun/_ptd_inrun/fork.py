@@ -28,10 +28,12 @@ from typing import Any
 import pytest
 
 from . import fork_safety
-from .fork_nodes import Handle, WorkerNode, describe_exit, scheduler_ids
+from .compat import fork_gaps, terminal_gaps
+from .fork_nodes import Handle, WorkerNode, describe_exit
 from .fork_plugins import handle_crash, node_down, track_status_db
 from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
-from .reporter import FORK_PLUGIN
+from .groups import item_groups, publish
+from .reporter import FORK_PLUGIN, REPORTER_NAME, warn
 from .scheduler import MODES, LPTScheduler, load_durations
 
 # Imported when pytest loads the plugin (-p), before any conftest or test module: the
@@ -39,7 +41,6 @@ from .scheduler import MODES, LPTScheduler, load_durations
 fork_safety.record_baseline()
 
 PLUGIN_NAME = FORK_PLUGIN
-_REPORTER_NAME = "ptd-reporter"
 
 
 def addoption(parser: pytest.Parser) -> None:
@@ -174,12 +175,19 @@ class ForkEngine:
         if not items:
             return
         durations = load_durations(os.environ.get("PTD_DURATIONS_FILE"))
-        self.core = LPTScheduler(scheduler_ids(items, self.mode), durations, self.mode)
+        ids = [item.nodeid for item in items]
+        groups = None
+        if self.mode == "loadgroup":  # from the marks: the collected items are here
+            groups = item_groups(items)
+            publish(self.config, ids, groups)
+        self.core = LPTScheduler(ids, durations, self.mode, groups=groups)
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is not None:
             with contextlib.suppress(Exception):
                 self.basetemp = factory.getbasetemp()
         self._warn_threads()
+        for gap in terminal_gaps(self.config) + fork_gaps(self.config, session):
+            warn(self.config, gap)
         # Everything alive now is the collected session the workers inherit: keep the garbage
         # collector off those pages, or every worker would copy them all (copy-on-write).
         from .fork_worker import prepare_fork
@@ -247,7 +255,7 @@ class ForkEngine:
         if self.writer is not None:
             close_in_child.append(self.writer.fd)
         pm = self.config.pluginmanager
-        controller_only = [pm.get_plugin(_REPORTER_NAME), self, self._junit_plugin()]
+        controller_only = [pm.get_plugin(REPORTER_NAME), self, self._junit_plugin()]
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -468,7 +476,7 @@ class ForkEngine:
     # -- events ----------------------------------------------------------------------------
 
     def _emit(self, type_: str, **fields: Any) -> None:
-        reporter = self.config.pluginmanager.get_plugin(_REPORTER_NAME)
+        reporter = self.config.pluginmanager.get_plugin(REPORTER_NAME)
         if reporter is not None:
             reporter.emit(type_, **fields)
 

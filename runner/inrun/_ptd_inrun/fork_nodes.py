@@ -7,8 +7,6 @@ import os
 import signal
 import sys
 
-import pytest
-
 from .fork_wire import FrameReader
 
 
@@ -57,21 +55,6 @@ class Handle:
 
     def fds(self) -> list[int]:
         return [fd for fd in (self.cmd_fd, self.res_fd, self.pidfd) if fd is not None]
-
-
-def scheduler_ids(items: list[pytest.Item], mode: str) -> list[str]:
-    """Node ids as the scheduler sees them: loadgroup appends ``@group`` like xdist does."""
-    ids = [item.nodeid for item in items]
-    if mode != "loadgroup":
-        return ids
-    for i, item in enumerate(items):
-        names = {
-            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-            for m in item.iter_markers("xdist_group")
-        }
-        if names:
-            ids[i] = f"{ids[i]}@{'_'.join(sorted(names))}"
-    return ids
 
 
 def describe_exit(status: int) -> str:

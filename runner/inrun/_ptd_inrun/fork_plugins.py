@@ -41,8 +41,9 @@ from typing import Any
 
 import pytest
 
+from .reporter import REPORTER_NAME
+
 _COV_PLUGIN = "_cov"  # the name pytest-cov registers its CovPlugin under
-_REPORTER_NAME = "ptd-reporter"
 _STATUS_CONNECTIONS = pytest.StashKey[dict]()
 _PEER_GONE = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _DRAIN_TIMEOUT = 2.0  # seconds to let the server thread read a dead worker's last messages
@@ -143,7 +144,7 @@ def node_down(config: pytest.Config, node: Any, error: str | None) -> None:
     """
     pm = config.pluginmanager
     if getattr(pm.hook, "pytest_testnodedown", None) is None:
-        reporter = pm.get_plugin(_REPORTER_NAME)
+        reporter = pm.get_plugin(REPORTER_NAME)
         if reporter is not None:
             worker = node.gateway.id
             reporter.emit("worker_down", worker=worker, crashed=error is not None, error=error)
@@ -170,6 +171,8 @@ def _connect_rerunfailures(config: pytest.Config) -> None:
     db = getattr(config, "failures_db", None)
     if server is None or not isinstance(db, server):
         return  # not installed, or no xdist: a no-op db, crashes are not rerun
+    if not hasattr(db, "sock_port") or not hasattr(module, "ClientStatusDB"):
+        return  # another version: the controller said so (compat.fork_gaps)
     token = getattr(db, "token", None)  # older versions have no token
     args = (db.sock_port,) if token is None else (db.sock_port, token)
     with contextlib.suppress(OSError):
@@ -230,6 +233,8 @@ def _save_coverage(config: pytest.Config) -> None:
     controller = getattr(plugin, "cov_controller", None)
     if engine is None or not isinstance(controller, engine.Central):
         return  # no --cov (or --no-cov)
+    if not hasattr(controller, "cov") or not hasattr(controller, "topdir"):
+        return  # another version: the controller said so (compat.fork_gaps)
     cov = controller.cov
     # Like pytest-cov's xdist workers: a worker need not have measured every source.
     cov._warn_no_data = False

@@ -28,6 +28,7 @@ import pytest
 from . import fork_plugins
 from .fork_safety import isolate_inherited
 from .fork_wire import FrameReader, pack, write_all
+from .terminal import silence_terminal
 
 PR_SET_PDEATHSIG = 1
 FLUSH_EVERY = 0.005  # seconds: results of tiny tests travel together
@@ -206,39 +207,6 @@ def _sanitize(message: tuple) -> tuple:
     return ("item", message[1], events)
 
 
-class _QuietTerminal:
-    """Stands in for the terminal reporter in a worker: the attributes, none of the hooks.
-
-    Code that asks for the terminal writer (assertion rewriting does, for its diffs) gets
-    one with the controller's markup settings that writes nowhere; the controller prints.
-    """
-
-    def __init__(self, real: Any, tw: Any) -> None:
-        self._real = real
-        self._tw = tw
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-def _silence_terminal(config: pytest.Config) -> None:
-    pm = config.pluginmanager
-    real = pm.get_plugin("terminalreporter")
-    if real is None or isinstance(real, _QuietTerminal):
-        return
-    from _pytest._io import TerminalWriter
-
-    old = real._tw
-    tw = TerminalWriter(open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the worker
-    tw.hasmarkup = old.hasmarkup
-    tw.code_highlight = getattr(old, "code_highlight", False)
-    with contextlib.suppress(Exception):
-        tw.fullwidth = old.fullwidth
-    real._tw = tw
-    pm.unregister(real)
-    pm.register(_QuietTerminal(real, tw), "terminalreporter")
-
-
 def setup_worker(
     config: pytest.Config,
     worker_id: str,
@@ -261,7 +229,7 @@ def setup_worker(
     for plugin in controller_only:
         if plugin is not None and pm.is_registered(plugin):
             pm.unregister(plugin)
-    _silence_terminal(config)
+    silence_terminal(config)
     # Global output capture: the controller's temporary files would be shared by every
     # worker (one file offset); give this process its own.
     capman = pm.get_plugin("capturemanager")
@@ -271,7 +239,7 @@ def setup_worker(
             capman.start_global_capturing()
             capman.suspend_global_capture()
     factory = getattr(config, "_tmp_path_factory", None)
-    if factory is not None and basetemp is not None:
+    if basetemp is not None and hasattr(factory, "_given_basetemp"):
         # Like xdist: each worker gets <controller's basetemp>/popen-gwN.
         factory._given_basetemp = basetemp / f"popen-{worker_id}"
         factory._basetemp = None

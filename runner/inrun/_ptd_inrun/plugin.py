@@ -7,7 +7,6 @@ named by ``PTD_EVENTS_FD``; without it nothing is emitted but the scheduler stil
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -16,9 +15,10 @@ import pytest
 from .events import open_from_env
 from .fork import addoption as _add_fork_options
 from .fork import configure as configure_fork
-from .reporter import Reporter
+from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
+from .reporter import REPORTER_NAME, Reporter
+from .terminal import silence_terminal
 
-_REPORTER_NAME = "ptd-reporter"
 # Plugins whose end-of-session hooks import their library even when no test used it, and the
 # library: hypothesis's terminal summary imports hypothesis (~0.9 s of CPU) to look for files
 # it may have written. If the library is not imported by the end of the session, no test in this
@@ -42,21 +42,43 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
-        # xdist discards a worker's terminal output, yet its end-of-session summary hooks
-        # still run, and some are slow (hypothesis imports itself there: ~1.5 s per worker).
-        # The controller prints the real summary.
-        config.option.no_summary = True
-        return
+        return  # an xdist worker: silenced at session start (terminal.py)
     engine = configure_fork(config)  # --ptd-workers N: the fork engine (None otherwise)
     writer = engine.open_writer() if engine is not None else open_from_env()
     if writer is not None:
-        config.pluginmanager.register(Reporter(config, writer), _REPORTER_NAME)
+        config.pluginmanager.register(Reporter(config, writer), REPORTER_NAME)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    remove_dir(config)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    if os.environ.get("PTD_SCHEDULER", "") == "xdist":
-        return None
     from .xdist_sched import make_scheduler
 
     return make_scheduler(config, log)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller, per worker: where to tell PTD's loadgroup scheduler the groups."""
+    from .xdist_sched import ptd_schedules
+
+    config = node.config
+    if ptd_schedules(config) and config.getoption("dist") == "loadgroup":
+        node.workerinput[DIR_KEY] = controller_dir(config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """xdist worker: no terminal output nor summaries, which xdist would throw away."""
+    if hasattr(session.config, "workerinput"):
+        silence_terminal(session.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """xdist worker: the groups of the collected tests, before xdist sends the collection."""
+    if hasattr(session.config, "workerinput"):
+        write_worker_groups(session.config, session.items)

@@ -8,16 +8,48 @@ ingesting a plain ``pytest -n 4`` run does not load it.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .groups import NODE_GROUPS
+from .ids import group_of
 
 if TYPE_CHECKING:
     from .events import EventWriter
 
 LONGREPR_LIMIT = 4000
 FORK_PLUGIN = "ptd-fork"  # the name the fork engine registers under (fork.PLUGIN_NAME)
+REPORTER_NAME = "ptd-reporter"  # the name the in-run plugin registers the Reporter under
+
+
+def warn(config: pytest.Config, message: str) -> None:
+    """Say loudly that PTD works in a degraded way: in the run's log and on its page.
+
+    For what would otherwise go wrong silently, e.g. a pytest or plugin version that lacks
+    something the engine uses.
+    """
+    sys.stderr.write(f"ptd warning: {message}\n")
+    sys.stderr.flush()
+    reporter = config.pluginmanager.get_plugin(REPORTER_NAME)
+    if reporter is not None:
+        reporter.emit("warning", message=message)
+
+
+def plain_nodeid(config: pytest.Config, nodeid: str) -> tuple[str, str | None]:
+    """``(node id without xdist's "@group" suffix, the test's xdist_group or None)``.
+
+    The group comes from the test's marks when PTD scheduled the run (``groups.py``); for a
+    run xdist scheduled itself (ingested runs) from the suffix xdist appended, if any.
+    """
+    group = (config.stash.get(NODE_GROUPS, None) or {}).get(nodeid)
+    if group is None and getattr(config.option, "dist", None) == "loadgroup":
+        group = group_of(nodeid)
+    if group is not None and nodeid.endswith("@" + group):
+        nodeid = nodeid[: -len(group) - 1]
+    return nodeid, group
 
 
 def _worker_of(report: Any) -> str:
@@ -158,6 +190,12 @@ class Reporter:
             self._crashed(key, report)
             return
         attempt = self.pending.get(key)
+        if attempt is not None and report.when == "setup":
+            # A new attempt while the last one never reported its teardown: what
+            # pytest-rerunfailures 14 does when it reruns a test. That attempt is over.
+            del self.pending[key]
+            self._emit_test(report.nodeid, worker, attempt)
+            attempt = None
         if attempt is None:
             attempt = self.pending[key] = _Attempt()
         attempt.add(report)
@@ -177,6 +215,7 @@ class Reporter:
         self._emit_test(report.nodeid, key[0], attempt)
 
     def _emit_test(self, nodeid: str, worker: str, attempt: _Attempt) -> None:
+        nodeid, group = plain_nodeid(self.config, nodeid)
         number = self.attempts.get(nodeid, 0)
         self.attempts[nodeid] = number + 1
         start = attempt.start if attempt.start is not None else time.time()
@@ -192,6 +231,7 @@ class Reporter:
             stop=stop,
             duration=attempt.duration,
             longrepr=attempt.longrepr,
+            group=group,
         )
 
     @pytest.hookimpl(trylast=True)

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .ids import base_nodeid, group_of, strip_group
+from .ids import base_nodeid, strip_group
 
 MODES = ("load", "loadscope", "loadfile", "loadgroup")
 DEFAULT_UNKNOWN = 0.1
@@ -47,15 +47,17 @@ def load_durations(path: str | None) -> dict[str, float]:
     return out
 
 
-def unit_key(nodeid: str, mode: str) -> str:
-    """The unit a test belongs to under an xdist-style ``--dist`` mode."""
+def unit_key(nodeid: str, mode: str, group: str | None = None) -> str:
+    """The unit a test belongs to under an xdist-style ``--dist`` mode.
+
+    ``group`` is the test's ``xdist_group`` (from its marks, see ``groups.py``): under
+    loadgroup the tests of one group travel together, the others one by one.
+    """
     if mode == "load":
         return nodeid
     if mode == "loadfile":
         return nodeid.split("::", 1)[0]
     if mode == "loadgroup":
-        # Like xdist: grouped tests travel together, the others one by one.
-        group = group_of(nodeid)
         return nodeid if group is None else "@" + group
     if mode == "loadscope":
         return strip_group(nodeid).rsplit("::", 1)[0]
@@ -111,6 +113,7 @@ class LPTScheduler:
         durations: Mapping[str, float] | None = None,
         mode: str = "load",
         *,
+        groups: Sequence[str | None] | None = None,
         min_budget: float = 0.05,
         max_budget: float = 0.5,
         budget_share: float = 8.0,
@@ -120,6 +123,9 @@ class LPTScheduler:
             raise ValueError(f"unknown scheduling mode {mode!r}")
         self.collection = list(collection)
         self.mode = mode
+        self.groups = list(groups) if groups is not None else [None] * len(self.collection)
+        if len(self.groups) != len(self.collection):
+            raise ValueError("groups must name one group (or None) per collected test")
         self.estimates = estimate_durations(self.collection, durations, default_duration)
         self.min_budget = min_budget
         self.max_budget = max_budget
@@ -133,7 +139,7 @@ class LPTScheduler:
     def _build_units(self) -> list[Unit]:
         by_key: dict[str, Unit] = {}
         for index, nodeid in enumerate(self.collection):
-            key = unit_key(nodeid, self.mode)
+            key = unit_key(nodeid, self.mode, self.groups[index])
             unit = by_key.get(key)
             if unit is None:
                 unit = by_key[key] = Unit(key, [], 0.0)

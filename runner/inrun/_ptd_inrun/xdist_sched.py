@@ -12,20 +12,38 @@ from typing import Any
 
 import pytest
 
+from .compat import terminal_gaps, xdist_gaps
+from .groups import controller_dir, publish, read_worker_groups
+from .ids import group_of
+from .reporter import warn
 from .scheduler import MODES, LPTScheduler, load_durations
 
-try:  # the helpers live in xdist's internals; degrade gracefully if they move
+try:  # the helpers live in xdist's internals: compat.xdist_gaps says when they are missing
     from xdist.report import report_collection_diff
-    from xdist.workermanage import parse_tx_spec_config
-except ImportError:  # pragma: no cover - older/newer xdist
+except ImportError:  # pragma: no cover - another xdist
     report_collection_diff = None
-    parse_tx_spec_config = None
+try:
+    from xdist.workermanage import parse_tx_spec_config
+except ImportError:  # xdist < 3.6 names it parse_spec_config
+    try:
+        from xdist.workermanage import parse_spec_config as parse_tx_spec_config
+    except ImportError:  # pragma: no cover - another xdist
+        parse_tx_spec_config = None
+
+
+def ptd_schedules(config: pytest.Config) -> bool:
+    """Whether PTD's scheduler, not xdist's, distributes this run's tests."""
+    if os.environ.get("PTD_SCHEDULER", "") == "xdist":
+        return False
+    return config.getoption("dist", None) in MODES  # "each", "worksteal", ...: xdist's
 
 
 def make_scheduler(config: pytest.Config, log: Any) -> PTDScheduling | None:
-    mode = config.getoption("dist", None)
-    if mode not in MODES:
-        return None  # "each", "worksteal", ...: leave them to xdist
+    if not ptd_schedules(config):
+        return None
+    for gap in xdist_gaps() + terminal_gaps(config):
+        warn(config, gap)
+    mode = config.getoption("dist")
     return PTDScheduling(
         config, log, mode=mode, durations=load_durations(os.environ.get("PTD_DURATIONS_FILE"))
     )
@@ -51,6 +69,9 @@ class PTDScheduling:
             self.numnodes = len(config.getoption("tx") or [])
         self.log = getattr(log, "ptdsched", None) or (lambda *args: None)
         self.node2collection: dict[Any, list[str]] = {}
+        # loadgroup: each worker's groups of its collected tests, from their marks (groups.py)
+        self.groups_dir = controller_dir(config) if mode == "loadgroup" else None
+        self.node2groups: dict[Any, list[str | None] | None] = {}
         self._nodes: dict[Any, str] = {}
         self._rejected: set[Any] = set()  # replacement nodes that collected other tests
         self.collection: list[str] | None = None
@@ -95,6 +116,10 @@ class PTDScheduling:
             self._rejected.add(node)  # its indices would mean other tests: never use it
             return
         self.node2collection[node] = collection
+        if self.groups_dir is not None:
+            self.node2groups[node] = read_worker_groups(
+                self.groups_dir, str(node.gateway.id), len(collection)
+            )
 
     def remove_node(self, node: Any) -> str | None:
         # node2collection keeps the node: collection_is_completed counts every node that
@@ -146,12 +171,31 @@ class PTDScheduling:
             for node in self.nodes:
                 node.shutdown()
             return
-        self.core = LPTScheduler(self.collection, self.durations, self.mode)
+        groups = None
+        if self.mode == "loadgroup":
+            groups = self._groups(first_node, self.collection)
+            publish(self.config, self.collection, groups)
+        self.core = LPTScheduler(self.collection, self.durations, self.mode, groups=groups)
         for worker in self._nodes.values():
             self.core.add_worker(worker)
         self._dispatch_all()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _groups(self, node: Any, collection: list[str]) -> list[str | None]:
+        groups = self.node2groups.get(node)
+        if groups is not None:
+            return groups
+        # The worker wrote nothing (its in-run plugin did not load, or it runs on another
+        # machine): xdist's "@group" suffix is all there is, and pytest >= 9.2 drops it.
+        warn(
+            self.config,
+            f"--dist loadgroup: worker {node.gateway.id} did not report its tests' "
+            "xdist_group marks; grouping by the '@group' suffix of their node ids, which "
+            "xdist no longer adds under pytest >= 9.2: grouped tests may run on several "
+            "workers at once",
+        )
+        return [group_of(nodeid) for nodeid in collection]
 
     def _dispatch_all(self) -> None:
         for node in list(self._nodes):

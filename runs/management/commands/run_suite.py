@@ -7,13 +7,15 @@ Exit codes (contract): 0 all passed, 1 tests failed, 2 bad usage or configuratio
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connections, transaction
 
 from runner.pool import Pool
 from runs import services
@@ -121,7 +123,19 @@ class Command(BaseCommand):
         if "--" in argv:
             index = argv.index("--")
             argv, self.extra_args = argv[:index], argv[index + 1 :]
-        super().run_from_argv(argv)
+        try:
+            super().run_from_argv(argv)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        # A one-shot command from a terminal or CI (not call_command): all is stored and
+        # said, the pool is shut down. The interpreter's own teardown (every module and
+        # object of Django freed one by one) would add ~80 ms to each run; skip it.
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        connections.close_all()
+        logging.shutdown()
+        os._exit(code)
 
     def add_arguments(self, parser):
         parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
