@@ -62,9 +62,14 @@ def env_url(name: str, schemes: tuple[str, ...]) -> str:
 
 
 def data_dir(name: str = "PTD_DATA_DIR", default: str = "var") -> Path:
+    """The data directory, private to its owner: it holds the database (sessions included),
+    the secret key and run logs. One made earlier with wider modes is narrowed to 0700."""
     path = Path(os.environ.get(name) or default).resolve()
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(0o700)
     except OSError as exc:
         raise ImproperlyConfigured(f"{name}={str(path)!r} cannot be created: {exc}") from None
     return path

@@ -233,5 +233,7 @@ LOGGING = {
     "loggers": {
         "runs": {"handlers": ["console"], "level": env_str("PTD_LOG_LEVEL", "INFO")},
         "runner": {"handlers": ["console"], "level": env_str("PTD_LOG_LEVEL", "INFO")},
+        # Server errors with their tracebacks (with DEBUG off, Django's own handler is silent).
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

@@ -77,3 +77,14 @@ def test_secret_key_from_env_wins_and_must_be_long(tmp_path, env):
 def test_data_dir_is_created(tmp_path, env):
     env(PTD_DATA_DIR=str(tmp_path / "a" / "b"))
     assert envconf.data_dir().is_dir()
+
+
+def test_data_dir_is_private_to_its_owner(tmp_path, env):
+    """It holds the sessions, the secret key and run logs: no other local user may read it,
+    including a directory an earlier version made with the umask's modes."""
+    env(PTD_DATA_DIR=str(tmp_path / "new"))
+    assert stat.S_IMODE(envconf.data_dir().stat().st_mode) == 0o700
+    old = tmp_path / "old"
+    old.mkdir(mode=0o755)
+    env(PTD_DATA_DIR=str(old))
+    assert stat.S_IMODE(envconf.data_dir().stat().st_mode) == 0o700
