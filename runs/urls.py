@@ -1,6 +1,7 @@
 from django.urls import path
 
-from runs import flaky_views, report, tokens, trends, views
+from runs.pages import flaky as flaky_views
+from runs.pages import report, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import TransactionTestCase, override_settings
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import ApiToken, Run, Suite, TestResult, TestStat
 from tests.base import BaseTestCase
 from tests.factories import test_event

@@ -11,9 +11,9 @@ from django.test import Client
 
 from dashboard.asgi import application
 from runner.pool import RunOutcome
-from runs import live
+from runs.execution.sink import DbSink, finish_run
+from runs.live import publish as live
 from runs.models import Run, RunConfig, Suite
-from runs.sink import DbSink, finish_run
 from tests.factories import DEMO_DIR, test_event
 
 pytestmark = pytest.mark.django_db(transaction=True)

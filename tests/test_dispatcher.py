@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from runs import dispatcher, services
+from runs.execution import dispatcher
+from runs.execution import launch as services
 from runs.models import Run, RunConfig, Suite
 from tests.factories import write_suite
 

@@ -3,7 +3,7 @@
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run

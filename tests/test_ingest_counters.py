@@ -7,9 +7,10 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
-from runs import ingest, live
+from runs.api import intake as ingest
+from runs.execution.sink import DbSink
+from runs.live import publish as live
 from runs.models import ApiToken, Run, Suite, WorkerStat
-from runs.sink import DbSink
 from tests.base import BaseTestCase
 from tests.factories import test_event
 

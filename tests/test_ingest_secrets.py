@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from runner.ingest import strip_token
-from runs import live
+from runs.live import publish as live
 from runs.models import ApiToken, Run, Suite
 from tests.factories import DEMO_DIR
 from tests.test_consumers import connect

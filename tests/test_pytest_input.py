@@ -4,9 +4,9 @@ inside the suite or a -k / -m expression (runs/pytest_input.py, at every entranc
 from django.conf import settings
 from django.contrib.messages import get_messages
 
-from runs import services
+from runs.execution import launch as services
+from runs.execution.pytest_input import LaunchError, check_args, check_nodeid, nodeid_problem
 from runs.models import ApiToken, Run, TestResult, TestStat
-from runs.pytest_input import LaunchError, check_args, check_nodeid, nodeid_problem
 from tests.base import BaseTestCase
 from tests.factories import make_run, test_event
 

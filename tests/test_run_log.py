@@ -9,7 +9,8 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from runs import dispatcher, services
+from runs.execution import dispatcher
+from runs.execution import launch as services
 from runs.models import Run, RunConfig, Suite
 from tests.factories import DEMO_DIR, make_run, write_suite
 from tests.test_dispatcher import wait_until

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from runs import services
+from runs.execution import launch as services
 from runs.models import ApiToken, Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLResolver, get_resolver
 
-from runs import services
+from runs.execution import launch as services
 from runs.models import RESERVED_SUITE_NAMES, ApiToken, Run, RunConfig, Suite, TestStat
 from tests.base import BaseTestCase
 from tests.factories import DEMO_DIR, make_run

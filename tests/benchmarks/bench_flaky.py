@@ -55,8 +55,8 @@ def detection(data_dir: Path, tests: int, runs: int) -> dict:
                           "flaky": s["tests"]["flaky"], "flakiness_rate": s["flakiness_rate"],
                           "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
     setup_django(data_dir)
-    from runs.flaky_views import failing_queryset, flaky_queryset
     from runs.models import Suite
+    from runs.pages.flaky import failing_queryset, flaky_queryset
 
     suite = Suite.objects.get(name=suite_dir.name)
     found = {s.nodeid for s in flaky_queryset(suite)}
@@ -78,7 +78,7 @@ def detection(data_dir: Path, tests: int, runs: int) -> dict:
 
 
 def cost_once(size: int, name: str) -> dict:
-    from runs import flaky
+    from runs.flaky import summary as flaky
     from runs.models import Run, Suite, TestResult
 
     suite = Suite.objects.create(name=name, path=str(ROOT))

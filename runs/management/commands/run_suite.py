@@ -16,9 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from runner.pool import Pool
-from runs import services
+from runs.execution import launch as services
+from runs.execution.sink import DbSink
 from runs.models import DIST_MODES, ENGINES, Run, Suite
-from runs.sink import DbSink
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "site-packages"}
 

@@ -8,7 +8,9 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from runs import bootstrap, dispatcher, live
+from runs.execution import dispatcher
+from runs.live import publish as live
+from runs.management import bootstrap
 
 log = logging.getLogger("runs")
 

@@ -16,9 +16,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from runs import dispatcher, permissions, services
-from runs.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
+from runs import permissions
+from runs.execution import dispatcher
+from runs.execution import launch as services
 from runs.models import Run, RunConfig, Suite
+from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
 RUNS_PER_PAGE = 50
 

@@ -23,14 +23,14 @@ from django.utils import timezone
 from runner import command
 from runner.pool import RunSpec
 from runs import permissions
-from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
-from runs.pytest_input import (
+from runs.execution.pytest_input import (
     LaunchError,
     check_args,
     check_expression,
     check_nodeid,
 )
-from runs.sink import close_interrupted
+from runs.execution.sink import close_interrupted
+from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
 
 OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
 AVAILABLE_ENGINES = ("xdist", "fork")

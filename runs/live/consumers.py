@@ -5,7 +5,7 @@ increments. The group is joined before the snapshot is read, so nothing falls be
 an increment already in the snapshot may arrive again, and clients de-duplicate by
 (nodeid, attempt).
 
-Increments are numbered per run (``seq``, runs.live); the snapshot carries the number of the
+Increments are numbered per run (``seq``, runs.live.publish); the snapshot carries the number of the
 last one published before it was read, so a client skips those it already has and, on a gap
 (a message lost), sends ``{"type": "snapshot"}`` and gets a fresh snapshot. The parts of a
 snapshot split over several messages (``results`` without a ``seq``) follow it directly.
@@ -20,7 +20,8 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from runs import live, permissions
+from runs import permissions
+from runs.live import publish as live
 from runs.models import Run
 
 CLOSE_UNAUTHENTICATED = 4401

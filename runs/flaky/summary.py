@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from runner.metrics import FAILING, PASSING, base_nodeid
-from runs.errors import error_key, error_line
+from runs.flaky.errors import error_key, error_line
 from runs.models import Run, Suite, TestResult, TestStat
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from runner import procs
 from runner.pool import Pool
-from runs import services
+from runs.execution import launch as services
+from runs.execution.sink import DbSink
 from runs.models import Run
-from runs.sink import DbSink
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for

@@ -17,9 +17,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from runner.metrics import base_nodeid
-from runs import flaky, permissions, services
+from runs import permissions
+from runs.execution import launch as services
+from runs.execution.pytest_input import nodeid_problem
+from runs.flaky import summary as flaky
 from runs.models import Run, Suite, TestStat
-from runs.pytest_input import nodeid_problem
 
 RERUN_DEFAULT = 10
 RERUN_MAX = 200

@@ -10,9 +10,10 @@ from datetime import datetime
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 
-from runs import flaky, trends
-from runs.flaky_views import SORTS, flaky_queryset
+from runs.flaky import summary as flaky
 from runs.models import Suite
+from runs.pages import trends
+from runs.pages.flaky import SORTS, flaky_queryset
 
 router = Router(tags=["flakiness"])
 

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome, exit_meaning
-from runs import flaky, live
+from runs.flaky import summary as flaky
+from runs.live import publish as live
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)

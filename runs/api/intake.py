@@ -32,10 +32,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from runner.ingest_client import strip_token
 from runner.pool import RunOutcome
-from runs import live, permissions
+from runs import permissions
+from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
+from runs.execution.sink import DbSink, finish_run
+from runs.live import publish as live
 from runs.models import Run, Suite, redact_tokens
-from runs.pytest_input import NODEID_MAX, nodeid_problem
-from runs.sink import DbSink, finish_run
 
 MAX_BATCH = 5000
 MAX_WORKERS_EXTERNAL = 1024

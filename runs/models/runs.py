@@ -553,6 +553,3 @@ class ApiToken(models.Model):
             "created_at": _iso(self.created_at),
             "last_used_at": _iso(self.last_used_at),
         }
-
-
-from runs.flaky_models import TestStat  # noqa: E402, F401  (issue #6: flakiness summary)
