@@ -280,7 +280,7 @@ def create_suite(request, payload: SuiteIn):
     suite.save()
     config = suite.default_config()
     config.workers = workers
-    config.save(update_fields=["workers"])
+    config.save()
     return Status(201, suite.to_dict())
 
 

@@ -198,6 +198,8 @@ def launch(
     check_engine_available(suite, snap)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
+    if config.pk is None:  # the suite's first launch saves its default configuration
+        config.save()
     run = Run.objects.create(
         suite=suite,
         config=config,

@@ -5,27 +5,51 @@
 lives with the rest of flakiness in `runs.flaky.models` and is re-exported here so Django finds it.
 """
 
-from runs.flaky.models import TestStat  # noqa: F401
-from runs.models.runs import *  # noqa: F403
-from runs.models.runs import (  # noqa: F401  (names other modules and migrations import)
+from runs.flaky.models import TestStat
+from runs.models.runs import Run, RunQuerySet, TestResult, WorkerStat
+from runs.models.suites import (
     DIST_MODES,
     ENGINES,
     ENV_NAME,
     MAX_WORKERS,
     PYTEST_USAGE_ERROR,
-    REDACTED,
     RESERVED_SUITE_NAMES,
+    RunConfig,
+    Suite,
+    SuiteQuerySet,
+    name_validator,
+    validate_suite_name,
+)
+from runs.models.tokens import (
+    REDACTED,
     TOKEN_RE,
     ApiToken,
     ApiTokenQuerySet,
-    Run,
-    RunConfig,
-    RunQuerySet,
-    Suite,
-    SuiteQuerySet,
-    TestResult,
-    WorkerStat,
     hash_token,
     redact_tokens,
-    validate_suite_name,
 )
+
+__all__ = [
+    "DIST_MODES",
+    "ENGINES",
+    "ENV_NAME",
+    "MAX_WORKERS",
+    "PYTEST_USAGE_ERROR",
+    "REDACTED",
+    "RESERVED_SUITE_NAMES",
+    "TOKEN_RE",
+    "ApiToken",
+    "ApiTokenQuerySet",
+    "Run",
+    "RunConfig",
+    "RunQuerySet",
+    "Suite",
+    "SuiteQuerySet",
+    "TestResult",
+    "TestStat",
+    "WorkerStat",
+    "hash_token",
+    "name_validator",
+    "redact_tokens",
+    "validate_suite_name",
+]

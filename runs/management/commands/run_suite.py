@@ -69,7 +69,7 @@ def register(path_arg: str) -> Suite:
     except ValidationError as exc:
         raise usage_error(f"cannot register {path}: {'; '.join(exc.messages)}") from None
     suite.save()
-    suite.default_config()
+    suite.default_config().save()
     return suite
 
 
