@@ -1,4 +1,4 @@
-"""Flakiness rules on hand-made histories (runs/flaky.py::record_run)."""
+"""Flakiness rules on hand-made histories (runs/flaky/summary.py::record_run)."""
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext

@@ -9,8 +9,8 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from runs.execution import dispatcher
 from runs.execution import launch as services
+from runs.execution.environment import Environment, installed
 from runs.models import Run, RunConfig, Suite
 from tests.factories import DEMO_DIR, make_run, write_suite
 from tests.test_dispatcher import wait_until
@@ -39,12 +39,10 @@ def test_a_real_run_printing_more_than_the_cap_keeps_head_and_tail_and_says_so(t
     path = write_suite(tmp_path / "talkative", {"test_talk.py": TALKATIVE})
     suite = Suite.objects.create(name="talkative", path=str(path))
     RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
-    dispatcher.start(max_concurrent=1, poll=0.1)
-    try:
+    with installed(Environment()) as env:
+        env.start_dispatcher(max_concurrent=1, poll=0.1)
         run = services.launch(suite)
         wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=120)
-    finally:
-        dispatcher.stop()
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED and run.tests_failed == 1
     log = services.log_path(run).read_bytes()

@@ -10,10 +10,10 @@ from datetime import datetime
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 
-from runs.flaky import summary as flaky
+from runs.flaky import history as flaky_history
+from runs.flaky.queries import SORTS, flaky_queryset
 from runs.models import Suite
 from runs.pages import trends
-from runs.pages.flaky import SORTS, flaky_queryset
 
 router = Router(tags=["flakiness"])
 
@@ -127,7 +127,7 @@ def suite_trends(request, suite_id: int, workers: str = "", branch: str = "", co
 @router.get("/tests/{suite_id}/{path:nodeid}/history", response={200: History, 404: Detail})
 def test_history(request, suite_id: int, nodeid: str):
     suite = _suite(suite_id)
-    data = flaky.history(suite, nodeid)
+    data = flaky_history.history(suite, nodeid)
     stat = data["stat"]
     if stat is None and not data["points"]:
         return Status(404, {"detail": f"no test {nodeid!r} in suite {suite.name}"})

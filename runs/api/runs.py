@@ -25,7 +25,7 @@ from runs import permissions
 from runs.api import intake as ingest
 from runs.api.flaky import router as flaky_router
 from runs.api.junit import junit_xml
-from runs.execution import dispatcher
+from runs.execution import environment
 from runs.execution import launch as services
 from runs.models import MAX_WORKERS, ApiToken, Run, Suite
 
@@ -367,8 +367,7 @@ def cancel_run(request, run_id: int):
     run = get_run(run_id)
     if not permissions.can_cancel(request.auth, run):
         raise HttpError(403, f"run {run.id} is not yours: staff or its launcher may cancel it")
-    current = dispatcher.current()
-    if not dispatcher.cancel(run, current.pool if current else None):
+    if not environment.current().cancel(run):
         raise HttpError(409, f"run {run.id} has already finished ({run.status})")
     run.refresh_from_db()
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

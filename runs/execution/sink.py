@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome, exit_meaning
-from runs.flaky import summary as flaky
-from runs.live import publish as live
+from runs.flaky.quarantine import apply_quarantine
+from runs.flaky.recorder import HistoryRecorder, record_run_safely
+from runs.live.publish import chunked
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
@@ -141,9 +142,11 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
 
 
 class DbSink:
-    """Implements runner.pool.Sink on top of the models and the channel layer."""
+    """Implements runner.pool.Sink on top of the models and the environment's publisher."""
 
-    def __init__(self):
+    def __init__(self, env):
+        self.publisher = env.publisher
+        self.history = env.history
         self.shutting_down = False
 
     def run_started(self, run_id: int, pid: int, started_at: float) -> None:
@@ -152,7 +155,7 @@ class DbSink:
             status=Run.Status.RUNNING,
             started_at=datetime.fromtimestamp(started_at, tz=UTC),
         )
-        live.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
+        self.publisher.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
 
     def events_done(self, run_id: int) -> None:
         """The run's event-reader thread ends: close its database connection now. Left to the
@@ -193,7 +196,7 @@ class DbSink:
                 column = COUNT_COLUMNS[key]
                 run_fields[column] = F(column) + value
         stats: list[WorkerStat] = []
-        publishing = bool(results or deltas or run_fields) and live.reachable(run_id)
+        publishing = bool(results or deltas or run_fields) and self.publisher.reachable(run_id)
         with transaction.atomic():
             if results:
                 insert_results(results)
@@ -206,7 +209,7 @@ class DbSink:
                 # After the commit (of an outer transaction too: ingestion's): a client that
                 # reloads on a message must find what it announces.
                 transaction.on_commit(
-                    lambda: publish_batch(run_id, results, stats, progress), robust=True
+                    lambda: self.publish_batch(run_id, results, stats, progress), robust=True
                 )
         log.debug(
             "run %s: %d events stored in %.1f ms",
@@ -217,9 +220,9 @@ class DbSink:
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         try:
-            run = finish_run(run_id, outcome, interrupted=self.shutting_down)
-            if live.reachable(run_id):
-                live.publish(run_id, {"type": "finished", "run": run.to_dict()})
+            run = finish_run(run_id, outcome, history=self.history, interrupted=self.shutting_down)
+            if self.publisher.reachable(run_id):
+                self.publisher.publish(run_id, {"type": "finished", "run": run.to_dict()})
         except Exception:
             log.exception("could not finish run %s", run_id)
             Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
@@ -230,25 +233,26 @@ class DbSink:
         finally:
             connection.close()
 
-
-def publish_batch(run_id: int, results: list[ResultRow], stats: list, progress: dict) -> None:
-    first, *rest = live.chunked([live_result(r) for r in results])
-    live.publish(
-        run_id,
-        {
-            "type": "results",
-            "results": first,
-            "workers": [worker_dict(s) for s in stats],
-            "progress": {
-                "done": progress["tests_total"],
-                "failed": progress["tests_failed"] + progress["tests_errors"],
-                "collected": progress["collected"],
+    def publish_batch(self, run_id: int, results: list[ResultRow], stats: list, progress: dict):
+        first, *rest = chunked([live_result(r) for r in results])
+        self.publisher.publish(
+            run_id,
+            {
+                "type": "results",
+                "results": first,
+                "workers": [worker_dict(s) for s in stats],
+                "progress": {
+                    "done": progress["tests_total"],
+                    "failed": progress["tests_failed"] + progress["tests_errors"],
+                    "collected": progress["collected"],
+                },
+                "sent_at": time.time(),  # lets clients measure report -> page latency
             },
-            "sent_at": time.time(),  # lets clients measure report -> page latency
-        },
-    )
-    for chunk in rest:  # a huge batch (many long tracebacks) in several messages
-        live.publish(run_id, {"type": "results", "results": chunk, "sent_at": time.time()})
+        )
+        for chunk in rest:  # a huge batch (many long tracebacks) in several messages
+            self.publisher.publish(
+                run_id, {"type": "results", "results": chunk, "sent_at": time.time()}
+            )
 
 
 def live_result(result: ResultRow) -> dict:
@@ -287,8 +291,15 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
 
 
 def finish_run(
-    run_id: int, outcome: RunOutcome, interrupted: bool = False, background_history: bool = False
+    run_id: int,
+    outcome: RunOutcome,
+    *,
+    history: HistoryRecorder | None = None,
+    interrupted: bool = False,
+    background_history: bool = False,
 ) -> Run:
+    """The run's final status, figures and worker rows from its stored results; then its tests
+    fold into the flakiness summary (on ``history``'s thread when ``background_history``)."""
     run = Run.objects.select_related("suite").get(pk=run_id)
     tests = list(
         TestResult.objects.filter(run_id=run_id).values(
@@ -301,7 +312,7 @@ def finish_run(
     summary["tests"]["errors"] += len(tests) - len(executed)
     summary["tests"]["total"] += len(tests) - len(executed)
     status, message = status_for(outcome, interrupted)
-    status, message = flaky.apply_quarantine(run, tests, status, message)
+    status, message = apply_quarantine(run, tests, status, message)
     run.status = status
     run.message = message[:5000]
     run.exit_code = outcome.returncode
@@ -336,14 +347,14 @@ def finish_run(
         )
         # Nothing is running any more: a page opened later must not show a "current" test.
         WorkerStat.objects.filter(run_id=run_id).exclude(current_test="").update(current_test="")
-    if background_history:
-        flaky.record_run_in_background(run, tests)
+    if background_history and history is not None:
+        history.record_in_background(run, tests)
     else:
-        flaky.record_run_safely(run, tests)
+        record_run_safely(run, tests)
     return run
 
 
-def close_interrupted(run_id: int, message: str, now=None) -> bool:
+def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool:
     """A running run that can never finish (the process running it is gone, or its CI job
     fell silent) becomes interrupted, with the figures of the results stored so far. False
     when it was no longer running."""
@@ -359,7 +370,7 @@ def close_interrupted(run_id: int, message: str, now=None) -> bool:
     if run.started_at and last_stop:
         wall = max(0.0, last_stop - run.started_at.timestamp())
     outcome = RunOutcome(run_id, None, wall, "interrupted", message)
-    finish_run(run_id, outcome, background_history=True)
+    finish_run(run_id, outcome, history=history, background_history=True)
     return True
 
 

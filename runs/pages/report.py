@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from runner.metrics import base_nodeid
+from runs.flaky.queries import flaky_queryset
 from runs.models import Run, Suite, TestResult, TestStat
 from runs.pages import trends
-from runs.pages.flaky import flaky_queryset
 
 DEFAULT_DAYS = 30
 TOP = 10

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from runs import permissions
-from runs.execution import dispatcher
+from runs.execution import environment
 from runs.execution import launch as services
 from runs.models import Run, RunConfig, Suite
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
@@ -218,8 +218,7 @@ def run_cancel(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
     if not permissions.can_cancel(request.user, run):
         raise PermissionDenied("You may cancel only the runs you launched; staff cancel any.")
-    current = dispatcher.current()
-    if dispatcher.cancel(run, current.pool if current else None):
+    if environment.current().cancel(run):
         messages.info(request, f"Run {run.id} cancelled.")
     else:
         messages.warning(request, f"Run {run.id} had already finished.")

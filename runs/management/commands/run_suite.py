@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from runner.pool import Pool
 from runs.execution import launch as services
+from runs.execution.environment import Environment, install
 from runs.execution.sink import DbSink
 from runs.models import DIST_MODES, ENGINES, Run, Suite
 
@@ -76,8 +76,8 @@ def register(path_arg: str) -> Suite:
 class ProgressSink(DbSink):
     """The database sink, plus a progress line on stderr."""
 
-    def __init__(self, stream, interval: float = 1.0):
-        super().__init__()
+    def __init__(self, env, stream, interval: float = 1.0):
+        super().__init__(env)
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = 0.0 if self.tty else interval
@@ -188,8 +188,9 @@ class Command(BaseCommand):
         if not services.claim(run.pk):  # a server's dispatcher took it: follow it there
             return self.follow(run)
         run.refresh_from_db()
-        sink = ProgressSink(self.stderr._out)
-        pool = Pool(sink, max_concurrent=1)
+        env = Environment(sink=lambda env: ProgressSink(env, self.stderr._out))
+        install(env)  # this process's: launch and the sink find it
+        sink, pool = env.sink, env.start_pool(max_concurrent=1, warm_start=False)
         try:
             pool.submit(services.build_spec(run))
             try:
@@ -199,7 +200,8 @@ class Command(BaseCommand):
                 pool.cancel(run.pk)
                 pool.wait(run.pk)
         finally:
-            pool.shutdown(cancel_running=True)
+            env.stop()
+            install(None)
         sink.show(end="\n")  # the final count, whatever the throttle skipped
         run.refresh_from_db()
         return run
