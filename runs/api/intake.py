@@ -31,11 +31,9 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from runner.ingest_client import strip_token
-from runner.pool import RunOutcome
 from runs import permissions
 from runs.execution import environment
 from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
-from runs.execution.sink import finish_run
 from runs.models import Run, Suite, redact_tokens
 
 MAX_BATCH = 5000
@@ -283,17 +281,7 @@ def ingest_events(request, run_id: int, payload: EventBatch):
 )
 def finish_external_run(request, run_id: int, payload: FinishIn):
     run = external_run(request, run_id)
-    outcome = RunOutcome(
-        run_id=run.id,
-        returncode=payload.exitstatus,
-        wall_seconds=payload.wall_seconds,
-        reason=None,
-        message=payload.message,
+    run = environment.current().finish_external(
+        run.id, payload.exitstatus, payload.wall_seconds, payload.message
     )
-    env = environment.current()  # its sink keeps nothing in memory: any process takes any batch
-    # The CI job waits on this answer: the flakiness summary folds on the history thread.
-    run = finish_run(run.id, outcome, history=env.history, background_history=True)
-    if env.publisher.reachable(run.id):
-        message = {"type": "finished", "run": run.to_dict()}
-        transaction.on_commit(lambda: env.publisher.publish(run.id, message))
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

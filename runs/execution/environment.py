@@ -14,10 +14,11 @@ import threading
 from collections.abc import Callable, Iterator
 
 from django.conf import settings
+from django.db import transaction
 
 from runner import procs
-from runner.pool import Pool
-from runs.execution.sink import DbSink
+from runner.pool import Pool, RunOutcome
+from runs.execution.sink import DbSink, finish_run
 from runs.flaky.recorder import HistoryRecorder
 from runs.live.publish import Publisher
 from runs.models import Run
@@ -68,6 +69,16 @@ class Environment:
         from runs.execution.dispatcher import cancel
 
         return cancel(run, self.pool)
+
+    def finish_external(self, run_id: int, returncode: int, wall: float, message: str) -> Run:
+        """An outside run's end (ingestion's /finish), finished like one run here. The CI job
+        waits on this answer: the flakiness summary folds on the history thread."""
+        outcome = RunOutcome(run_id, returncode, wall, reason=None, message=message)
+        run = finish_run(run_id, outcome, history=self.history, background_history=True)
+        if self.publisher.reachable(run_id):
+            finished = {"type": "finished", "run": run.to_dict()}
+            transaction.on_commit(lambda: self.publisher.publish(run_id, finished))
+        return run
 
     def stop(self) -> None:
         """Stop the dispatcher and the pool (their runs become interrupted), then the history."""
