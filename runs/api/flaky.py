@@ -10,16 +10,13 @@ from datetime import datetime
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 
+from runs.api.common import Detail
 from runs.flaky import history as flaky_history
 from runs.flaky.queries import SORTS, flaky_queryset
 from runs.models import Suite
 from runs.pages import trends
 
 router = Router(tags=["flakiness"])
-
-
-class Detail(Schema):
-    detail: str
 
 
 class FlakyOut(Schema):

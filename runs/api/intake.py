@@ -32,9 +32,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from runner.ingest_client import strip_token
 from runs import permissions
+from runs.api.common import Detail, find_suite
 from runs.execution import environment
 from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
-from runs.models import Run, Suite, redact_tokens
+from runs.models import Run, redact_tokens
 
 MAX_BATCH = 5000
 MAX_WORKERS_EXTERNAL = 1024
@@ -132,17 +133,6 @@ class BatchStored(Schema):
     server_seconds: float = Field(description="time the server took to store the batch")
 
 
-class Detail(Schema):
-    detail: str
-
-
-def find_suite(ref: str | int) -> Suite:
-    suite = Suite.objects.find(ref)
-    if suite is None:
-        raise HttpError(404, f"suite: no suite {ref!r}")
-    return suite
-
-
 def external_run(request: HttpRequest, run_id: int) -> Run:
     """The external, still running run `run_id` that this user may write to."""
     if not 0 < run_id < 2**63:
@@ -167,7 +157,7 @@ def clean_args(args: list[str]) -> list[str]:
 def create_external_run(request, payload: IngestRunIn):
     if not permissions.can_stream(request.auth):
         raise HttpError(403, "you may not stream runs")
-    suite = find_suite(payload.suite)
+    suite = find_suite(payload.suite, "suite")
     now = time.time()
     if payload.started is not None and not now - MAX_AGE <= payload.started <= now + CLOCK_SKEW:
         raise HttpError(400, "started: not within the last week (check the machine's clock)")
