@@ -264,7 +264,7 @@ def log_path(run: Run) -> Path:
 def duration_history(suite: Suite) -> dict[str, float]:
     """Latest known duration of each test of a suite, from its recent finished runs."""
     run_ids = list(
-        Run.objects.filter(suite=suite, status__in=[Run.Status.PASSED, Run.Status.FAILED])
+        Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
         .order_by("-created_at")
         .values_list("id", flat=True)[:HISTORY_RUNS]
     )

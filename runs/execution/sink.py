@@ -27,7 +27,6 @@ from runs.models import Run, TestResult, WorkerStat
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
-FINAL_KEYS = ("nodeid", "worker", "outcome", "attempt", "when", "start", "stop", "duration")
 # runner.metrics.count_outcomes' keys -> the Run columns holding them.
 COUNT_COLUMNS = {
     "total": "tests_total",
@@ -217,6 +216,11 @@ class DbSink:
             len(events),
             (time.monotonic() - began) * 1000,
         )
+        self.batch_stored(counts, deltas, run_fields.get("collected"))
+
+    def batch_stored(self, counts: dict, deltas: dict[str, WorkerDelta], collected) -> None:
+        """What a batch added (runner.metrics.count_outcomes, the workers' deltas), for a sink
+        that shows progress (run_suite's); the database sink has stored it all already."""
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         try:
@@ -240,7 +244,7 @@ class DbSink:
             {
                 "type": "results",
                 "results": first,
-                "workers": [worker_dict(s) for s in stats],
+                "workers": [s.live_dict() for s in stats],
                 "progress": {
                     "done": progress["tests_total"],
                     "failed": progress["tests_failed"] + progress["tests_errors"],
@@ -256,15 +260,7 @@ class DbSink:
 
 
 def live_result(result: ResultRow) -> dict:
-    data = {key: getattr(result, key) for key in FINAL_KEYS}
-    data["longrepr"] = result.longrepr
-    return data
-
-
-def worker_dict(stat: WorkerStat) -> dict:
-    data = stat.to_dict()
-    data["current_test"] = stat.current_test
-    return data
+    return {key: getattr(result, key) for key in TestResult.FIELDS}
 
 
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
@@ -383,7 +379,7 @@ def measured_speedup(run: Run) -> float | None:
         Run.objects.filter(
             suite_id=run.suite_id,
             workers=1,
-            status__in=[Run.Status.PASSED, Run.Status.FAILED],
+            status__in=Run.COMPLETE,
             wall_seconds__gt=0,
         )
         .exclude(pk=run.pk)

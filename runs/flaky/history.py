@@ -9,7 +9,7 @@ from django.db.models import Q
 
 from runner.metrics import FAILING, base_nodeid
 from runs.flaky.errors import error_key, error_line
-from runs.flaky.summary import COUNTED, aggregate, run_outcome
+from runs.flaky.summary import aggregate, run_outcome
 from runs.models import Run, Suite, TestResult, TestStat
 
 
@@ -33,7 +33,7 @@ def history(suite: Suite, nodeid: str, limit: int = TestStat.RECENT_RUNS) -> dic
         run_ids = [r[0] for r in stat.recent][-limit:]
     else:
         run_ids = list(
-            Run.objects.filter(suite=suite, status__in=COUNTED)
+            Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
             .order_by("-created_at")
             .values_list("id", flat=True)[:limit]
         )

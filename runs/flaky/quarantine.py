@@ -6,14 +6,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from runner.metrics import base_nodeid
-from runs.models import Run, TestStat
-
-FINAL_FAILING = frozenset({"failed", "error", "crashed"})  # attempts that fail a run
+from runs.models import Run, TestResult, TestStat
 
 
 def failing_tests(tests: Iterable[Mapping[str, Any]]) -> set[str]:
     """Base node ids with an attempt that fails the run (not rerun attempts)."""
-    return {base_nodeid(t["nodeid"]) for t in tests if t.get("outcome") in FINAL_FAILING}
+    return {base_nodeid(t["nodeid"]) for t in tests if t.get("outcome") in TestResult.FAILING}
 
 
 def quarantined_ids(suite_id: int) -> set[str]:

@@ -28,7 +28,6 @@ from runs.models import Run, Suite, TestResult, TestStat
 
 log = logging.getLogger(__name__)
 
-COUNTED = (Run.Status.PASSED, Run.Status.FAILED)  # runs whose results are complete
 MAX_COMMITS = 50  # commits remembered per test for the same-commit rule
 # Columns folded by record_run (FKs by their column), written with one raw upsert.
 COLUMNS = [
@@ -165,7 +164,7 @@ def record_run(run: Run, tests: Iterable[Mapping[str, Any]] | None = None) -> in
     Runs that did not complete (error, cancelled...) are not counted; a run already folded
     in is not counted twice.
     """
-    if run.status not in COUNTED:
+    if run.status not in Run.COMPLETE:
         return 0
     if tests is None:
         tests = (
@@ -314,7 +313,7 @@ def rebuild(suite: Suite) -> int:
             by_workers={},
             by_worker_id={},
         )
-        runs = Run.objects.filter(suite=suite, status__in=COUNTED).order_by("created_at", "id")
+        runs = Run.objects.filter(suite=suite, status__in=Run.COMPLETE).order_by("created_at", "id")
         for run in runs:
             record_run(run)
     return TestStat.objects.filter(suite=suite).count()

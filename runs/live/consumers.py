@@ -23,7 +23,7 @@ from django.conf import settings
 from runs import permissions
 from runs.execution import environment
 from runs.live.publish import chunked, group_name
-from runs.models import Run
+from runs.models import Run, TestResult
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -33,24 +33,8 @@ def snapshot(run_id: int) -> dict | None:
     run = Run.objects.select_related("suite").filter(pk=run_id).first()
     if run is None:
         return None
-    workers = []
-    for stat in run.worker_stats.all():
-        data = stat.to_dict()
-        data["current_test"] = stat.current_test
-        workers.append(data)
-    results = list(
-        run.results.order_by("id").values(
-            "nodeid",
-            "worker",
-            "outcome",
-            "attempt",
-            "when",
-            "start",
-            "stop",
-            "duration",
-            "longrepr",
-        )
-    )
+    workers = [stat.live_dict() for stat in run.worker_stats.all()]
+    results = list(run.results.order_by("id").values(*TestResult.FIELDS))
     return {
         "type": "snapshot",
         # Read with the run, before its results: every message numbered up to here was

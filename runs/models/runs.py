@@ -37,6 +37,8 @@ class Run(models.Model):
         EXTERNAL = "external"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
+    # Ran to its end: its results describe the whole selection (trends, flakiness, history).
+    COMPLETE = (Status.PASSED, Status.FAILED)
 
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="runs")
     config = models.ForeignKey(RunConfig, null=True, blank=True, on_delete=models.SET_NULL)
@@ -108,7 +110,7 @@ class Run(models.Model):
     @property
     def is_complete(self) -> bool:
         """Ran to its end (passed or failed): its figures describe the whole suite."""
-        return self.status in (self.Status.PASSED, self.Status.FAILED)
+        return self.status in self.COMPLETE
 
     @property
     def tests_left_out(self) -> int:
@@ -246,6 +248,10 @@ class WorkerStat(models.Model):
             "crashed": self.crashed,
         }
 
+    def live_dict(self) -> dict:
+        """The live page's worker: its figures and the test it runs now."""
+        return {**self.to_dict(), "current_test": self.current_test}
+
 
 class TestResult(models.Model):
     """One attempt of one test (setup + call + teardown) on one worker."""
@@ -256,7 +262,21 @@ class TestResult(models.Model):
         (o, o)
         for o in ("passed", "failed", "skipped", "error", "xfailed", "xpassed", "rerun", "crashed")
     ]
+    # The outcomes that fail a run (a `rerun` attempt does not: runner.metrics.FAILING, which
+    # counts attempts for flakiness, does). Pages, quarantine and run_suite use this one.
     FAILING = ("failed", "error", "crashed")
+    # A result as the API, the websocket and the pages show it (its run is known from context).
+    FIELDS = (
+        "nodeid",
+        "worker",
+        "outcome",
+        "attempt",
+        "when",
+        "start",
+        "stop",
+        "duration",
+        "longrepr",
+    )
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
@@ -284,14 +304,4 @@ class TestResult(models.Model):
         return f"{self.nodeid} {self.outcome}"
 
     def to_dict(self) -> dict:
-        return {
-            "nodeid": self.nodeid,
-            "worker": self.worker,
-            "outcome": self.outcome,
-            "attempt": self.attempt,
-            "when": self.when,
-            "start": self.start,
-            "stop": self.stop,
-            "duration": self.duration,
-            "longrepr": self.longrepr,
-        }
+        return {field: getattr(self, field) for field in self.FIELDS}

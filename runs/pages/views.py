@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 from runs import permissions
 from runs.execution import environment
 from runs.execution import launch as services
-from runs.models import Run, RunConfig, Suite
+from runs.models import Run, RunConfig, Suite, TestResult
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
 RUNS_PER_PAGE = 50
@@ -209,6 +209,7 @@ def run_detail(request, run_id):
             "can_read_log": permissions.can_read_log(user, run),
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
+            "failing_outcomes": " ".join(TestResult.FAILING),
         },
     )
 

@@ -74,7 +74,7 @@ def register(path_arg: str) -> Suite:
 
 
 class ProgressSink(DbSink):
-    """The database sink, plus a progress line on stderr."""
+    """The database sink, plus a progress line on stderr (from the figures the sink computed)."""
 
     def __init__(self, env, stream, interval: float = 1.0):
         super().__init__(env)
@@ -86,16 +86,13 @@ class ProgressSink(DbSink):
         self.done = self.failed = 0
         self.per_worker: dict[str, int] = {}
 
-    def handle_events(self, run_id, events):
-        super().handle_events(run_id, events)
-        for event in events:
-            if event.get("type") == "collected":
-                self.collected = event.get("count")
-            elif event.get("type") == "test" and event.get("outcome") != "rerun":
-                self.done += 1
-                self.failed += event.get("outcome") in ("failed", "error", "crashed")
-                worker = event.get("worker") or "gw0"
-                self.per_worker[worker] = self.per_worker.get(worker, 0) + 1
+    def batch_stored(self, counts, deltas, collected):
+        if collected is not None:
+            self.collected = collected
+        self.done += counts["total"]
+        self.failed += counts["failed"] + counts["errors"]
+        for worker, delta in deltas.items():
+            self.per_worker[worker] = self.per_worker.get(worker, 0) + delta.tests
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
@@ -158,20 +155,7 @@ class Command(BaseCommand):
                 raise usage_error(f"no suite named {opts['suite']!r}")
         else:
             raise usage_error("give a suite PATH or --suite NAME")
-        overrides = {
-            key: opts[key]
-            for key in (
-                "workers",
-                "engine",
-                "dist",
-                "repeat",
-                "reruns",
-                "timeout",
-                "keyword",
-                "markers",
-            )
-            if opts.get(key) is not None
-        }
+        overrides = {key: opts[key] for key in services.OVERRIDABLE if opts.get(key) is not None}
         try:
             return services.launch(
                 suite,
