@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from runs.execution import launch as services
+from runs.execution import launch
 from runs.execution.environment import Environment, install, installed
 from runs.models import Run, RunConfig, Suite
 from tests.factories import write_suite
@@ -46,7 +46,7 @@ def running_dispatcher():
 
 
 def test_queued_runs_execute_in_order_one_at_a_time(suite, running_dispatcher):
-    runs = [services.launch(suite, trigger="api") for _ in range(2)]
+    runs = [launch.launch(suite, trigger="api") for _ in range(2)]
     ids = [r.id for r in runs]
     wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists())
     done = list(Run.objects.filter(id__in=ids).order_by("started_at"))
@@ -62,7 +62,7 @@ def test_cancel_a_running_run_kills_it(tmp_path, running_dispatcher):
     )
     suite = Suite.objects.create(name="slow", path=str(path))
     RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
-    run = services.launch(suite)
+    run = launch.launch(suite)
     wait_until(lambda: run.id in running_dispatcher.pool.running())
     run.refresh_from_db()
     assert running_dispatcher.env.cancel(run)
@@ -76,15 +76,15 @@ def test_runs_whose_process_is_gone_become_interrupted(suite):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         stale = Run.objects.create(
-            suite=suite, status="running", runner_host=services.HOST, runner_pid=dead.pid
+            suite=suite, status="running", runner_host=launch.HOST, runner_pid=dead.pid
         )
         owned = Run.objects.create(
-            suite=suite, status="running", runner_host=services.HOST, runner_pid=alive.pid
+            suite=suite, status="running", runner_host=launch.HOST, runner_pid=alive.pid
         )
         elsewhere = Run.objects.create(
             suite=suite, status="running", runner_host="other-host", runner_pid=dead.pid
         )
-        assert services.mark_interrupted() == 1
+        assert launch.mark_interrupted() == 1
         statuses = dict(Run.objects.values_list("id", "status"))
         assert statuses[stale.id] == "interrupted"
         assert statuses[owned.id] == "running"
@@ -102,8 +102,8 @@ def test_interpreter_without_the_plugins_is_refused_up_front(suite, tmp_path):
     )
     suite.python = str(tmp_path / "bare" / "bin" / "python")
     suite.save()
-    with pytest.raises(services.LaunchError) as err:
-        services.launch(suite, overrides={"workers": 2})
+    with pytest.raises(launch.LaunchError) as err:
+        launch.launch(suite, overrides={"workers": 2})
     assert "pytest" in err.value.message
     assert not Run.objects.exists()
 
@@ -146,7 +146,7 @@ def test_silent_outside_runs_are_interrupted_live_ones_are_not(suite, settings):
 
     silent, quiet_for_long, busy = external(None), external(3600), external(30)
     fresh = Run.objects.create(suite=suite, status="running", trigger="external", started_at=now)
-    assert services.expire_silent_external_runs(now) == 2
+    assert launch.expire_silent_external_runs(now) == 2
     statuses = dict(Run.objects.values_list("id", "status"))
     assert statuses[silent.id] == statuses[quiet_for_long.id] == "interrupted"
     assert statuses[busy.id] == statuses[fresh.id] == "running"
@@ -169,7 +169,7 @@ def test_a_queued_run_starts_as_soon_as_the_slot_frees_not_at_the_next_poll(suit
     install(env)
     current = env.start_dispatcher(max_concurrent=1, poll=60.0)
     try:
-        first, second = (services.launch(suite, trigger="api") for _ in range(2))
+        first, second = (launch.launch(suite, trigger="api") for _ in range(2))
         ids = [first.id, second.id]
         wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists(), 30)
         first.refresh_from_db()

@@ -1,4 +1,4 @@
-"""The HTTP API's published shape (DESIGN section 5 and what grew from it) stays as it is
+"""The HTTP API's published shape (README: CI, and what grew from it) stays as it is
 unless a change means to alter it: /api/openapi.json is compared with the copy kept in
 tests/data/openapi.json. After an intended API change, write the new copy with
 `PTD_WRITE_OPENAPI=1 pytest tests/test_openapi_contract.py` and review its diff."""

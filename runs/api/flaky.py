@@ -1,6 +1,6 @@
 """API of issue #6: a suite's flaky tests, its trend points, a test's history.
 
-Mounted by runs/api.py (same auth, same `{"detail": ...}` errors).
+Mounted by runs.api (same auth, same `{"detail": ...}` errors).
 """
 
 from __future__ import annotations

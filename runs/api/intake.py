@@ -1,4 +1,4 @@
-"""Ingestion of runs made elsewhere (CI machines running pytest with runner/ingest.py).
+"""Intake of runs made elsewhere: CI machines running pytest with the ingestion plugin.
 
 POST /api/ingest/runs                 -> 201 {"id", "status", "url"}: a running external run
 POST /api/ingest/runs/{id}/events     -> a batch in the in-run plugin's event format

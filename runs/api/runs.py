@@ -12,8 +12,7 @@ from ninja.pagination import paginate
 from runs import permissions
 from runs.api.common import Detail, Pages, find_suite
 from runs.api.junit import junit_xml
-from runs.execution import environment
-from runs.execution import launch as services
+from runs.execution import environment, launch
 from runs.models import Run, TestResult
 
 
@@ -128,9 +127,9 @@ def create_run(request, payload: RunIn):
         raise HttpError(403, "you may not launch runs")
     suite = find_suite(payload.suite)
     data = payload.dict()
-    overrides = {k: data[k] for k in services.OVERRIDABLE if data.get(k) is not None}
+    overrides = {k: data[k] for k in launch.OVERRIDABLE if data.get(k) is not None}
     try:
-        run = services.launch(
+        run = launch.launch(
             suite,
             trigger=Run.Trigger.API,
             user=request.auth,
@@ -139,7 +138,7 @@ def create_run(request, payload: RunIn):
             branch=payload.branch,
             ci_url=payload.ci_url,
         )
-    except services.LaunchError as exc:
+    except launch.LaunchError as exc:
         field = f"{exc.field}: " if exc.field else ""
         raise HttpError(400, f"{field}{exc.message}") from None
     return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})

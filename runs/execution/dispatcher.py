@@ -15,7 +15,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from runner.pool import Pool
-from runs.execution import launch as services
+from runs.execution import launch
 from runs.models import Run
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Dispatcher:
                 self.cancel_requested()
                 if time.monotonic() - self._last_sweep > SWEEP_SECONDS:
                     self._last_sweep = time.monotonic()
-                    services.expire_silent_external_runs(history=self.env.history)
+                    launch.expire_silent_external_runs(history=self.env.history)
             except Exception:
                 log.exception("dispatcher loop failed; retrying")
         connection.close()
@@ -57,7 +57,7 @@ class Dispatcher:
     def dispatch(self) -> int:
         started = 0
         while self.pool.free_slots() > 0 and not self._stop.is_set():
-            run = services.claim_next()
+            run = launch.claim_next()
             if run is None:
                 break
             self.start_run(self.pool, run)
@@ -74,7 +74,7 @@ class Dispatcher:
     @staticmethod
     def start_run(pool: Pool, run: Run) -> None:
         try:
-            spec = services.build_spec(run)
+            spec = launch.build_spec(run)
         except Exception as exc:
             log.exception("could not prepare run %s", run.id)
             Run.objects.filter(pk=run.pk).update(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, FloatField, Max, Value
@@ -27,6 +27,10 @@ from runs.models import Run, TestResult, WorkerStat
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
+# runner.metrics.summarize's figures stored as they are on the Run.
+SUMMARY_FIGURES = (
+    "wall_seconds", "serial_seconds", "speedup", "efficiency", "balance", "flakiness_rate",
+)  # fmt: skip
 # runner.metrics.count_outcomes' keys -> the Run columns holding them.
 COUNT_COLUMNS = {
     "total": "tests_total",
@@ -43,23 +47,10 @@ COUNT_COLUMNS = {
 RESULT_COLUMNS = [f for f in TestResult._meta.concrete_fields if not f.primary_key]
 
 
-class ResultRow(NamedTuple):
-    """A result on its way to the database: the values of RESULT_COLUMNS, in their order.
-
-    A model instance per result (its __init__ and pre/post_init signals) cost more than the
-    INSERT itself on a 10,000-test run.
-    """
-
-    run_id: int
-    nodeid: str
-    worker: str
-    outcome: str
-    attempt: int
-    when: str
-    start: float | None
-    stop: float | None
-    duration: float
-    longrepr: str
+# A result on its way to the database: the values of RESULT_COLUMNS, in their order (its run,
+# then TestResult.FIELDS). A model instance per result (its __init__ and pre/post_init signals)
+# cost more than the INSERT itself on a 10,000-test run.
+ResultRow = namedtuple("ResultRow", ["run_id", *TestResult.FIELDS])
 
 
 assert ResultRow._fields == tuple(f.attname for f in RESULT_COLUMNS), "TestResult changed"
@@ -314,19 +305,10 @@ def finish_run(
     run.exit_code = outcome.returncode
     run.log_bytes_cut = outcome.log_bytes_cut
     run.finished_at = timezone.now()
-    run.wall_seconds = summary["wall_seconds"]
-    run.serial_seconds = summary["serial_seconds"]
-    run.speedup = summary["speedup"]
-    run.efficiency = summary["efficiency"]
-    run.balance = summary["balance"]
-    run.flakiness_rate = summary["flakiness_rate"]
-    counts = summary["tests"]
-    run.tests_total = counts["total"]
-    run.tests_passed = counts["passed"]
-    run.tests_failed = counts["failed"]
-    run.tests_skipped = counts["skipped"]
-    run.tests_errors = counts["errors"]
-    run.tests_flaky = counts["flaky"]
+    for figure in SUMMARY_FIGURES:
+        setattr(run, figure, summary[figure])
+    for key, column in {**COUNT_COLUMNS, "flaky": "tests_flaky"}.items():
+        setattr(run, column, summary["tests"][key])
     run.speedup_measured = measured_speedup(run)
     with transaction.atomic():
         run.save()

@@ -61,7 +61,7 @@ class Run(models.Model):
     message = models.TextField(blank=True)
     # Output left out of the middle of the run's log (settings.PTD_MAX_LOG_BYTES).
     log_bytes_cut = models.PositiveBigIntegerField(default=0)
-    # Metrics (DESIGN.md section 3), stored when the run finishes.
+    # Metrics (runner.metrics.summarize), stored when the run finishes.
     workers = models.PositiveSmallIntegerField(default=0)
     collected = models.PositiveIntegerField(null=True, blank=True)
     wall_seconds = models.FloatField(null=True, blank=True)
@@ -176,7 +176,7 @@ class Run(models.Model):
         return {self.Status.PASSED: 0, self.Status.FAILED: 1}.get(self.status, 3)
 
     def summary(self) -> dict:
-        """The run_suite --json contract (DESIGN.md section 4)."""
+        """The run_suite --json contract (README: Running a suite from a terminal)."""
         return {
             "run_id": self.id,
             "status": self.status,

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 
 from runner.metrics import base_nodeid
 from runs import permissions
-from runs.execution import launch as services
+from runs.execution import launch
 from runs.execution.pytest_input import nodeid_problem
 from runs.flaky import history as flaky_history
 from runs.flaky import summary
@@ -149,7 +149,7 @@ def rerun_overrides(source: Run | None, times: int) -> dict:
     overrides: dict = {}
     if source is not None:
         snap = source.config_snapshot or {}
-        for key in services.OVERRIDABLE:
+        for key in launch.OVERRIDABLE:
             if key in snap and snap[key] is not None:
                 overrides[key] = snap[key]
         if overrides.get("workers") == 0:
@@ -191,14 +191,14 @@ def rerun(request, name):
     source = rerun_source(request.user, source)
     config = (source.config if source is not None else None) or suite.default_config()
     try:
-        run = services.launch(
+        run = launch.launch(
             config,
             trigger=Run.Trigger.UI,
             user=request.user,
             overrides=rerun_overrides(source, times),
             rerun_of=nodeid,
         )
-    except services.LaunchError as exc:
+    except launch.LaunchError as exc:
         messages.error(request, f"Could not rerun {nodeid}: {exc.message}")
         return redirect(back)
     messages.success(request, f"Rerunning {nodeid} {times} times.")

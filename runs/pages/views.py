@@ -17,8 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from runs import permissions
-from runs.execution import environment
-from runs.execution import launch as services
+from runs.execution import environment, launch
 from runs.models import Run, RunConfig, Suite, TestResult
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
@@ -57,13 +56,13 @@ def suite_detail(request, name):
     form = LaunchForm(suite, request.POST or None, initial={"config": suite.default_config()})
     if request.method == "POST" and form.is_valid():
         try:
-            run = services.launch(
+            run = launch.launch(
                 form.cleaned_data["config"],
                 trigger=Run.Trigger.UI,
                 user=request.user,
                 overrides=form.overrides(),
             )
-        except services.LaunchError as exc:
+        except launch.LaunchError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             return redirect(run)
@@ -231,7 +230,7 @@ def run_log(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
     if not permissions.can_read_log(request.user, run):
         raise PermissionDenied("Only staff can read run logs: they may hold secrets.")
-    path = services.log_path(run)
+    path = launch.log_path(run)
     if not path.is_file():
         raise Http404("This run has no log (it never started here, or came from outside).")
     return FileResponse(path.open("rb"), content_type="text/plain; charset=utf-8")

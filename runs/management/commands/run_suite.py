@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from runs.execution import launch as services
+from runs.execution import launch
 from runs.execution.environment import Environment, install
 from runs.execution.sink import DbSink
 from runs.models import DIST_MODES, ENGINES, Run, Suite
@@ -155,9 +155,9 @@ class Command(BaseCommand):
                 raise usage_error(f"no suite named {opts['suite']!r}")
         else:
             raise usage_error("give a suite PATH or --suite NAME")
-        overrides = {key: opts[key] for key in services.OVERRIDABLE if opts.get(key) is not None}
+        overrides = {key: opts[key] for key in launch.OVERRIDABLE if opts.get(key) is not None}
         try:
-            return services.launch(
+            return launch.launch(
                 suite,
                 trigger=Run.Trigger.CLI,
                 overrides=overrides,
@@ -165,18 +165,18 @@ class Command(BaseCommand):
                 branch=opts["branch"],
                 extra_args=extra,
             )
-        except services.LaunchError as exc:
+        except launch.LaunchError as exc:
             raise usage_error(exc.message) from None
 
     def execute_run(self, run: Run) -> Run:
-        if not services.claim(run.pk):  # a server's dispatcher took it: follow it there
+        if not launch.claim(run.pk):  # a server's dispatcher took it: follow it there
             return self.follow(run)
         run.refresh_from_db()
         env = Environment(sink=lambda env: ProgressSink(env, self.stderr._out))
         install(env)  # this process's: launch and the sink find it
         sink, pool = env.sink, env.start_pool(max_concurrent=1, warm_start=False)
         try:
-            pool.submit(services.build_spec(run))
+            pool.submit(launch.build_spec(run))
             try:
                 pool.wait(run.pk)
             except KeyboardInterrupt:
