@@ -299,25 +299,9 @@ def rebuild(suite: Suite) -> int:
     """Recompute a suite's summary from every stored run, oldest first; keeps quarantines."""
     with transaction.atomic():
         TestStat.objects.filter(suite=suite, quarantined=False).delete()
-        TestStat.objects.filter(suite=suite).update(
-            runs_seen=0,
-            runs_failed=0,
-            runs_flaky=0,
-            flip_count=0,
-            first_flaky_at=None,
-            last_flip_at=None,
-            last_flip_run=None,
-            first_seen_at=None,
-            last_seen_at=None,
-            last_run=None,
-            last_outcome="",
-            fail_rate=None,
-            mean_duration=None,
-            recent=[],
-            commits={},
-            by_workers={},
-            by_worker_id={},
-        )
+        # Every folded column back to its model default: an empty summary, quarantine kept.
+        fields = {f.attname: f for f in TestStat._meta.concrete_fields}
+        TestStat.objects.filter(suite=suite).update(**{c: fields[c].get_default() for c in COLUMNS})
         runs = Run.objects.filter(suite=suite, status__in=Run.COMPLETE).order_by("created_at", "id")
         for run in runs:
             record_run(run)
