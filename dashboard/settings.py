@@ -66,7 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "runs.middleware.MethodNotAllowedPage",
+    "runs.pages.middleware.MethodNotAllowedPage",
 ]
 
 ROOT_URLCONF = "dashboard.urls"

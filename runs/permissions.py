@@ -1,4 +1,4 @@
-"""Who may do what (DESIGN.md section 7): one function per question, for pages and API alike.
+"""Who may do what (README: Who may do what): one function per question, for pages and API alike.
 
 - Everyone logged in (an active user, by session or API token) may view every page and run.
 - Members may launch runs of existing suites and configurations, cancel and rerun their own

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import flaky_views, report, tokens, trends, views
+from runs.pages import flaky, report, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -16,12 +16,12 @@ urlpatterns = [
         name="config_delete",
     ),
     # Flakiness and the QA report (issue #6)
-    path("suites/<str:name>/flaky/", flaky_views.flaky_list, name="flaky_list"),
-    path("suites/<str:name>/flaky/rebuild/", flaky_views.rebuild, name="flaky_rebuild"),
-    path("suites/<str:name>/quarantine/", flaky_views.quarantine_list, name="quarantine_list"),
-    path("suites/<str:name>/quarantine/set/", flaky_views.quarantine, name="quarantine"),
-    path("suites/<str:name>/rerun/", flaky_views.rerun, name="test_rerun"),
-    path("suites/<str:name>/tests/<path:nodeid>", flaky_views.test_history, name="test_history"),
+    path("suites/<str:name>/flaky/", flaky.flaky_list, name="flaky_list"),
+    path("suites/<str:name>/flaky/rebuild/", flaky.rebuild, name="flaky_rebuild"),
+    path("suites/<str:name>/quarantine/", flaky.quarantine_list, name="quarantine_list"),
+    path("suites/<str:name>/quarantine/set/", flaky.quarantine, name="quarantine"),
+    path("suites/<str:name>/rerun/", flaky.rerun, name="test_rerun"),
+    path("suites/<str:name>/tests/<path:nodeid>", flaky.test_history, name="test_history"),
     path("suites/<str:name>/report/", report.report_page, name="report"),
     path("suites/<str:name>/report/runs.csv", report.runs_csv, name="report_runs_csv"),
     path("suites/<str:name>/report/tests.csv", report.tests_csv, name="report_tests_csv"),

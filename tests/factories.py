@@ -11,7 +11,8 @@ from django.conf import settings
 from runs.models import Run, Suite, TestResult, WorkerStat
 
 DEMO_DIR = Path(settings.PTD_DEMO_SUITE_DIR)
-# The keys of `run_suite --json` (DESIGN.md section 4), a contract scripts rely on.
+# The keys of `run_suite --json` (README: Running a suite from a terminal), a contract scripts
+# rely on.
 SUMMARY_KEYS = {
     "run_id", "status", "engine", "workers", "wall_seconds", "serial_seconds", "speedup",
     "speedup_measured", "efficiency", "balance", "flakiness_rate", "tests", "per_worker",

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import TransactionTestCase, override_settings
 
-from runs import flaky
+from runs.execution.environment import Environment, installed
 from runs.models import ApiToken, Run, Suite, TestResult, TestStat
 from tests.base import BaseTestCase
 from tests.factories import test_event
@@ -315,13 +315,14 @@ class BackgroundHistoryTests(TransactionTestCase):
         events = [test_event("t.py::a"), test_event("t.py::b", outcome="failed")]
         assert post(f"/api/ingest/runs/{run_id}/events", {"events": events}).status_code == 200
         gate = threading.Event()
-        flaky._history.submit(gate.wait, 30)  # hold the history thread
-        with override_settings(PTD_BACKGROUND_HISTORY=True):
+        env = Environment()
+        env.history.submit(gate.wait, 30)  # hold the history thread
+        with override_settings(PTD_BACKGROUND_HISTORY=True), installed(env):
             finish = post(f"/api/ingest/runs/{run_id}/finish", {"exitstatus": 1, "wall_seconds": 1})
-        assert finish.status_code == 200 and finish.json()["status"] == "failed"
-        assert not TestStat.objects.exists()  # answered without waiting for the summary
-        gate.set()
-        flaky.wait_for_history(timeout=30)
+            assert finish.status_code == 200 and finish.json()["status"] == "failed"
+            assert not TestStat.objects.exists()  # answered without waiting for the summary
+            gate.set()
+            env.history.wait(timeout=30)
         stats = {s.nodeid: s for s in TestStat.objects.filter(suite__name="demo")}
         assert set(stats) == {"t.py::a", "t.py::b"}
         assert stats["t.py::b"].runs_failed == 1 and stats["t.py::a"].runs_seen == 1

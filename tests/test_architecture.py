@@ -43,3 +43,15 @@ def test_an_engine_module_importing_django_breaks_a_contract(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "runner is not allowed to import django" in result.stdout
     assert "runner.metrics -> django" in result.stdout
+
+
+def test_a_page_driving_the_pool_or_a_model_reaching_up_breaks_a_contract(tmp_path):
+    tree = copy_of_the_project(tmp_path)
+    views = tree / "runs" / "pages" / "views.py"
+    views.write_text(views.read_text() + "\nfrom runner.pool import Pool  # noqa\n")
+    suites = tree / "runs" / "models" / "suites.py"
+    suites.write_text(suites.read_text() + "\nfrom runs.execution import launch  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "runs.pages is not allowed to import runner.pool" in result.stdout
+    assert "runs.models.suites -> runs.execution.launch" in result.stdout

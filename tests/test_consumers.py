@@ -11,9 +11,10 @@ from django.test import Client
 
 from dashboard.asgi import application
 from runner.pool import RunOutcome
-from runs import live
+from runs.execution.environment import Environment, install
+from runs.execution.sink import finish_run
+from runs.live import publish as live
 from runs.models import Run, RunConfig, Suite
-from runs.sink import DbSink, finish_run
 from tests.factories import DEMO_DIR, test_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,6 +46,13 @@ async def connect(run_id, user=None):
     return WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=headers)
 
 
+def serving() -> Environment:
+    """This test's process environment, serving on the test's loop (as `serve` binds its own)."""
+    env = Environment(loop=asyncio.get_running_loop())
+    install(env)
+    return env
+
+
 async def test_anonymous_connection_is_refused():
     _, run = await setup_run()
     communicator = await connect(run.id)
@@ -54,8 +62,8 @@ async def test_anonymous_connection_is_refused():
 
 async def test_snapshot_then_increments_then_late_join():
     user, run = await setup_run()
-    live.bind_loop(asyncio.get_running_loop())
-    sink = DbSink()
+    env = serving()
+    sink = env.sink
     try:
         first = await connect(run.id, user)
         connected, _ = await first.connect()
@@ -85,16 +93,18 @@ async def test_snapshot_then_increments_then_late_join():
         await first.disconnect()
         await late.disconnect()
     finally:
-        live.bind_loop(None)
+        install(None)
 
 
 async def test_a_finished_run_shows_no_test_as_current():
     user, run = await setup_run()
-    live.bind_loop(asyncio.get_running_loop())
+    env = serving()
     try:
         events = [test_event("t.py::a"), test_event("t.py::b", worker="gw1")]
-        await database_sync_to_async(DbSink().handle_events)(run.id, events)
-        await database_sync_to_async(finish_run)(run.id, RunOutcome(run.id, 0, 1.0, None))
+        await database_sync_to_async(env.sink.handle_events)(run.id, events)
+        await database_sync_to_async(finish_run)(
+            run.id, RunOutcome(run.id, 0, 1.0, None), history=env.history
+        )
         communicator = await connect(run.id, user)
         assert (await communicator.connect())[0]
         snapshot = await communicator.receive_json_from(timeout=5)
@@ -102,25 +112,25 @@ async def test_a_finished_run_shows_no_test_as_current():
         assert {w["id"]: w["current_test"] for w in snapshot["workers"]} == {"gw0": "", "gw1": ""}
         await communicator.disconnect()
     finally:
-        live.bind_loop(None)
+        install(None)
 
 
 async def test_only_a_watched_run_is_published(settings):
     settings.REDIS_URL = ""  # the in-memory layer: only this process's consumers can listen
     user, run = await setup_run()
-    live.bind_loop(asyncio.get_running_loop())
+    env = serving()
     try:
-        assert not live.reachable(run.id)  # nobody watches: the sink builds no messages
+        assert not env.publisher.reachable(run.id)  # nobody watches: the sink builds no messages
         first, second = await connect(run.id, user), await connect(run.id, user)
         assert (await first.connect())[0] and (await second.connect())[0]
-        assert live.reachable(run.id) and not live.reachable(run.id + 1)
+        assert env.publisher.reachable(run.id) and not env.publisher.reachable(run.id + 1)
         await first.disconnect()
-        assert live.reachable(run.id)  # the other page still watches
+        assert env.publisher.reachable(run.id)  # the other page still watches
         await second.disconnect()
-        assert not live.reachable(run.id)
+        assert not env.publisher.reachable(run.id)
     finally:
-        live.bind_loop(None)
-    assert not live.reachable(run.id)  # a command: no server loop
+        install(None)
+    assert not Environment().publisher.reachable(run.id)  # a command: no server loop
 
 
 async def test_unknown_run_closes_with_error():
@@ -151,7 +161,7 @@ async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):
     """A run's snapshot can exceed the server's 1 MiB frame limit: it is split, nothing lost."""
     user, run = await setup_run()
     monkeypatch.setattr(live, "MESSAGE_BUDGET", 2000)
-    sink = DbSink()
+    sink = Environment().sink  # stores only: nobody watches yet
     events = [test_event(f"t.py::test_{i}", start=1000.0 + i) for i in range(40)]
     await database_sync_to_async(sink.handle_events)(run.id, events)
     communicator = await connect(run.id, user)
@@ -169,8 +179,8 @@ async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):
 
 async def test_messages_are_numbered_and_the_snapshot_carries_the_last_number():
     user, run = await setup_run()
-    live.bind_loop(asyncio.get_running_loop())
-    sink = DbSink()
+    env = serving()
+    sink = env.sink
     try:
         first = await connect(run.id, user)
         assert (await first.connect())[0]
@@ -195,14 +205,14 @@ async def test_messages_are_numbered_and_the_snapshot_carries_the_last_number():
         await first.disconnect()
         await late.disconnect()
     finally:
-        live.bind_loop(None)
+        install(None)
 
 
 async def test_a_client_that_missed_a_message_sees_the_gap_and_resyncs(monkeypatch):
     """A message the channel layer drops (a full client queue) shows as a gap in the
     numbers; the client asks for a snapshot and gets what it missed."""
     user, run = await setup_run()
-    live.bind_loop(asyncio.get_running_loop())
+    env = serving()
     layer = get_channel_layer()
     real_send, dropped = layer.group_send, []
 
@@ -213,7 +223,7 @@ async def test_a_client_that_missed_a_message_sees_the_gap_and_resyncs(monkeypat
         await real_send(group, event)
 
     monkeypatch.setattr(layer, "group_send", lossy_send)
-    sink = DbSink()
+    sink = env.sink
     try:
         client = await connect(run.id, user)
         assert (await client.connect())[0]
@@ -229,4 +239,4 @@ async def test_a_client_that_missed_a_message_sees_the_gap_and_resyncs(monkeypat
         assert {r["nodeid"] for r in resync["results"]} == {"t.py::lost", "t.py::next"}
         await client.disconnect()
     finally:
-        live.bind_loop(None)
+        install(None)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from runs import dispatcher, services
+from runs.execution import launch
+from runs.execution.environment import Environment, install, installed
 from runs.models import Run, RunConfig, Suite
 from tests.factories import write_suite
 
@@ -39,13 +40,13 @@ def suite(tmp_path):
 
 @pytest.fixture
 def running_dispatcher():
-    current = dispatcher.start(max_concurrent=1, poll=0.1)
-    yield current
-    dispatcher.stop()
+    """This process's environment, serving as `serve` does: one run at a time."""
+    with installed(Environment()) as env:
+        yield env.start_dispatcher(max_concurrent=1, poll=0.1)
 
 
 def test_queued_runs_execute_in_order_one_at_a_time(suite, running_dispatcher):
-    runs = [services.launch(suite, trigger="api") for _ in range(2)]
+    runs = [launch.launch(suite, trigger="api") for _ in range(2)]
     ids = [r.id for r in runs]
     wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists())
     done = list(Run.objects.filter(id__in=ids).order_by("started_at"))
@@ -61,12 +62,12 @@ def test_cancel_a_running_run_kills_it(tmp_path, running_dispatcher):
     )
     suite = Suite.objects.create(name="slow", path=str(path))
     RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
-    run = services.launch(suite)
+    run = launch.launch(suite)
     wait_until(lambda: run.id in running_dispatcher.pool.running())
     run.refresh_from_db()
-    assert dispatcher.cancel(run, running_dispatcher.pool)
+    assert running_dispatcher.env.cancel(run)
     wait_until(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
-    assert not dispatcher.cancel(Run.objects.get(pk=run.pk), running_dispatcher.pool)
+    assert not running_dispatcher.env.cancel(Run.objects.get(pk=run.pk))
 
 
 def test_runs_whose_process_is_gone_become_interrupted(suite):
@@ -75,15 +76,15 @@ def test_runs_whose_process_is_gone_become_interrupted(suite):
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         stale = Run.objects.create(
-            suite=suite, status="running", runner_host=services.HOST, runner_pid=dead.pid
+            suite=suite, status="running", runner_host=launch.HOST, runner_pid=dead.pid
         )
         owned = Run.objects.create(
-            suite=suite, status="running", runner_host=services.HOST, runner_pid=alive.pid
+            suite=suite, status="running", runner_host=launch.HOST, runner_pid=alive.pid
         )
         elsewhere = Run.objects.create(
             suite=suite, status="running", runner_host="other-host", runner_pid=dead.pid
         )
-        assert services.mark_interrupted() == 1
+        assert launch.mark_interrupted() == 1
         statuses = dict(Run.objects.values_list("id", "status"))
         assert statuses[stale.id] == "interrupted"
         assert statuses[owned.id] == "running"
@@ -101,17 +102,18 @@ def test_interpreter_without_the_plugins_is_refused_up_front(suite, tmp_path):
     )
     suite.python = str(tmp_path / "bare" / "bin" / "python")
     suite.save()
-    with pytest.raises(services.LaunchError) as err:
-        services.launch(suite, overrides={"workers": 2})
+    with pytest.raises(launch.LaunchError) as err:
+        launch.launch(suite, overrides={"workers": 2})
     assert "pytest" in err.value.message
     assert not Run.objects.exists()
 
 
 def test_dispatcher_thread_stops_cleanly():
-    current = dispatcher.start(max_concurrent=1, poll=0.1)
-    dispatcher.stop()
+    env = Environment()
+    current = env.start_dispatcher(max_concurrent=1, poll=0.1)
+    env.stop()
     assert not any(t.name == "ptd-dispatcher" and t.is_alive() for t in threading.enumerate())
-    assert dispatcher.current() is None and current.pool.running() == []
+    assert env.dispatcher is None and env.pool is None and current.pool.running() == []
 
 
 def test_silent_outside_runs_are_interrupted_live_ones_are_not(suite, settings):
@@ -144,28 +146,30 @@ def test_silent_outside_runs_are_interrupted_live_ones_are_not(suite, settings):
 
     silent, quiet_for_long, busy = external(None), external(3600), external(30)
     fresh = Run.objects.create(suite=suite, status="running", trigger="external", started_at=now)
-    assert services.expire_silent_external_runs(now) == 2
+    assert launch.expire_silent_external_runs(now) == 2
     statuses = dict(Run.objects.values_list("id", "status"))
     assert statuses[silent.id] == statuses[quiet_for_long.id] == "interrupted"
     assert statuses[busy.id] == statuses[fresh.id] == "running"
     assert "CI job" in Run.objects.get(pk=silent.pk).message
 
 
-def test_a_queued_run_starts_as_soon_as_the_slot_frees_not_at_the_next_poll(suite, monkeypatch):
+def test_a_queued_run_starts_as_soon_as_the_slot_frees_not_at_the_next_poll(suite):
     """The wake-up for the next queued run comes once the pool has freed the slot: with a
     poll interval of a minute, a wake-up lost to that race would leave run 2 waiting."""
     wakes: list[tuple[str, list[int]]] = []  # (waking thread, runs holding a slot then)
 
     class Probe(threading.Event):
         def set(self):
-            if dispatcher.current() is not None:
-                wakes.append((threading.current_thread().name, dispatcher.current().pool.running()))
+            if env.pool is not None:
+                wakes.append((threading.current_thread().name, env.pool.running()))
             super().set()
 
-    monkeypatch.setattr(services, "run_queued", Probe())
-    current = dispatcher.start(max_concurrent=1, poll=60.0)
+    env = Environment()
+    env.run_queued = Probe()
+    install(env)
+    current = env.start_dispatcher(max_concurrent=1, poll=60.0)
     try:
-        first, second = (services.launch(suite, trigger="api") for _ in range(2))
+        first, second = (launch.launch(suite, trigger="api") for _ in range(2))
         ids = [first.id, second.id]
         wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists(), 30)
         first.refresh_from_db()
@@ -173,7 +177,8 @@ def test_a_queued_run_starts_as_soon_as_the_slot_frees_not_at_the_next_poll(suit
         gap = (second.started_at - first.finished_at).total_seconds()
         assert 0 <= gap < 1.0, gap
     finally:
-        dispatcher.stop()
+        install(None)
+        env.stop()
     # The wake that follows run 1's end (from its pool thread) comes once its slot is free.
     after_first = [running for name, running in wakes if name == f"ptd-run-{first.id}"]
     assert after_first and all(first.id not in running for running in after_first), wakes

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runs.errors import error_key, error_line
+from runs.flaky.errors import error_key, error_line
 
 SLOW = "def t():\n>   assert x\nE   AssertionError: search took {} of the 0.8 budget\n\nt.py:9: E"
 

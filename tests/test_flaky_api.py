@@ -1,6 +1,6 @@
 """GET /api/suites/{id}/flaky, /api/suites/{id}/trends, /api/tests/{suite_id}/{nodeid}/history."""
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import ApiToken, Run
 from tests.base import BaseTestCase
 from tests.factories import make_run

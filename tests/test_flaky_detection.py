@@ -1,9 +1,9 @@
-"""Flakiness rules on hand-made histories (runs/flaky.py::record_run)."""
+"""Flakiness rules on hand-made histories (runs/flaky/summary.py::record_run)."""
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run

@@ -1,6 +1,6 @@
 """The suite's flaky list and a test's history page."""
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import Run
 from tests.base import BaseTestCase
 from tests.factories import make_run

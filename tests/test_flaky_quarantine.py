@@ -2,9 +2,9 @@
 tests passes (status, CI exit code, API) with a note."""
 
 from runner.pool import RunOutcome
-from runs import flaky
+from runs.execution.sink import finish_run
+from runs.flaky import summary as flaky
 from runs.models import Run, TestStat
-from runs.sink import finish_run
 from tests.base import BaseTestCase
 from tests.factories import make_run
 

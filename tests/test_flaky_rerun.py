@@ -1,6 +1,6 @@
 """'Rerun K times': a run of just one test, repeated, on the configuration of a run."""
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import Run
 from tests.base import BaseTestCase
 from tests.factories import make_run

@@ -1,15 +1,13 @@
 """Issue #12 items 13 and 14: ingestion keeps its counts in the database (any server process,
 or one restarted, may store any batch of a run) and publishes a batch only once committed."""
 
-from unittest import mock
-
 import pytest
 from django.db import transaction
 from django.test import TestCase
 
-from runs import ingest, live
+from runs.execution.environment import Environment, installed
+from runs.live.publish import Publisher
 from runs.models import ApiToken, Run, Suite, WorkerStat
-from runs.sink import DbSink
 from tests.base import BaseTestCase
 from tests.factories import test_event
 
@@ -53,7 +51,7 @@ class CountersTests(Ingestion):
         seq = 0
         for batch in batches:
             # Each batch reaches another process (or the same one, restarted): a sink of its own.
-            with mock.patch.object(ingest, "sink", DbSink()):
+            with installed(Environment()):
                 self.send(run_id, batch, seq)
             seq += len(batch)
         stats = {s.worker: s for s in WorkerStat.objects.filter(run_id=run_id)}
@@ -69,16 +67,27 @@ class CountersTests(Ingestion):
         assert {w["id"]: w["tests"] for w in api.json()["per_worker"]} == {"gw0": 2, "gw1": 2}
 
 
+class Recorder(Publisher):
+    """A publisher that a page always watches, and that keeps what it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.published = []
+
+    def reachable(self, run_id):
+        return True
+
+    def publish(self, run_id, message):
+        self.published.append(message)
+
+
 class PublishAfterCommitTests(Ingestion):
     def setUp(self):
-        self.published = []
-        patches = [
-            mock.patch.object(live, "reachable", return_value=True),
-            mock.patch.object(live, "publish", lambda run_id, msg: self.published.append(msg)),
-        ]
-        for patch in patches:
-            patch.start()
-            self.addCleanup(patch.stop)
+        self.recorder = Recorder()
+        self.published = self.recorder.published
+        context = installed(Environment(publisher=self.recorder))
+        context.__enter__()
+        self.addCleanup(context.__exit__, None, None, None)
 
     def test_a_batch_is_published_only_once_committed(self):
         run_id = self.start()
@@ -96,15 +105,15 @@ class RolledBackBatchTests(TestCase):
     def test_a_rolled_back_batch_publishes_nothing(self):
         suite = Suite.objects.create(name="rb", path="/tmp")
         run = Run.objects.create(suite=suite, status="running", config_snapshot={})
-        published = []
+        recorder = Recorder()
+        published = recorder.published
+        env = Environment(publisher=recorder)
         with (
-            mock.patch.object(live, "reachable", return_value=True),
-            mock.patch.object(live, "publish", lambda run_id, msg: published.append(msg)),
             self.captureOnCommitCallbacks(execute=True),
             pytest.raises(RuntimeError),
             transaction.atomic(),
         ):
-            DbSink().handle_events(run.id, [test_event("t.py::a")])
+            env.sink.handle_events(run.id, [test_event("t.py::a")])
             raise RuntimeError("the outer transaction fails")
         assert published == []
         assert not run.results.exists()

@@ -2,7 +2,6 @@
 plugin) is never stored nor shown (websocket snapshot and `finished` message), and tokens
 stored before are redacted by a data migration. The plugin's side is in test_ingest.py."""
 
-import asyncio
 import importlib
 import json
 
@@ -13,10 +12,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from runner.ingest import strip_token
-from runs import live
+from runs.execution.environment import install
 from runs.models import ApiToken, Run, Suite
 from tests.factories import DEMO_DIR
-from tests.test_consumers import connect
+from tests.test_consumers import connect, serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +57,7 @@ async def test_a_token_in_uploaded_args_is_never_stored_nor_sent():
     run = await database_sync_to_async(Run.objects.get)(pk=run_id)
     assert token not in json.dumps(run.config_snapshot) + run.ci_url
     assert run.config_snapshot["extra_args"] == ["-n", "2", "--junitxml=ptd_[redacted].xml"]
-    live.bind_loop(asyncio.get_running_loop())
+    serving()
     try:
         page = await connect(run_id, user)
         assert (await page.connect())[0]
@@ -71,7 +70,7 @@ async def test_a_token_in_uploaded_args_is_never_stored_nor_sent():
         assert finished["run"]["status"] == "passed" and token not in json.dumps(finished)
         await page.disconnect()
     finally:
-        live.bind_loop(None)
+        install(None)
 
 
 def test_the_data_migration_redacts_tokens_stored_before():

@@ -2,8 +2,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
+from runs.execution.sink import RESULT_COLUMNS, insert_results, result_from_event
 from runs.models import ApiToken, RunConfig, Suite, TestResult, WorkerStat
-from runs.sink import RESULT_COLUMNS, insert_results, result_from_event
 from tests.base import BaseTestCase
 from tests.factories import SUMMARY_KEYS, make_run, test_event
 

@@ -1,4 +1,4 @@
-"""The HTTP API's published shape (DESIGN section 5 and what grew from it) stays as it is
+"""The HTTP API's published shape (README: CI, and what grew from it) stays as it is
 unless a change means to alter it: /api/openapi.json is compared with the copy kept in
 tests/data/openapi.json. After an intended API change, write the new copy with
 `PTD_WRITE_OPENAPI=1 pytest tests/test_openapi_contract.py` and review its diff."""
@@ -21,3 +21,17 @@ def test_the_openapi_schema_is_the_one_kept(db, django_user_model):
     if os.environ.get("PTD_WRITE_OPENAPI"):
         SNAPSHOT.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
     assert schema == json.loads(SNAPSHOT.read_text())
+
+
+def test_the_api_describes_the_models_own_shapes(db):
+    """A run and a result are declared once, by their models (to_dict, TestResult.FIELDS); the
+    API's typed schemas describe them: they invent no key, and leave out only what the API never
+    published (a run's configuration snapshot and the bytes its log cut)."""
+    from runs.api.runs import ResultOut, RunOut
+    from runs.models import Run, Suite, TestResult
+
+    run = Run.objects.create(suite=Suite.objects.create(name="shape", path="/tmp"))
+    assert set(run.to_dict()) - set(RunOut.model_fields) == {"config", "log_bytes_cut"}
+    assert set(RunOut.model_fields) <= set(run.to_dict())
+    assert tuple(ResultOut.model_fields) == TestResult.FIELDS
+    assert set(TestResult(run=run).to_dict()) == set(TestResult.FIELDS)

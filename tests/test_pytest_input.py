@@ -4,9 +4,9 @@ inside the suite or a -k / -m expression (runs/pytest_input.py, at every entranc
 from django.conf import settings
 from django.contrib.messages import get_messages
 
-from runs import services
+from runs.execution import launch
+from runs.execution.pytest_input import LaunchError, check_args, check_nodeid, nodeid_problem
 from runs.models import ApiToken, Run, TestResult, TestStat
-from runs.pytest_input import LaunchError, check_args, check_nodeid, nodeid_problem
 from tests.base import BaseTestCase
 from tests.factories import make_run, test_event
 
@@ -126,19 +126,19 @@ class RerunAttackTests(BaseTestCase):
 
 
 class LastGateTests(BaseTestCase):
-    """services.launch and build_spec check again: no entrance can skip the rules."""
+    """launch.launch and build_spec check again: no entrance can skip the rules."""
 
     def test_launch_refuses_a_hostile_rerun_id_and_member_arguments(self):
         for nodeid in HOSTILE:
             with self.subTest(nodeid=nodeid):
                 try:
-                    services.launch(self.config, user=self.member, rerun_of=nodeid)
+                    launch.launch(self.config, user=self.member, rerun_of=nodeid)
                 except LaunchError as exc:
                     assert exc.field == "nodeid"
                 else:
                     raise AssertionError(f"{nodeid!r} launched")
         try:
-            services.launch(self.config, user=self.member, extra_args=["-p", "evil"])
+            launch.launch(self.config, user=self.member, extra_args=["-p", "evil"])
         except LaunchError as exc:
             assert exc.field == "extra_args"
         else:
@@ -152,7 +152,7 @@ class LastGateTests(BaseTestCase):
                     suite=self.suite, config_snapshot={"workers": 1, "extra_args": [], **snap}
                 )
                 try:
-                    services.build_spec(run)
+                    launch.build_spec(run)
                 except LaunchError:
                     pass
                 else:

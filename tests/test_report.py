@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from runs import flaky
+from runs.flaky import summary as flaky
 from runs.models import Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run

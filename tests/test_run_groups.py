@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from runs.execution.environment import Environment
 from runs.models import Run
-from runs.sink import DbSink
 from tests.base import BaseTestCase
 from tests.factories import make_run
 from tests.runner.conftest import run_pytest, write_suite
@@ -28,7 +28,7 @@ def real_events(files: dict[str, str], *args: str) -> list[dict]:
 class GroupsAndWarningsTests(BaseTestCase):
     def stored(self, events: list[dict]) -> Run:
         run = make_run(self.suite, status=Run.Status.RUNNING)
-        DbSink().handle_events(run.id, events)
+        Environment().sink.handle_events(run.id, events)
         return run
 
     def test_each_result_says_its_group_with_a_plain_nodeid(self):

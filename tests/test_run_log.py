@@ -9,7 +9,8 @@ import pytest
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from runs import dispatcher, services
+from runs.execution import launch
+from runs.execution.environment import Environment, installed
 from runs.models import Run, RunConfig, Suite
 from tests.factories import DEMO_DIR, make_run, write_suite
 from tests.test_dispatcher import wait_until
@@ -38,15 +39,13 @@ def test_a_real_run_printing_more_than_the_cap_keeps_head_and_tail_and_says_so(t
     path = write_suite(tmp_path / "talkative", {"test_talk.py": TALKATIVE})
     suite = Suite.objects.create(name="talkative", path=str(path))
     RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
-    dispatcher.start(max_concurrent=1, poll=0.1)
-    try:
-        run = services.launch(suite)
+    with installed(Environment()) as env:
+        env.start_dispatcher(max_concurrent=1, poll=0.1)
+        run = launch.launch(suite)
         wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=120)
-    finally:
-        dispatcher.stop()
     run.refresh_from_db()
     assert run.status == Run.Status.FAILED and run.tests_failed == 1
-    log = services.log_path(run).read_bytes()
+    log = launch.log_path(run).read_bytes()
     assert run.log_bytes_cut > 20_000 * 30  # the printed lines, all but the kept ends
     assert len(log) < CAP + 300
     assert b"HEAD-OF-OUTPUT" in log[: CAP // 2]
@@ -72,8 +71,8 @@ def test_runs_marked_interrupted_at_start_up_count_their_stored_results():
         ("t.py::c", "gw0", "skipped", 0.0),
     ]
     run = make_run(suite, results=results, status=Run.Status.RUNNING, started_at=timezone.now())
-    Run.objects.filter(pk=run.pk).update(runner_host=services.HOST, runner_pid=dead.pid)
-    assert services.mark_interrupted() == 1
+    Run.objects.filter(pk=run.pk).update(runner_host=launch.HOST, runner_pid=dead.pid)
+    assert launch.mark_interrupted() == 1
     run.refresh_from_db()
     assert run.status == Run.Status.INTERRUPTED and run.finished_at is not None
     assert run.message == "The process running it stopped before it finished."
@@ -93,7 +92,7 @@ def test_silent_outside_runs_count_their_stored_results_too():
         trigger=Run.Trigger.EXTERNAL,
         started_at=long_ago,
     )
-    assert services.expire_silent_external_runs() == 1
+    assert launch.expire_silent_external_runs() == 1
     run.refresh_from_db()
     assert run.status == Run.Status.INTERRUPTED and "No news" in run.message
     assert (run.tests_total, run.tests_passed) == (2, 2)

@@ -135,7 +135,7 @@ def test_unknown_dist_is_usage_error(data_dir, tmp_path):
 def test_pytest_usage_error_exit_2_with_pytests_reason(data_dir, tmp_path):
     suite = write_suite(tmp_path / "bad-option", SUITE)
     out = run_suite(data_dir, suite, "--workers", "2", "--json", "--", "--no-such-option")
-    assert out.returncode == 2, out.stderr  # bad usage, as DESIGN's exit codes say
+    assert out.returncode == 2, out.stderr  # bad usage: exit 2, as every command
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["status"] == "error" and summary["tests"]["total"] == 0
     assert summary["speedup"] is None and summary["efficiency"] is None  # not 0.00x

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
-from runs import services
+from runs.execution import launch
 from runs.models import ApiToken, Run, TestStat
 from tests.base import BaseTestCase
 from tests.factories import make_run
@@ -87,12 +87,12 @@ class ExpressionOptionTests(BaseTestCase):
     def test_a_configured_option_is_refused_too(self):
         self.config.markers = "-x"
         self.config.save()
-        with pytest.raises(services.LaunchError):
-            services.launch(self.config)
+        with pytest.raises(launch.LaunchError):
+            launch.launch(self.config)
 
     def test_expressions_are_still_accepted(self):
-        services.check_expression("keyword", "not slow and test_a")
-        services.check_expression("markers", "")
+        launch.check_expression("keyword", "not slow and test_a")
+        launch.check_expression("markers", "")
 
 
 class ApiDocsLoginTests(BaseTestCase):

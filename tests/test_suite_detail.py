@@ -2,7 +2,7 @@
 
 from django.urls import reverse
 
-from runs.models import Run
+from runs.models import ApiToken, Run, RunConfig
 from tests.base import BaseTestCase
 
 
@@ -43,3 +43,25 @@ class LaunchFormTests(BaseTestCase):
         response = self.client.get(reverse("suite", args=["demo"]))
         self.assertContains(response, 'id="run-button"')
         self.assertContains(response, "default")
+
+
+class DefaultConfigurationTests(BaseTestCase):
+    def test_pages_read_a_suite_without_configurations_and_write_nothing(self):
+        self.config.delete()
+        self.login_staff()
+        for url in (reverse("suite", args=["demo"]), reverse("suite_edit", args=["demo"])):
+            assert self.client.get(url).status_code == 200
+        assert not RunConfig.objects.exists()
+
+    def test_the_first_launch_saves_the_default_configuration(self):
+        self.config.delete()
+        _, raw = ApiToken.create_for(self.member)
+        response = self.client.post(
+            "/api/runs",
+            {"suite": "demo"},
+            content_type="application/json",
+            headers={"authorization": f"Bearer {raw}"},
+        )
+        run = Run.objects.get()
+        assert response.status_code == 201 and run.config.is_default
+        assert list(RunConfig.objects.values_list("name", flat=True)) == ["default"]

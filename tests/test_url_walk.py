@@ -19,7 +19,7 @@ from django.db import transaction
 from django.test import Client
 from django.urls import URLResolver, get_resolver
 
-from runs import services
+from runs.execution import launch
 from runs.models import RESERVED_SUITE_NAMES, ApiToken, Run, RunConfig, Suite, TestStat
 from tests.base import BaseTestCase
 from tests.factories import DEMO_DIR, make_run
@@ -208,7 +208,7 @@ class UrlWalkTests(BaseTestCase):
         Group.objects.create(name="testers")  # an object for each admin page
 
     def setUp(self):
-        log = services.log_path(self.own_run)
+        log = launch.log_path(self.own_run)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("the run's output\n")
         self.client.raise_request_exception = False

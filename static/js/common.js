@@ -1,4 +1,9 @@
-// Behaviour shared by every page (loaded from base.html).
+// Behaviour shared by every page (loaded from base.html, before the page's own scripts).
+
+// Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
+window.ptd = {
+  inert: (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"),
+};
 
 // Forms that end something (revoke a token, cancel a run) ask first: <form data-confirm="...">.
 document.addEventListener("submit", (event) => {

@@ -1,10 +1,11 @@
-// Live run page: a websocket snapshot, then batched increments (DESIGN.md section 6).
+// Live run page: a websocket snapshot, then batched increments (README: Architecture).
 // Data is only ever written with textContent or through plotly: nodeids and errors stay inert.
 (function () {
   "use strict";
   const app = document.getElementById("run-app");
   if (!app) return;
-  const FAILING = new Set(["failed", "error", "crashed"]);
+  // The outcomes that fail a run: the server's set (TestResult.FAILING), not a copy of it.
+  const FAILING = new Set(app.dataset.failing.split(" "));
   // While a run goes, the page redraws at a fixed cadence, whatever the rate of batches: the
   // browser shares the run's cores, and every redraw is CPU the tests do not get.
   const LIVE_BARS = 600;       // bars of the live timeline of a big run (see sliceBars)
@@ -14,8 +15,7 @@
     passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
     skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
   };
-  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
-  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const inert = window.ptd.inert; // user text in plotly labels stays text (common.js)
   let state;
   let socket;
   let retry = 0;
@@ -32,7 +32,7 @@
 
   function reset() {
     state = { run: null, results: new Map(), workers: new Map(), collected: null, t0: null,
-              estimate: null, startedAt: null, failures: [], busy: 0,
+              estimate: null, startedAt: null, failures: [],
               counts: { done: 0, passed: 0, failed: 0, skipped: 0 } };
   }
 
@@ -55,9 +55,9 @@
     }
   }
 
-  // Kept up to date as results arrive: a batch costs its own size, not the run's.
+  // Kept up to date as results arrive: a batch costs its own size, not the run's. The page
+  // counts what it has received (not the server's figures) to notice results it never got.
   function count(r) {
-    state.busy += r.duration || 0;
     if (r.outcome === "rerun") return;
     const c = state.counts;
     c.done += 1;
@@ -107,7 +107,10 @@
   function eta(c, elapsed) {
     const workers = Math.max(1, (state.run && state.run.workers) || state.workers.size || 1);
     if (state.estimate && state.estimate.known_tests > 0) {
-      return Math.max(0, state.estimate.seconds - state.busy) / workers;
+      // Work done so far: the workers' busy seconds as the server sums them (not summed again).
+      let busy = 0;
+      for (const w of state.workers.values()) busy += w.busy_seconds || 0;
+      return Math.max(0, state.estimate.seconds - busy) / workers;
     }
     if (!state.collected) return 0;
     return Math.max(0, ((state.collected - c.done) / c.done) * elapsed);

@@ -9,8 +9,7 @@
     box.textContent = "No executed attempts yet.";
     return;
   }
-  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
-  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const inert = window.ptd.inert; // user text in plotly labels stays text (common.js)
   const COLORS = { passed: "#16a34a", failed: "#dc2626", flaky: "#f59e0b", skipped: "#9ca3af" };
   Plotly.newPlot(box, [{
     type: "scatter", mode: "lines+markers", name: "mean seconds per attempt",

@@ -4,8 +4,7 @@
   const box = document.getElementById("trends");
   if (!box || !window.Plotly) return;
   const config = { displayModeBar: false, responsive: true };
-  // Plotly renders a few HTML tags (<a>, <b>, <span style>) in labels: user text goes in inert.
-  const inert = (text) => String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  const inert = window.ptd.inert; // user text in plotly labels stays text (common.js)
 
   function chart(id, title, traces, extra) {
     const layout = Object.assign({ title: { text: title }, margin: { t: 60, l: 60, r: 60, b: 40 },

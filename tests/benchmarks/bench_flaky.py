@@ -3,7 +3,7 @@
 1. Detection: a generated `flaky` suite (make_suite.py --profile flaky; expected.json lists the
    truly flaky and always-failing tests), three `run_suite --workers 4 --repeat 4` runs; the
    flaky list must have no false positive and find at least 5 of 6.
-2. Cost: folding a run of 10,000 tests into a suite's flaky summary (runs/flaky.py::record_run)
+2. Cost: folding a run of 10,000 tests into a suite's flaky summary (flaky.summary.record_run)
    must take <= 1 s, both the first time (10,000 new rows) and afterwards (10,000 updates).
    `--cost-only` skips the (slow, ~75 s) detection part.
 
@@ -55,7 +55,7 @@ def detection(data_dir: Path, tests: int, runs: int) -> dict:
                           "flaky": s["tests"]["flaky"], "flakiness_rate": s["flakiness_rate"],
                           "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
     setup_django(data_dir)
-    from runs.flaky_views import failing_queryset, flaky_queryset
+    from runs.flaky.queries import failing_queryset, flaky_queryset
     from runs.models import Suite
 
     suite = Suite.objects.get(name=suite_dir.name)
@@ -78,7 +78,7 @@ def detection(data_dir: Path, tests: int, runs: int) -> dict:
 
 
 def cost_once(size: int, name: str) -> dict:
-    from runs import flaky
+    from runs.flaky import summary as flaky
     from runs.models import Run, Suite, TestResult
 
     suite = Suite.objects.create(name=name, path=str(ROOT))

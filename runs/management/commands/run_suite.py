@@ -17,10 +17,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
-from runner.pool import Pool
-from runs import services
+from runs.execution import launch
+from runs.execution.environment import Environment, install
+from runs.execution.sink import DbSink
 from runs.models import DIST_MODES, ENGINES, Run, Suite
-from runs.sink import DbSink
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "site-packages"}
 
@@ -71,15 +71,15 @@ def register(path_arg: str) -> Suite:
     except ValidationError as exc:
         raise usage_error(f"cannot register {path}: {'; '.join(exc.messages)}") from None
     suite.save()
-    suite.default_config()
+    suite.default_config().save()
     return suite
 
 
 class ProgressSink(DbSink):
-    """The database sink, plus a progress line on stderr."""
+    """The database sink, plus a progress line on stderr (from the figures the sink computed)."""
 
-    def __init__(self, stream, interval: float = 1.0):
-        super().__init__()
+    def __init__(self, env, stream, interval: float = 1.0):
+        super().__init__(env)
         self.stream = stream
         self.tty = stream.isatty()
         self.interval = 0.0 if self.tty else interval
@@ -88,16 +88,13 @@ class ProgressSink(DbSink):
         self.done = self.failed = 0
         self.per_worker: dict[str, int] = {}
 
-    def handle_events(self, run_id, events):
-        super().handle_events(run_id, events)
-        for event in events:
-            if event.get("type") == "collected":
-                self.collected = event.get("count")
-            elif event.get("type") == "test" and event.get("outcome") != "rerun":
-                self.done += 1
-                self.failed += event.get("outcome") in ("failed", "error", "crashed")
-                worker = event.get("worker") or "gw0"
-                self.per_worker[worker] = self.per_worker.get(worker, 0) + 1
+    def batch_stored(self, counts, deltas, collected):
+        if collected is not None:
+            self.collected = collected
+        self.done += counts["total"]
+        self.failed += counts["failed"] + counts["errors"]
+        for worker, delta in deltas.items():
+            self.per_worker[worker] = self.per_worker.get(worker, 0) + delta.tests
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
@@ -172,22 +169,9 @@ class Command(BaseCommand):
                 raise usage_error(f"no suite named {opts['suite']!r}")
         else:
             raise usage_error("give a suite PATH or --suite NAME")
-        overrides = {
-            key: opts[key]
-            for key in (
-                "workers",
-                "engine",
-                "dist",
-                "repeat",
-                "reruns",
-                "timeout",
-                "keyword",
-                "markers",
-            )
-            if opts.get(key) is not None
-        }
+        overrides = {key: opts[key] for key in launch.OVERRIDABLE if opts.get(key) is not None}
         try:
-            return services.launch(
+            return launch.launch(
                 suite,
                 trigger=Run.Trigger.CLI,
                 overrides=overrides,
@@ -195,17 +179,18 @@ class Command(BaseCommand):
                 branch=opts["branch"],
                 extra_args=extra,
             )
-        except services.LaunchError as exc:
+        except launch.LaunchError as exc:
             raise usage_error(exc.message) from None
 
     def execute_run(self, run: Run) -> Run:
-        if not services.claim(run.pk):  # a server's dispatcher took it: follow it there
+        if not launch.claim(run.pk):  # a server's dispatcher took it: follow it there
             return self.follow(run)
         run.refresh_from_db()
-        sink = ProgressSink(self.stderr._out)
-        pool = Pool(sink, max_concurrent=1)
+        env = Environment(sink=lambda env: ProgressSink(env, self.stderr._out))
+        install(env)  # this process's: launch and the sink find it
+        sink, pool = env.sink, env.start_pool(max_concurrent=1, warm_start=False)
         try:
-            pool.submit(services.build_spec(run))
+            pool.submit(launch.build_spec(run))
             try:
                 pool.wait(run.pk)
             except KeyboardInterrupt:
@@ -213,7 +198,8 @@ class Command(BaseCommand):
                 pool.cancel(run.pk)
                 pool.wait(run.pk)
         finally:
-            pool.shutdown(cancel_running=True)
+            env.stop()
+            install(None)
         sink.show(end="\n")  # the final count, whatever the throttle skipped
         run.refresh_from_db()
         return run

@@ -8,7 +8,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from runs import bootstrap, dispatcher, live
+from runs.execution.environment import Environment, install
+from runs.management import bootstrap
 
 log = logging.getLogger("runs")
 
@@ -45,8 +46,9 @@ class Command(BaseCommand):
                 f"(also written to {settings.DATA_DIR / 'initial_admin_password'}; "
                 "change it after logging in)"
             )
-        dispatcher.start()
-        live.bind_loop(twisted_loop)
+        env = Environment(loop=twisted_loop)
+        install(env)
+        env.start_dispatcher()
         self.stdout.write(f"PTD is serving on http://{host}:{port}/ (Ctrl-C to stop)")
         self.stdout.flush()
         server = Server(
@@ -59,6 +61,6 @@ class Command(BaseCommand):
         try:
             server.run()
         finally:
-            live.bind_loop(None)
-            dispatcher.stop()
+            env.stop()
+            install(None)
             self.stdout.write("PTD stopped.")

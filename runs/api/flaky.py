@@ -1,6 +1,6 @@
 """API of issue #6: a suite's flaky tests, its trend points, a test's history.
 
-Mounted by runs/api.py (same auth, same `{"detail": ...}` errors).
+Mounted by runs.api (same auth, same `{"detail": ...}` errors).
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from datetime import datetime
 from django.shortcuts import get_object_or_404
 from ninja import Router, Schema, Status
 
-from runs import flaky, trends
-from runs.flaky_views import SORTS, flaky_queryset
+from runs.api.common import Detail
+from runs.flaky import history as flaky_history
+from runs.flaky.queries import SORTS, flaky_queryset
 from runs.models import Suite
+from runs.pages import trends
 
 router = Router(tags=["flakiness"])
-
-
-class Detail(Schema):
-    detail: str
 
 
 class FlakyOut(Schema):
@@ -126,7 +124,7 @@ def suite_trends(request, suite_id: int, workers: str = "", branch: str = "", co
 @router.get("/tests/{suite_id}/{path:nodeid}/history", response={200: History, 404: Detail})
 def test_history(request, suite_id: int, nodeid: str):
     suite = _suite(suite_id)
-    data = flaky.history(suite, nodeid)
+    data = flaky_history.history(suite, nodeid)
     stat = data["stat"]
     if stat is None and not data["points"]:
         return Status(404, {"detail": f"no test {nodeid!r} in suite {suite.name}"})

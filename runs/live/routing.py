@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs import consumers
+from runs.live import consumers
 
 websocket_urlpatterns = [
     path("ws/runs/<int:run_id>/", consumers.RunConsumer.as_asgi()),

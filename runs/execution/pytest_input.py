@@ -11,8 +11,8 @@ outside the suite. So:
   of the suite's tests: plain relative paths inside the suite's directory (no "..", nothing
   starting with "@", "-" or "/"), with their ``::`` parts and ``[parameters]``.
 
-Every entrance uses this module: the launch form and the API (through services.launch), the
-rerun form, ingestion (a node id it stores can be rerun later), and services.build_spec, which
+Every entrance uses this module: the launch form and the API (through launch.launch), the
+rerun form, ingestion (a node id it stores can be rerun later), and launch.build_spec, which
 checks the run's selection again just before a process starts.
 """
 

@@ -7,8 +7,6 @@ which configuration is runs/permissions.py's to say.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import F, FloatField
-from django.db.models.functions import Cast
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,34 +15,16 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from runner.metrics import base_nodeid
-from runs import flaky, permissions, services
+from runs import permissions
+from runs.execution import launch
+from runs.execution.pytest_input import nodeid_problem
+from runs.flaky import history as flaky_history
+from runs.flaky import summary
+from runs.flaky.queries import SORTS, failing_queryset, flaky_queryset
 from runs.models import Run, Suite, TestStat
-from runs.pytest_input import nodeid_problem
 
 RERUN_DEFAULT = 10
 RERUN_MAX = 200
-SORTS = {
-    "flip_rate": ("-flip_ratio", "-last_flip_at"),
-    "last_flip": ("-last_flip_at",),
-    "last_seen": ("-last_seen_at",),
-    "flips": ("-flip_count", "-last_flip_at"),
-    "fail_rate": ("-fail_rate", "-last_flip_at"),
-    "nodeid": ("nodeid",),
-}
-
-
-def flaky_queryset(suite: Suite, sort: str = "flip_rate"):
-    qs = TestStat.objects.filter(suite=suite, flip_count__gt=0).annotate(
-        flip_ratio=Cast(F("flip_count"), FloatField()) / Cast(F("runs_seen"), FloatField())
-    )
-    return qs.order_by(*SORTS.get(sort, SORTS["flip_rate"]), "nodeid")
-
-
-def failing_queryset(suite: Suite):
-    """Tests that failed in every run they ran in (never passed): failing, not flaky."""
-    return TestStat.objects.filter(
-        suite=suite, flip_count=0, runs_seen__gt=0, runs_failed=F("runs_seen")
-    ).order_by("nodeid")
 
 
 def test_url(suite: Suite, nodeid: str) -> str:
@@ -74,7 +54,7 @@ def flaky_list(request, name):
 
 def test_history(request, name, nodeid):
     suite = get_object_or_404(Suite, name=name)
-    data = flaky.history(suite, nodeid)
+    data = flaky_history.history(suite, nodeid)
     stat = data["stat"]
     if stat is None and not data["points"]:
         raise Http404("No such test in this suite's history.")
@@ -169,7 +149,7 @@ def rerun_overrides(source: Run | None, times: int) -> dict:
     overrides: dict = {}
     if source is not None:
         snap = source.config_snapshot or {}
-        for key in services.OVERRIDABLE:
+        for key in launch.OVERRIDABLE:
             if key in snap and snap[key] is not None:
                 overrides[key] = snap[key]
         if overrides.get("workers") == 0:
@@ -201,9 +181,9 @@ def rerun(request, name):
     if run_id.isascii() and run_id.isdigit():  # not "²": str.isdigit() but int() refuses it
         source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
     if source is None:
-        source = flaky.last_run_of(suite, nodeid)
+        source = flaky_history.last_run_of(suite, nodeid)
     known = TestStat.objects.filter(suite=suite, nodeid=nodeid).exists() or (
-        source is not None and bool(flaky.attempts_of(suite, nodeid, [source.id]))
+        source is not None and bool(flaky_history.attempts_of(suite, nodeid, [source.id]))
     )
     if not known:
         messages.error(request, f"{nodeid} never ran in {suite.name}.")
@@ -211,14 +191,14 @@ def rerun(request, name):
     source = rerun_source(request.user, source)
     config = (source.config if source is not None else None) or suite.default_config()
     try:
-        run = services.launch(
+        run = launch.launch(
             config,
             trigger=Run.Trigger.UI,
             user=request.user,
             overrides=rerun_overrides(source, times),
             rerun_of=nodeid,
         )
-    except services.LaunchError as exc:
+    except launch.LaunchError as exc:
         messages.error(request, f"Could not rerun {nodeid}: {exc.message}")
         return redirect(back)
     messages.success(request, f"Rerunning {nodeid} {times} times.")
@@ -229,6 +209,6 @@ def rerun(request, name):
 @permissions.quarantine_page
 def rebuild(request, name):
     suite = get_object_or_404(Suite, name=name)
-    count = flaky.rebuild(suite)
+    count = summary.rebuild(suite)
     messages.info(request, f"Rebuilt the flakiness summary of {suite.name}: {count} tests.")
     return redirect("flaky_list", name=suite.name)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, FloatField, Max, Value
@@ -19,13 +19,18 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome, exit_meaning
-from runs import flaky, live
+from runs.flaky.quarantine import apply_quarantine
+from runs.flaky.recorder import HistoryRecorder, record_run_safely
+from runs.live.publish import chunked
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
-FINAL_KEYS = ("nodeid", "worker", "outcome", "attempt", "when", "start", "stop", "duration")
+# runner.metrics.summarize's figures stored as they are on the Run.
+SUMMARY_FIGURES = (
+    "wall_seconds", "serial_seconds", "speedup", "efficiency", "balance", "flakiness_rate",
+)  # fmt: skip
 # runner.metrics.count_outcomes' keys -> the Run columns holding them.
 COUNT_COLUMNS = {
     "total": "tests_total",
@@ -42,24 +47,10 @@ COUNT_COLUMNS = {
 RESULT_COLUMNS = [f for f in TestResult._meta.concrete_fields if not f.primary_key]
 
 
-class ResultRow(NamedTuple):
-    """A result on its way to the database: the values of RESULT_COLUMNS, in their order.
-
-    A model instance per result (its __init__ and pre/post_init signals) cost more than the
-    INSERT itself on a 10,000-test run.
-    """
-
-    run_id: int
-    nodeid: str
-    worker: str
-    outcome: str
-    attempt: int
-    when: str
-    start: float | None
-    stop: float | None
-    duration: float
-    longrepr: str
-    group: str
+# A result on its way to the database: the values of RESULT_COLUMNS, in their order (its run,
+# then TestResult.FIELDS). A model instance per result (its __init__ and pre/post_init signals)
+# cost more than the INSERT itself on a 10,000-test run.
+ResultRow = namedtuple("ResultRow", ["run_id", *TestResult.FIELDS])
 
 
 assert ResultRow._fields == tuple(f.attname for f in RESULT_COLUMNS), "TestResult changed"
@@ -142,9 +133,11 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
 
 
 class DbSink:
-    """Implements runner.pool.Sink on top of the models and the channel layer."""
+    """Implements runner.pool.Sink on top of the models and the environment's publisher."""
 
-    def __init__(self):
+    def __init__(self, env):
+        self.publisher = env.publisher
+        self.history = env.history
         self.shutting_down = False
 
     def run_started(self, run_id: int, pid: int, started_at: float) -> None:
@@ -153,7 +146,7 @@ class DbSink:
             status=Run.Status.RUNNING,
             started_at=datetime.fromtimestamp(started_at, tz=UTC),
         )
-        live.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
+        self.publisher.publish(run_id, {"type": "status", "status": Run.Status.RUNNING})
 
     def events_done(self, run_id: int) -> None:
         """The run's event-reader thread ends: close its database connection now. Left to the
@@ -199,7 +192,7 @@ class DbSink:
                 column = COUNT_COLUMNS[key]
                 run_fields[column] = F(column) + value
         stats: list[WorkerStat] = []
-        publishing = bool(results or deltas or run_fields) and live.reachable(run_id)
+        publishing = bool(results or deltas or run_fields) and self.publisher.reachable(run_id)
         with transaction.atomic():
             if results:
                 insert_results(results)
@@ -214,7 +207,7 @@ class DbSink:
                 # After the commit (of an outer transaction too: ingestion's): a client that
                 # reloads on a message must find what it announces.
                 transaction.on_commit(
-                    lambda: publish_batch(run_id, results, stats, progress), robust=True
+                    lambda: self.publish_batch(run_id, results, stats, progress), robust=True
                 )
         log.debug(
             "run %s: %d events stored in %.1f ms",
@@ -222,12 +215,17 @@ class DbSink:
             len(events),
             (time.monotonic() - began) * 1000,
         )
+        self.batch_stored(counts, deltas, run_fields.get("collected"))
+
+    def batch_stored(self, counts: dict, deltas: dict[str, WorkerDelta], collected) -> None:
+        """What a batch added (runner.metrics.count_outcomes, the workers' deltas), for a sink
+        that shows progress (run_suite's); the database sink has stored it all already."""
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         try:
-            run = finish_run(run_id, outcome, interrupted=self.shutting_down)
-            if live.reachable(run_id):
-                live.publish(run_id, {"type": "finished", "run": run.to_dict()})
+            run = finish_run(run_id, outcome, history=self.history, interrupted=self.shutting_down)
+            if self.publisher.reachable(run_id):
+                self.publisher.publish(run_id, {"type": "finished", "run": run.to_dict()})
         except Exception:
             log.exception("could not finish run %s", run_id)
             Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
@@ -238,38 +236,30 @@ class DbSink:
         finally:
             connection.close()
 
-
-def publish_batch(run_id: int, results: list[ResultRow], stats: list, progress: dict) -> None:
-    first, *rest = live.chunked([live_result(r) for r in results])
-    live.publish(
-        run_id,
-        {
-            "type": "results",
-            "results": first,
-            "workers": [worker_dict(s) for s in stats],
-            "progress": {
-                "done": progress["tests_total"],
-                "failed": progress["tests_failed"] + progress["tests_errors"],
-                "collected": progress["collected"],
+    def publish_batch(self, run_id: int, results: list[ResultRow], stats: list, progress: dict):
+        first, *rest = chunked([live_result(r) for r in results])
+        self.publisher.publish(
+            run_id,
+            {
+                "type": "results",
+                "results": first,
+                "workers": [s.live_dict() for s in stats],
+                "progress": {
+                    "done": progress["tests_total"],
+                    "failed": progress["tests_failed"] + progress["tests_errors"],
+                    "collected": progress["collected"],
+                },
+                "sent_at": time.time(),  # lets clients measure report -> page latency
             },
-            "sent_at": time.time(),  # lets clients measure report -> page latency
-        },
-    )
-    for chunk in rest:  # a huge batch (many long tracebacks) in several messages
-        live.publish(run_id, {"type": "results", "results": chunk, "sent_at": time.time()})
+        )
+        for chunk in rest:  # a huge batch (many long tracebacks) in several messages
+            self.publisher.publish(
+                run_id, {"type": "results", "results": chunk, "sent_at": time.time()}
+            )
 
 
 def live_result(result: ResultRow) -> dict:
-    data = {key: getattr(result, key) for key in FINAL_KEYS}
-    data["longrepr"] = result.longrepr
-    data["group"] = result.group
-    return data
-
-
-def worker_dict(stat: WorkerStat) -> dict:
-    data = stat.to_dict()
-    data["current_test"] = stat.current_test
-    return data
+    return {key: getattr(result, key) for key in TestResult.FIELDS}
 
 
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
@@ -296,8 +286,15 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
 
 
 def finish_run(
-    run_id: int, outcome: RunOutcome, interrupted: bool = False, background_history: bool = False
+    run_id: int,
+    outcome: RunOutcome,
+    *,
+    history: HistoryRecorder | None = None,
+    interrupted: bool = False,
+    background_history: bool = False,
 ) -> Run:
+    """The run's final status, figures and worker rows from its stored results; then its tests
+    fold into the flakiness summary (on ``history``'s thread when ``background_history``)."""
     run = Run.objects.select_related("suite").get(pk=run_id)
     tests = list(
         TestResult.objects.filter(run_id=run_id).values(
@@ -310,25 +307,16 @@ def finish_run(
     summary["tests"]["errors"] += len(tests) - len(executed)
     summary["tests"]["total"] += len(tests) - len(executed)
     status, message = status_for(outcome, interrupted)
-    status, message = flaky.apply_quarantine(run, tests, status, message)
+    status, message = apply_quarantine(run, tests, status, message)
     run.status = status
     run.message = message[:5000]
     run.exit_code = outcome.returncode
     run.log_bytes_cut = outcome.log_bytes_cut
     run.finished_at = timezone.now()
-    run.wall_seconds = summary["wall_seconds"]
-    run.serial_seconds = summary["serial_seconds"]
-    run.speedup = summary["speedup"]
-    run.efficiency = summary["efficiency"]
-    run.balance = summary["balance"]
-    run.flakiness_rate = summary["flakiness_rate"]
-    counts = summary["tests"]
-    run.tests_total = counts["total"]
-    run.tests_passed = counts["passed"]
-    run.tests_failed = counts["failed"]
-    run.tests_skipped = counts["skipped"]
-    run.tests_errors = counts["errors"]
-    run.tests_flaky = counts["flaky"]
+    for figure in SUMMARY_FIGURES:
+        setattr(run, figure, summary[figure])
+    for key, column in {**COUNT_COLUMNS, "flaky": "tests_flaky"}.items():
+        setattr(run, column, summary["tests"][key])
     run.speedup_measured = measured_speedup(run)
     with transaction.atomic():
         run.save()
@@ -345,14 +333,14 @@ def finish_run(
         )
         # Nothing is running any more: a page opened later must not show a "current" test.
         WorkerStat.objects.filter(run_id=run_id).exclude(current_test="").update(current_test="")
-    if background_history:
-        flaky.record_run_in_background(run, tests)
+    if background_history and history is not None:
+        history.record_in_background(run, tests)
     else:
-        flaky.record_run_safely(run, tests)
+        record_run_safely(run, tests)
     return run
 
 
-def close_interrupted(run_id: int, message: str, now=None) -> bool:
+def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool:
     """A running run that can never finish (the process running it is gone, or its CI job
     fell silent) becomes interrupted, with the figures of the results stored so far. False
     when it was no longer running."""
@@ -368,7 +356,7 @@ def close_interrupted(run_id: int, message: str, now=None) -> bool:
     if run.started_at and last_stop:
         wall = max(0.0, last_stop - run.started_at.timestamp())
     outcome = RunOutcome(run_id, None, wall, "interrupted", message)
-    finish_run(run_id, outcome, background_history=True)
+    finish_run(run_id, outcome, history=history, background_history=True)
     return True
 
 
@@ -381,7 +369,7 @@ def measured_speedup(run: Run) -> float | None:
         Run.objects.filter(
             suite_id=run.suite_id,
             workers=1,
-            status__in=[Run.Status.PASSED, Run.Status.FAILED],
+            status__in=Run.COMPLETE,
             wall_seconds__gt=0,
         )
         .exclude(pk=run.pk)

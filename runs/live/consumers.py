@@ -1,12 +1,12 @@
-"""Websocket consumer for a run's live events (DESIGN.md section 6).
+"""Websocket consumer for a run's live events (README: Architecture).
 
 On connect the client gets a snapshot of everything so far, then the sink's batched
 increments. The group is joined before the snapshot is read, so nothing falls between the two;
 an increment already in the snapshot may arrive again, and clients de-duplicate by
 (nodeid, attempt).
 
-Increments are numbered per run (``seq``, runs.live); the snapshot carries the number of the
-last one published before it was read, so a client skips those it already has and, on a gap
+Increments are numbered per run (``seq``, runs.live.publish); the snapshot carries the number
+of the last one published before it was read, so a client skips those it already has and, on a gap
 (a message lost), sends ``{"type": "snapshot"}`` and gets a fresh snapshot. The parts of a
 snapshot split over several messages (``results`` without a ``seq``) follow it directly.
 """
@@ -20,8 +20,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from runs import live, permissions
-from runs.models import Run
+from runs import permissions
+from runs.execution import environment
+from runs.live.publish import chunked, group_name
+from runs.models import Run, TestResult
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -31,25 +33,8 @@ def snapshot(run_id: int) -> dict | None:
     run = Run.objects.select_related("suite").filter(pk=run_id).first()
     if run is None:
         return None
-    workers = []
-    for stat in run.worker_stats.all():
-        data = stat.to_dict()
-        data["current_test"] = stat.current_test
-        workers.append(data)
-    results = list(
-        run.results.order_by("id").values(
-            "nodeid",
-            "worker",
-            "outcome",
-            "attempt",
-            "when",
-            "start",
-            "stop",
-            "duration",
-            "longrepr",
-            "group",
-        )
-    )
+    workers = [stat.live_dict() for stat in run.worker_stats.all()]
+    results = list(run.results.order_by("id").values(*TestResult.FIELDS))
     return {
         "type": "snapshot",
         # Read with the run, before its results: every message numbered up to here was
@@ -81,9 +66,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
-        self.group = live.group_name(self.run_id)
+        self.group = group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        live.watch(self.run_id, +1)
+        self.publisher = environment.current().publisher
+        self.publisher.watch(self.run_id, +1)
         await self.accept()
         data = await database_sync_to_async(snapshot)(self.run_id)
         if data is None:
@@ -94,14 +80,14 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_snapshot(self, data: dict) -> None:
         """The snapshot, its results split over several messages when they are many."""
-        first, *rest = live.chunked(data["results"])
+        first, *rest = chunked(data["results"])
         await self.send_json({**data, "results": first})
         for chunk in rest:
             await self.send_json({"type": "results", "results": chunk})
 
     async def disconnect(self, code):
         if hasattr(self, "group"):
-            live.watch(self.run_id, -1)
+            self.publisher.watch(self.run_id, -1)
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):

@@ -16,9 +16,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from runs import dispatcher, permissions, services
-from runs.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
-from runs.models import Run, RunConfig, Suite
+from runs import permissions
+from runs.execution import environment, launch
+from runs.models import Run, RunConfig, Suite, TestResult
+from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
 RUNS_PER_PAGE = 50
 
@@ -55,13 +56,13 @@ def suite_detail(request, name):
     form = LaunchForm(suite, request.POST or None, initial={"config": suite.default_config()})
     if request.method == "POST" and form.is_valid():
         try:
-            run = services.launch(
+            run = launch.launch(
                 form.cleaned_data["config"],
                 trigger=Run.Trigger.UI,
                 user=request.user,
                 overrides=form.overrides(),
             )
-        except services.LaunchError as exc:
+        except launch.LaunchError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, exc.message)
         else:
             return redirect(run)
@@ -207,6 +208,7 @@ def run_detail(request, run_id):
             "can_read_log": permissions.can_read_log(user, run),
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
+            "failing_outcomes": " ".join(TestResult.FAILING),
         },
     )
 
@@ -216,8 +218,7 @@ def run_cancel(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
     if not permissions.can_cancel(request.user, run):
         raise PermissionDenied("You may cancel only the runs you launched; staff cancel any.")
-    current = dispatcher.current()
-    if dispatcher.cancel(run, current.pool if current else None):
+    if environment.current().cancel(run):
         messages.info(request, f"Run {run.id} cancelled.")
     else:
         messages.warning(request, f"Run {run.id} had already finished.")
@@ -229,7 +230,7 @@ def run_log(request, run_id):
     run = get_object_or_404(Run, pk=run_id)
     if not permissions.can_read_log(request.user, run):
         raise PermissionDenied("Only staff can read run logs: they may hold secrets.")
-    path = services.log_path(run)
+    path = launch.log_path(run)
     if not path.is_file():
         raise Http404("This run has no log (it never started here, or came from outside).")
     return FileResponse(path.open("rb"), content_type="text/plain; charset=utf-8")

@@ -4,9 +4,9 @@ import json
 
 from django import forms
 
+from runs.execution.launch import Overrides
+from runs.execution.pytest_input import LaunchError, check_expression
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, RunConfig, Suite
-from runs.pytest_input import LaunchError, check_expression
-from runs.services import Overrides
 
 
 class JSONTextField(forms.CharField):

@@ -1,7 +1,7 @@
 """Per-suite, per-test summary kept up to date at the end of each run (issue #6).
 
 One row per (suite, base node id). Pages and the API read these rows instead of rescanning
-every run's results; runs/flaky.py::record_run updates them in bulk.
+every run's results; runs.flaky.summary.record_run updates them in bulk.
 """
 
 from __future__ import annotations

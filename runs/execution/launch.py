@@ -1,6 +1,6 @@
 """Launching runs: validation, the configuration snapshot, and what the engine is given.
 
-This module and sink.py are the only bridge between the web (models) and the engine (runner/).
+Together with the rest of runs.execution, the only bridge between the web and the engine.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,22 +22,20 @@ from django.utils import timezone
 from runner import command
 from runner.pool import RunSpec
 from runs import permissions
-from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
-from runs.pytest_input import (
+from runs.execution import environment
+from runs.execution.pytest_input import (
     LaunchError,
     check_args,
     check_expression,
     check_nodeid,
 )
-from runs.sink import close_interrupted
+from runs.execution.sink import close_interrupted
+from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
 
 OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
 AVAILABLE_ENGINES = ("xdist", "fork")
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
-
-# Woken whenever a run is queued in this process, so the dispatcher starts it at once.
-run_queued = threading.Event()
 
 
 @dataclass
@@ -198,6 +195,8 @@ def launch(
     check_engine_available(suite, snap)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
+    if config.pk is None:  # the suite's first launch saves its default configuration
+        config.save()
     run = Run.objects.create(
         suite=suite,
         config=config,
@@ -209,7 +208,8 @@ def launch(
         ci_url=ci_url,
         workers=command.resolve_workers(snap["workers"] or "auto"),
     )
-    transaction.on_commit(run_queued.set)
+    # The dispatcher of this process (if it serves) starts it at once, not at its next poll.
+    transaction.on_commit(environment.current().run_queued.set)
     return run
 
 
@@ -264,7 +264,7 @@ def log_path(run: Run) -> Path:
 def duration_history(suite: Suite) -> dict[str, float]:
     """Latest known duration of each test of a suite, from its recent finished runs."""
     run_ids = list(
-        Run.objects.filter(suite=suite, status__in=[Run.Status.PASSED, Run.Status.FAILED])
+        Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
         .order_by("-created_at")
         .values_list("id", flat=True)[:HISTORY_RUNS]
     )
@@ -320,17 +320,19 @@ def build_spec(run: Run) -> RunSpec:
     )
 
 
-def mark_interrupted() -> int:
+def mark_interrupted(history=None) -> int:
     """Runs this host owned whose process is gone can never finish: say so (server start)."""
     count = 0
     for run in Run.objects.filter(status=Run.Status.RUNNING, runner_host=HOST):
         if run.runner_pid and run.runner_pid != os.getpid() and _alive(run.runner_pid):
             continue
-        count += close_interrupted(run.pk, "The process running it stopped before it finished.")
+        count += close_interrupted(
+            run.pk, "The process running it stopped before it finished.", history=history
+        )
     return count
 
 
-def expire_silent_external_runs(now=None) -> int:
+def expire_silent_external_runs(now=None, history=None) -> int:
     """Outside (ingested) runs that sent nothing for PTD_EXTERNAL_TIMEOUT seconds become
     interrupted: their CI job died before closing them, and nothing else ever will."""
     now = now or timezone.now()
@@ -347,7 +349,7 @@ def expire_silent_external_runs(now=None) -> int:
         f"No news from this outside run for {settings.PTD_EXTERNAL_TIMEOUT} s: "
         "its CI job probably stopped before closing it."
     )
-    return sum(close_interrupted(run_id, message, now) for run_id in silent)
+    return sum(close_interrupted(run_id, message, now, history) for run_id in silent)
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""Ingestion of runs made elsewhere (CI machines running pytest with runner/ingest.py).
+"""Intake of runs made elsewhere: CI machines running pytest with the ingestion plugin.
 
 POST /api/ingest/runs                 -> 201 {"id", "status", "url"}: a running external run
 POST /api/ingest/runs/{id}/events     -> a batch in the in-run plugin's event format
@@ -31,11 +31,11 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from runner.ingest_client import strip_token
-from runner.pool import RunOutcome
-from runs import live, permissions
-from runs.models import Run, Suite, redact_tokens
-from runs.pytest_input import NODEID_MAX, nodeid_problem
-from runs.sink import DbSink, finish_run
+from runs import permissions
+from runs.api.common import Detail, find_suite
+from runs.execution import environment
+from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
+from runs.models import Run, redact_tokens
 
 MAX_BATCH = 5000
 MAX_WORKERS_EXTERNAL = 1024
@@ -43,7 +43,6 @@ OUTCOMES = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed",
 CLOCK_SKEW = 300.0  # seconds a CI machine's clock may differ from the server's
 MAX_AGE = 7 * 24 * 3600.0  # a spooled run may be uploaded up to a week after it ran
 
-sink = DbSink()  # keeps nothing in memory: every server process may take any batch
 router = Router(tags=["ingest"])
 
 
@@ -134,17 +133,6 @@ class BatchStored(Schema):
     server_seconds: float = Field(description="time the server took to store the batch")
 
 
-class Detail(Schema):
-    detail: str
-
-
-def find_suite(ref: str | int) -> Suite:
-    suite = Suite.objects.find(ref)
-    if suite is None:
-        raise HttpError(404, f"suite: no suite {ref!r}")
-    return suite
-
-
 def external_run(request: HttpRequest, run_id: int) -> Run:
     """The external, still running run `run_id` that this user may write to."""
     if not 0 < run_id < 2**63:
@@ -169,7 +157,7 @@ def clean_args(args: list[str]) -> list[str]:
 def create_external_run(request, payload: IngestRunIn):
     if not permissions.can_stream(request.auth):
         raise HttpError(403, "you may not stream runs")
-    suite = find_suite(payload.suite)
+    suite = find_suite(payload.suite, "suite")
     now = time.time()
     if payload.started is not None and not now - MAX_AGE <= payload.started <= now + CLOCK_SKEW:
         raise HttpError(400, "started: not within the last week (check the machine's clock)")
@@ -199,7 +187,9 @@ def create_external_run(request, payload: IngestRunIn):
         started_at=timezone.now(),
     )
     transaction.on_commit(
-        lambda: live.publish(run.id, {"type": "status", "status": Run.Status.RUNNING})
+        lambda: environment.current().publisher.publish(
+            run.id, {"type": "status", "status": Run.Status.RUNNING}
+        )
     )
     return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
 
@@ -253,7 +243,7 @@ def ingest_events(request, run_id: int, payload: EventBatch):
     skipped = 0
     with transaction.atomic():  # the run's batches one at a time: the count stays right
         if payload.first_seq is None:
-            sink.handle_events(run.id, events)
+            environment.current().sink.handle_events(run.id, events)
         else:
             received = Run.objects.select_for_update().values_list("events_received", flat=True)
             stored = received.get(pk=run.pk)
@@ -267,7 +257,7 @@ def ingest_events(request, run_id: int, payload: EventBatch):
             skipped = min(len(events), stored - payload.first_seq)
             events = events[skipped:]
             Run.objects.filter(pk=run.pk).update(events_received=max(stored, end))
-            sink.handle_events(run.id, events)
+            environment.current().sink.handle_events(run.id, events)
     return {
         "accepted": len(events),
         "duplicates": skipped,
@@ -281,15 +271,7 @@ def ingest_events(request, run_id: int, payload: EventBatch):
 )
 def finish_external_run(request, run_id: int, payload: FinishIn):
     run = external_run(request, run_id)
-    outcome = RunOutcome(
-        run_id=run.id,
-        returncode=payload.exitstatus,
-        wall_seconds=payload.wall_seconds,
-        reason=None,
-        message=payload.message,
+    run = environment.current().finish_external(
+        run.id, payload.exitstatus, payload.wall_seconds, payload.message
     )
-    run = finish_run(run.id, outcome, background_history=True)  # the CI job waits on us
-    if live.reachable(run.id):
-        message = {"type": "finished", "run": run.to_dict()}
-        transaction.on_commit(lambda: live.publish(run.id, message))
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

@@ -1,194 +1,16 @@
-"""Suites, run configurations, runs and their results.
+"""What ran: a run of a suite, its per-worker figures and its test results.
 
-Models carry their own behaviour (validation, `to_dict()`); services.py orchestrates them.
+Models carry their own behaviour (validation, `to_dict()`); runs.execution orchestrates them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
-import sys
-from pathlib import Path
-
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-ENGINES = [("fork", "fork (collect once, then fork)"), ("xdist", "xdist (pytest -n)")]
-DIST_MODES = [
-    ("load", "load: longest first, test by test"),
-    ("loadscope", "loadscope: a module or class per worker"),
-    ("loadfile", "loadfile: a file per worker"),
-    ("loadgroup", "loadgroup: xdist_group marks together"),
-]
-MAX_WORKERS = 64
-PYTEST_USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
-name_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
-    "Use letters, digits, '.', '_' or '-' (starting with a letter or digit).",
-)
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Words of the URLs a suite's name would stand for (/suites/new/): no suite may be named so.
-RESERVED_SUITE_NAMES = frozenset({"new"})
-
-
-def validate_suite_name(name: str) -> None:
-    """Suites are found by name in pages and by name or id in the API and ingestion: a name
-    never reads as an id (not all digits) nor as a route word, so each reference means one
-    suite."""
-    if name.isdigit():
-        raise ValidationError("A suite's name cannot be only digits: it would read as an id.")
-    if name.lower() in RESERVED_SUITE_NAMES:
-        raise ValidationError(f"{name!r} is a reserved word of the dashboard's addresses.")
-
-
-def _iso(value):
-    return value.isoformat() if value else None
-
-
-class SuiteQuerySet(models.QuerySet):
-    def find(self, ref: str | int) -> Suite | None:
-        """The suite an API or ingestion client means: a number (or digits) is an id, anything
-        else a name (names are never all digits: validate_suite_name)."""
-        if isinstance(ref, bool):  # JSON true is not suite 1
-            return None
-        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-            number = int(ref)
-            return self.filter(pk=number).first() if 0 < number < 2**63 else None
-        return self.filter(name=ref).first()
-
-
-class Suite(models.Model):
-    """A directory holding a pytest suite, and the interpreter that runs it."""
-
-    name = models.CharField(
-        max_length=100, unique=True, validators=[name_validator, validate_suite_name]
-    )
-    path = models.CharField(max_length=1000, help_text="Directory of the suite (its rootdir).")
-    python = models.CharField(
-        max_length=1000,
-        blank=True,
-        help_text="Interpreter that runs the suite; empty means the dashboard's own.",
-    )
-    pytest_args = models.JSONField(
-        default=list, blank=True, help_text="Extra pytest arguments, as a JSON list of strings."
-    )
-    env = models.JSONField(
-        default=dict, blank=True, help_text="Extra environment variables, as a JSON object."
-    )
-    description = models.TextField(blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    objects = SuiteQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    def get_absolute_url(self) -> str:
-        return reverse("suite", args=[self.name])
-
-    @property
-    def interpreter(self) -> str:
-        return self.python or sys.executable
-
-    def clean(self) -> None:
-        errors = {}
-        path = Path(self.path).expanduser()
-        if not path.is_absolute():
-            errors["path"] = "Give an absolute path."
-        elif not path.is_dir():
-            errors["path"] = f"{self.path} is not a directory."
-        if self.python and not Path(self.python).is_file():
-            errors["python"] = f"{self.python} is not a file."
-        if not isinstance(self.pytest_args, list) or not all(
-            isinstance(a, str) for a in self.pytest_args
-        ):
-            errors["pytest_args"] = "Give a JSON list of strings."
-        if not isinstance(self.env, dict) or not all(
-            isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str)
-            for k, v in self.env.items()
-        ):
-            errors["env"] = 'Give a JSON object of NAME: "value" strings.'
-        if errors:
-            raise ValidationError(errors)
-
-    def default_config(self) -> RunConfig:
-        config = self.configs.filter(is_default=True).first() or self.configs.first()
-        if config is None:
-            config = RunConfig.objects.create(suite=self, name="default", is_default=True)
-        return config
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "path": self.path,
-            "python": self.python,
-            "pytest_args": self.pytest_args,
-            "env": sorted(self.env),  # names only: values may be secrets
-            "description": self.description,
-            "created_at": _iso(self.created_at),
-        }
-
-
-class RunConfig(models.Model):
-    """How to run a suite: workers, engine, distribution, repeats, reruns, selection, timeout."""
-
-    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="configs")
-    name = models.CharField(max_length=100, validators=[name_validator])
-    is_default = models.BooleanField(default=False)
-    workers = models.PositiveSmallIntegerField(
-        default=4,
-        validators=[MaxValueValidator(MAX_WORKERS)],
-        help_text="Number of workers; 0 means one per CPU core (-n auto).",
-    )
-    # fork: collect once, fork N workers (Linux); xdist stays the compatible alternative.
-    engine = models.CharField(max_length=10, choices=ENGINES, default="fork")
-    dist = models.CharField(max_length=10, choices=DIST_MODES, default="load")
-    repeat = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
-    reruns = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
-    timeout = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds, or empty."
-    )
-    keyword = models.CharField(max_length=500, blank=True, help_text="pytest -k expression")
-    markers = models.CharField(max_length=500, blank=True, help_text="pytest -m expression")
-
-    class Meta:
-        ordering = ["suite", "-is_default", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["suite", "name"], name="runconfig_unique_name"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.suite.name}/{self.name}"
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "suite": self.suite.name,
-            "name": self.name,
-            "workers": self.workers,
-            "engine": self.engine,
-            "dist": self.dist,
-            "repeat": self.repeat,
-            "reruns": self.reruns,
-            "timeout": self.timeout,
-            "keyword": self.keyword,
-            "markers": self.markers,
-        }
+from runs.models.suites import ENGINES, PYTEST_USAGE_ERROR, RunConfig, Suite, iso
 
 
 class RunQuerySet(models.QuerySet):
@@ -215,6 +37,8 @@ class Run(models.Model):
         EXTERNAL = "external"
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
+    # Ran to its end: its results describe the whole selection (trends, flakiness, history).
+    COMPLETE = (Status.PASSED, Status.FAILED)
 
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="runs")
     config = models.ForeignKey(RunConfig, null=True, blank=True, on_delete=models.SET_NULL)
@@ -240,7 +64,7 @@ class Run(models.Model):
     # One line per "warning" event: where the engine works in a degraded way (e.g. a pytest
     # or plugin version lacking what it uses), shown on the run's page.
     warnings = models.TextField(blank=True)
-    # Metrics (DESIGN.md section 3), stored when the run finishes.
+    # Metrics (runner.metrics.summarize), stored when the run finishes.
     workers = models.PositiveSmallIntegerField(default=0)
     collected = models.PositiveIntegerField(null=True, blank=True)
     wall_seconds = models.FloatField(null=True, blank=True)
@@ -289,7 +113,7 @@ class Run(models.Model):
     @property
     def is_complete(self) -> bool:
         """Ran to its end (passed or failed): its figures describe the whole suite."""
-        return self.status in (self.Status.PASSED, self.Status.FAILED)
+        return self.status in self.COMPLETE
 
     @property
     def tests_left_out(self) -> int:
@@ -355,7 +179,7 @@ class Run(models.Model):
         return {self.Status.PASSED: 0, self.Status.FAILED: 1}.get(self.status, 3)
 
     def summary(self) -> dict:
-        """The run_suite --json contract (DESIGN.md section 4)."""
+        """The run_suite --json contract (README: Running a suite from a terminal)."""
         return {
             "run_id": self.id,
             "status": self.status,
@@ -382,9 +206,9 @@ class Run(models.Model):
             "branch": self.branch,
             "ci_url": self.ci_url,
             "config": self.config_snapshot,
-            "created_at": _iso(self.created_at),
-            "started_at": _iso(self.started_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
             "exit_code": self.exit_code,
             "message": self.message,
             "log_bytes_cut": self.log_bytes_cut,
@@ -428,6 +252,10 @@ class WorkerStat(models.Model):
             "crashed": self.crashed,
         }
 
+    def live_dict(self) -> dict:
+        """The live page's worker: its figures and the test it runs now."""
+        return {**self.to_dict(), "current_test": self.current_test}
+
 
 class TestResult(models.Model):
     """One attempt of one test (setup + call + teardown) on one worker."""
@@ -438,7 +266,22 @@ class TestResult(models.Model):
         (o, o)
         for o in ("passed", "failed", "skipped", "error", "xfailed", "xpassed", "rerun", "crashed")
     ]
+    # The outcomes that fail a run (a `rerun` attempt does not: runner.metrics.FAILING, which
+    # counts attempts for flakiness, does). Pages, quarantine and run_suite use this one.
     FAILING = ("failed", "error", "crashed")
+    # A result as the API, the websocket and the pages show it (its run is known from context).
+    FIELDS = (
+        "nodeid",
+        "worker",
+        "outcome",
+        "attempt",
+        "when",
+        "start",
+        "stop",
+        "duration",
+        "longrepr",
+        "group",
+    )
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
@@ -468,98 +311,4 @@ class TestResult(models.Model):
         return f"{self.nodeid} {self.outcome}"
 
     def to_dict(self) -> dict:
-        return {
-            "nodeid": self.nodeid,
-            "worker": self.worker,
-            "outcome": self.outcome,
-            "attempt": self.attempt,
-            "when": self.when,
-            "start": self.start,
-            "stop": self.stop,
-            "duration": self.duration,
-            "longrepr": self.longrepr,
-            "group": self.group,
-        }
-
-
-def hash_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-# What ApiToken.create_for makes: "ptd_" and 43 URL-safe characters (shorter ones too, to
-# be safe). Used to scrub tokens out of text that is stored and shown (a run's arguments).
-TOKEN_RE = re.compile(r"ptd_[A-Za-z0-9_-]{16,}")
-REDACTED = "ptd_[redacted]"
-
-
-def redact_tokens(value):
-    """`value` (text, or lists and dicts of it, as in a JSON field) with tokens redacted."""
-    if isinstance(value, str):
-        return TOKEN_RE.sub(REDACTED, value)
-    if isinstance(value, list):
-        return [redact_tokens(v) for v in value]
-    if isinstance(value, dict):
-        return {k: redact_tokens(v) for k, v in value.items()}
-    return value
-
-
-class ApiTokenQuerySet(models.QuerySet):
-    def authenticate(self, raw: str):
-        """The token's row for a raw token, or None. Look-up by a hash of the whole token."""
-        if not raw or not raw.startswith(ApiToken.PREFIX):
-            return None
-        digest = hash_token(raw)
-        token = self.select_related("user").filter(hashed=digest).first()
-        if token is None or not secrets.compare_digest(token.hashed, digest):
-            return None
-        if not token.user.is_active:
-            return None
-        return token
-
-
-class ApiToken(models.Model):
-    """A bearer token for the API. Only a SHA-256 of it is stored; it is shown once."""
-
-    PREFIX = "ptd_"
-
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
-    )
-    name = models.CharField(max_length=100, blank=True)
-    prefix = models.CharField(max_length=12, help_text="First characters, to recognise it.")
-    hashed = models.CharField(max_length=64, unique=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-
-    objects = ApiTokenQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"{self.prefix}… ({self.name or 'unnamed'}) of {self.user}"
-
-    @classmethod
-    def create_for(cls, user, name: str = "") -> tuple[ApiToken, str]:
-        raw = cls.PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, prefix=raw[:12], hashed=hash_token(raw))
-        return token, raw
-
-    def touch(self) -> None:
-        now = timezone.now()
-        # At most one write a minute per token: the API stays read-mostly.
-        if self.last_used_at is None or (now - self.last_used_at).total_seconds() > 60:
-            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
-            self.last_used_at = now
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "prefix": self.prefix,
-            "created_at": _iso(self.created_at),
-            "last_used_at": _iso(self.last_used_at),
-        }
-
-
-from runs.flaky_models import TestStat  # noqa: E402, F401  (issue #6: flakiness summary)
+        return {field: getattr(self, field) for field in self.FIELDS}

@@ -12,9 +12,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from runner.metrics import base_nodeid
-from runs import trends
-from runs.flaky_views import flaky_queryset
+from runs.flaky.queries import flaky_queryset
 from runs.models import Run, Suite, TestResult, TestStat
+from runs.pages import trends
 
 DEFAULT_DAYS = 30
 TOP = 10
@@ -55,7 +55,7 @@ def period_runs(suite: Suite, since: date, until: date):
 
 
 def summary(runs) -> dict:
-    finished = runs.filter(status__in=trends.FINISHED)
+    finished = runs.filter(status__in=Run.COMPLETE)
     aggregates = {
         "runs": Count("id"),
         "passed_runs": Count("id", filter=Q(status=Run.Status.PASSED)),
@@ -89,7 +89,7 @@ def summary(runs) -> dict:
 def slowest_tests(runs, limit: int = TOP) -> list[dict]:
     """Mean duration per test (repeats folded in) over the period's finished runs."""
     rows = (
-        TestResult.objects.filter(run__in=runs.filter(status__in=trends.FINISHED))
+        TestResult.objects.filter(run__in=runs.filter(status__in=Run.COMPLETE))
         .exclude(outcome__in=["skipped", "crashed"])
         .values("nodeid")
         .annotate(total=Sum("duration"), n=Count("id"), longest=Max("duration"))
@@ -115,7 +115,7 @@ def top_flaky(suite: Suite, since: date, until: date, limit: int = TOP):
 
 def worst_balanced(runs, limit: int = TOP):
     return list(
-        runs.filter(status__in=trends.FINISHED, balance__isnull=False).order_by(
+        runs.filter(status__in=Run.COMPLETE, balance__isnull=False).order_by(
             "-balance", "-created_at"
         )[:limit]
     )

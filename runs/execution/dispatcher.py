@@ -1,4 +1,4 @@
-"""The runner pool inside a dashboard process: picks queued runs up and feeds them to the pool.
+"""The dispatcher of a serving process: picks queued runs up and feeds them to its pool.
 
 Runs are queued in the database (from the UI, the API or another process); the dispatcher
 claims them atomically in FIFO order as the pool has room, so no run is lost or run twice.
@@ -14,27 +14,20 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
-from runner import procs
 from runner.pool import Pool
-from runs import services
+from runs.execution import launch
 from runs.models import Run
-from runs.sink import DbSink
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for
 
 
 class Dispatcher:
-    def __init__(self, max_concurrent: int | None = None, poll: float | None = None):
-        self.sink = DbSink()
-        self.pool = Pool(
-            self.sink,
-            max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS,
-            warm_start=settings.PTD_WARM_START,
-            # Woken once the slot is free (not when the sink is done: the pool frees the slot
-            # after that, and a dispatcher woken in between saw no room and slept a poll).
-            on_slot_free=lambda: services.run_queued.set(),
-        )
+    """Claims queued runs while the environment's pool has room; stops cancelled ones."""
+
+    def __init__(self, env, poll: float | None = None):
+        self.env = env
+        self.pool = env.pool
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()
         self._last_sweep = float("-inf")
@@ -46,8 +39,8 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            services.run_queued.wait(self.poll)
-            services.run_queued.clear()
+            self.env.run_queued.wait(self.poll)
+            self.env.run_queued.clear()
             if self._stop.is_set():
                 break
             try:
@@ -56,7 +49,7 @@ class Dispatcher:
                 self.cancel_requested()
                 if time.monotonic() - self._last_sweep > SWEEP_SECONDS:
                     self._last_sweep = time.monotonic()
-                    services.expire_silent_external_runs()
+                    launch.expire_silent_external_runs(history=self.env.history)
             except Exception:
                 log.exception("dispatcher loop failed; retrying")
         connection.close()
@@ -64,7 +57,7 @@ class Dispatcher:
     def dispatch(self) -> int:
         started = 0
         while self.pool.free_slots() > 0 and not self._stop.is_set():
-            run = services.claim_next()
+            run = launch.claim_next()
             if run is None:
                 break
             self.start_run(self.pool, run)
@@ -81,7 +74,7 @@ class Dispatcher:
     @staticmethod
     def start_run(pool: Pool, run: Run) -> None:
         try:
-            spec = services.build_spec(run)
+            spec = launch.build_spec(run)
         except Exception as exc:
             log.exception("could not prepare run %s", run.id)
             Run.objects.filter(pk=run.pk).update(
@@ -94,8 +87,8 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        services.run_queued.set()
-        self.sink.shutting_down = True
+        self.env.run_queued.set()
+        self.env.sink.shutting_down = True
         self.pool.shutdown(cancel_running=True)
         self._thread.join(timeout=10)
 
@@ -123,27 +116,3 @@ def cancel(run: Run, pool: Pool | None = None) -> bool:
             status=Run.Status.CANCELLED, message="Cancelled.", finished_at=timezone.now()
         )
     )
-
-
-_current: Dispatcher | None = None
-
-
-def current() -> Dispatcher | None:
-    return _current
-
-
-def start(**kwargs) -> Dispatcher:
-    global _current
-    services.mark_interrupted()
-    # What the runs of a server that died left running (their cookie's owner is gone) ends
-    # now: a cold run's children, anything a warm run's zygote could not reach.
-    procs.end_orphans()
-    _current = Dispatcher(**kwargs).start()
-    return _current
-
-
-def stop() -> None:
-    global _current
-    if _current is not None:
-        _current.stop()
-        _current = None

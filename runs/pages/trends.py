@@ -7,7 +7,6 @@ from django.shortcuts import get_object_or_404, render
 
 from runs.models import Run, Suite
 
-FINISHED = [Run.Status.PASSED, Run.Status.FAILED]
 MAX_POINTS = 5000
 FIELDS = (
     "id",
@@ -28,7 +27,7 @@ FIELDS = (
 
 
 def filtered_runs(suite: Suite, params) -> tuple:
-    runs = Run.objects.whole().filter(suite=suite, status__in=FINISHED)
+    runs = Run.objects.whole().filter(suite=suite, status__in=Run.COMPLETE)
     filters = {}
     workers = params.get("workers", "").strip()
     if workers.isascii() and workers.isdigit():  # not "²": str.isdigit() but int() refuses it
@@ -78,7 +77,7 @@ def trends_page(request):
     suite = get_object_or_404(Suite, name=name) if name else suites.first()
     choices = {}
     if suite is not None:
-        base = Run.objects.whole().filter(suite=suite, status__in=FINISHED)
+        base = Run.objects.whole().filter(suite=suite, status__in=Run.COMPLETE)
         choices = {
             "workers": sorted(set(base.values_list("workers", flat=True))),
             "branches": sorted(set(base.exclude(branch="").values_list("branch", flat=True))),

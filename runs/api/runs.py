@@ -1,0 +1,200 @@
+"""/api/runs: launch, list, read, export (JUnit XML) and cancel runs."""
+
+from datetime import datetime
+from typing import Literal
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from ninja import Field, Query, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.pagination import paginate
+
+from runs import permissions
+from runs.api.common import Detail, Pages, find_suite
+from runs.api.junit import junit_xml
+from runs.execution import environment, launch
+from runs.models import Run, TestResult
+
+
+class RunIn(Schema):
+    suite: str | int
+    workers: int | str | None = None
+    engine: str | None = None
+    dist: str | None = None
+    repeat: int | None = None
+    reruns: int | None = None
+    timeout: int | None = None
+    keyword: str | None = Field(None, max_length=500)
+    markers: str | None = Field(None, max_length=500)
+    commit: str = Field("", max_length=64)
+    branch: str = Field("", max_length=200)
+    ci_url: str = Field("", max_length=1000)
+
+
+class RunCreated(Schema):
+    id: int
+    status: str
+    url: str
+
+
+class TestsOut(Schema):
+    total: int
+    passed: int
+    failed: int
+    skipped: int
+    errors: int
+    flaky: int
+
+
+class WorkerOut(Schema):
+    id: str
+    tests: int
+    busy_seconds: float
+
+
+class RunOut(Schema):
+    run_id: int
+    id: int
+    suite: str
+    status: str
+    engine: str
+    workers: int | None
+    trigger: str
+    commit: str
+    branch: str
+    ci_url: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    message: str
+    warnings: list[str]
+    collected: int | None
+    wall_seconds: float | None
+    serial_seconds: float | None
+    speedup: float | None
+    speedup_measured: float | None
+    efficiency: float | None
+    balance: float | None
+    flakiness_rate: float | None
+    tests: TestsOut
+    per_worker: list[WorkerOut]
+    url: str
+
+
+# TestResult.FIELDS, typed for the schema (checked below). No docstring: it would be published.
+class ResultOut(Schema):
+    nodeid: str
+    worker: str
+    outcome: str
+    attempt: int
+    when: str
+    start: float | None
+    stop: float | None
+    duration: float
+    longrepr: str
+    group: str  # its xdist_group under --dist loadgroup, else ""
+
+
+assert tuple(ResultOut.model_fields) == TestResult.FIELDS, "TestResult.FIELDS changed"
+
+
+class RunFilters(Schema):
+    suite: str | None = Field(None, description="suite name")
+    status: Literal[tuple(Run.Status.values)] | None = None  # type: ignore[valid-type]
+    trigger: Literal[tuple(Run.Trigger.values)] | None = None  # type: ignore[valid-type]
+    branch: str | None = None
+    commit: str | None = Field(None, description="a commit SHA or its prefix")
+
+
+class LazyRuns:
+    """A queryset paginated lazily: only the requested page becomes dicts."""
+
+    def __init__(self, qs):
+        self.qs = qs
+
+    def __len__(self) -> int:
+        return self.qs.count()
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        return [run.to_dict() for run in self.qs[page]]
+
+
+router = Router(tags=["runs"])
+
+
+@router.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail})
+def create_run(request, payload: RunIn):
+    if not permissions.can_launch(request.auth):
+        raise HttpError(403, "you may not launch runs")
+    suite = find_suite(payload.suite)
+    data = payload.dict()
+    overrides = {k: data[k] for k in launch.OVERRIDABLE if data.get(k) is not None}
+    try:
+        run = launch.launch(
+            suite,
+            trigger=Run.Trigger.API,
+            user=request.auth,
+            overrides=overrides,
+            commit=payload.commit,
+            branch=payload.branch,
+            ci_url=payload.ci_url,
+        )
+    except launch.LaunchError as exc:
+        field = f"{exc.field}: " if exc.field else ""
+        raise HttpError(400, f"{field}{exc.message}") from None
+    return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
+
+
+@router.get("", response=list[RunOut])
+@paginate(Pages)
+def list_runs(request, filters: Query[RunFilters]):
+    qs = Run.objects.select_related("suite").prefetch_related("worker_stats")
+    if filters.suite:
+        qs = qs.filter(suite__name=filters.suite)
+    if filters.status:
+        qs = qs.filter(status=filters.status)
+    if filters.trigger:
+        qs = qs.filter(trigger=filters.trigger)
+    if filters.branch:
+        qs = qs.filter(branch=filters.branch)
+    if filters.commit:
+        qs = qs.filter(commit__startswith=filters.commit)
+    return LazyRuns(qs)
+
+
+def get_run(run_id: int) -> Run:
+    return get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
+
+
+@router.get("/{run_id}", response={200: RunOut, 404: Detail})
+def run_detail(request, run_id: int):
+    return get_run(run_id).to_dict()
+
+
+@router.get("/{run_id}/results", response=list[ResultOut])
+@paginate(Pages)
+def run_results(request, run_id: int, outcome: str | None = None):
+    qs = get_run(run_id).results.order_by("id")
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    return qs.values(*TestResult.FIELDS)
+
+
+@router.get("/{run_id}/junit.xml", response={200: None, 404: Detail})
+def run_junit(request, run_id: int):
+    run = get_run(run_id)
+    response = HttpResponse(junit_xml(run), content_type="application/xml")
+    response["Content-Disposition"] = f'attachment; filename="ptd-run-{run.id}.xml"'
+    return response
+
+
+@router.post("/{run_id}/cancel", response={200: RunCreated, 403: Detail, 404: Detail, 409: Detail})
+def cancel_run(request, run_id: int):
+    run = get_run(run_id)
+    if not permissions.can_cancel(request.auth, run):
+        raise HttpError(403, f"run {run.id} is not yours: staff or its launcher may cancel it")
+    if not environment.current().cancel(run):
+        raise HttpError(409, f"run {run.id} has already finished ({run.status})")
+    run.refresh_from_db()
+    return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

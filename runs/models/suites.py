@@ -1,0 +1,189 @@
+"""What to run: a suite (a directory and its interpreter) and its run configurations."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+ENGINES = [("fork", "fork (collect once, then fork)"), ("xdist", "xdist (pytest -n)")]
+DIST_MODES = [
+    ("load", "load: longest first, test by test"),
+    ("loadscope", "loadscope: a module or class per worker"),
+    ("loadfile", "loadfile: a file per worker"),
+    ("loadgroup", "loadgroup: xdist_group marks together"),
+]
+MAX_WORKERS = 64
+PYTEST_USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
+name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+    "Use letters, digits, '.', '_' or '-' (starting with a letter or digit).",
+)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Words of the URLs a suite's name would stand for (/suites/new/): no suite may be named so.
+RESERVED_SUITE_NAMES = frozenset({"new"})
+
+
+def validate_suite_name(name: str) -> None:
+    """Suites are found by name in pages and by name or id in the API and ingestion: a name
+    never reads as an id (not all digits) nor as a route word, so each reference means one
+    suite."""
+    if name.isdigit():
+        raise ValidationError("A suite's name cannot be only digits: it would read as an id.")
+    if name.lower() in RESERVED_SUITE_NAMES:
+        raise ValidationError(f"{name!r} is a reserved word of the dashboard's addresses.")
+
+
+def iso(value):
+    return value.isoformat() if value else None
+
+
+class SuiteQuerySet(models.QuerySet):
+    def find(self, ref: str | int) -> Suite | None:
+        """The suite an API or ingestion client means: a number (or digits) is an id, anything
+        else a name (names are never all digits: validate_suite_name)."""
+        if isinstance(ref, bool):  # JSON true is not suite 1
+            return None
+        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+            number = int(ref)
+            return self.filter(pk=number).first() if 0 < number < 2**63 else None
+        return self.filter(name=ref).first()
+
+
+class Suite(models.Model):
+    """A directory holding a pytest suite, and the interpreter that runs it."""
+
+    name = models.CharField(
+        max_length=100, unique=True, validators=[name_validator, validate_suite_name]
+    )
+    path = models.CharField(max_length=1000, help_text="Directory of the suite (its rootdir).")
+    python = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Interpreter that runs the suite; empty means the dashboard's own.",
+    )
+    pytest_args = models.JSONField(
+        default=list, blank=True, help_text="Extra pytest arguments, as a JSON list of strings."
+    )
+    env = models.JSONField(
+        default=dict, blank=True, help_text="Extra environment variables, as a JSON object."
+    )
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SuiteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("suite", args=[self.name])
+
+    @property
+    def interpreter(self) -> str:
+        return self.python or sys.executable
+
+    def clean(self) -> None:
+        errors = {}
+        path = Path(self.path).expanduser()
+        if not path.is_absolute():
+            errors["path"] = "Give an absolute path."
+        elif not path.is_dir():
+            errors["path"] = f"{self.path} is not a directory."
+        if self.python and not Path(self.python).is_file():
+            errors["python"] = f"{self.python} is not a file."
+        if not isinstance(self.pytest_args, list) or not all(
+            isinstance(a, str) for a in self.pytest_args
+        ):
+            errors["pytest_args"] = "Give a JSON list of strings."
+        if not isinstance(self.env, dict) or not all(
+            isinstance(k, str) and ENV_NAME.match(k) and isinstance(v, str)
+            for k, v in self.env.items()
+        ):
+            errors["env"] = 'Give a JSON object of NAME: "value" strings.'
+        if errors:
+            raise ValidationError(errors)
+
+    def default_config(self) -> RunConfig:
+        """The configuration a launch without one uses. Read-only (pages call it on GET): a suite
+        without any configuration gets an unsaved default, which whoever launches or edits saves."""
+        return (
+            self.configs.filter(is_default=True).first()
+            or self.configs.first()
+            or RunConfig(suite=self, name="default", is_default=True)
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "path": self.path,
+            "python": self.python,
+            "pytest_args": self.pytest_args,
+            "env": sorted(self.env),  # names only: values may be secrets
+            "description": self.description,
+            "created_at": iso(self.created_at),
+        }
+
+
+class RunConfig(models.Model):
+    """How to run a suite: workers, engine, distribution, repeats, reruns, selection, timeout."""
+
+    suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="configs")
+    name = models.CharField(max_length=100, validators=[name_validator])
+    is_default = models.BooleanField(default=False)
+    workers = models.PositiveSmallIntegerField(
+        default=4,
+        validators=[MaxValueValidator(MAX_WORKERS)],
+        help_text="Number of workers; 0 means one per CPU core (-n auto).",
+    )
+    # fork: collect once, fork N workers (Linux); xdist stays the compatible alternative.
+    engine = models.CharField(max_length=10, choices=ENGINES, default="fork")
+    dist = models.CharField(max_length=10, choices=DIST_MODES, default="load")
+    repeat = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    reruns = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
+    timeout = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds, or empty."
+    )
+    keyword = models.CharField(max_length=500, blank=True, help_text="pytest -k expression")
+    markers = models.CharField(max_length=500, blank=True, help_text="pytest -m expression")
+
+    class Meta:
+        ordering = ["suite", "-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["suite", "name"], name="runconfig_unique_name"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.suite.name}/{self.name}"
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "suite": self.suite.name,
+            "name": self.name,
+            "workers": self.workers,
+            "engine": self.engine,
+            "dist": self.dist,
+            "repeat": self.repeat,
+            "reruns": self.reruns,
+            "timeout": self.timeout,
+            "keyword": self.keyword,
+            "markers": self.markers,
+        }
