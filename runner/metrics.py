@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runner.inrun._ptd_inrun.ids import base_nodeid, strip_group
+from _ptd_inrun.ids import base_nodeid, strip_group
 
 __all__ = [
     "balance",

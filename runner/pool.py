@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import logcap, procs, zygote
+from . import logcap, procs, warm
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Sink(Protocol):
 @dataclass
 class _Run:
     spec: RunSpec
-    proc: subprocess.Popen | zygote.ZygoteProc | None = None
+    proc: subprocess.Popen | warm.ZygoteProc | None = None
     reason: str | None = None
     terminating: bool = False
     exited: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +91,7 @@ class Pool:
         subprocesses of this process are adopted too (and left to their fate).
 
         ``warm_start``: fork runs from a kept interpreter with pytest already imported
-        (``runner.zygote``), for a pool that lives longer than one run.
+        (``runner.warm``), for a pool that lives longer than one run.
 
         ``on_slot_free``: called (from the pool's thread, outside its lock) each time a run
         has ended and its slot is free again, for whoever feeds the pool to submit more."""
@@ -109,7 +109,7 @@ class Pool:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._on_slot_free = on_slot_free
-        self._zygotes = zygote.Zygotes() if warm_start and zygote.supported() else None
+        self._zygotes = warm.Zygotes() if warm_start and warm.supported() else None
         if reap_orphans:
             procs.become_subreaper()
 

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from runner.inrun._ptd_inrun import lifeline
+from _ptd_inrun import lifeline
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -17,7 +18,16 @@ import requests
 from tests.factories import write_suite
 from tests.servers import ROOT, ServeProcess, free_port
 
-PTD = [shutil.which("ptd")] if shutil.which("ptd") else [sys.executable, "-m", "runs.cli"]
+# The installed `ptd` script once it is this tree's (an older install's may point elsewhere).
+INSTALLED = any(
+    e.name == "ptd" and e.value == "runner.client.cli:main"
+    for e in importlib.metadata.entry_points(group="console_scripts")
+)
+PTD = (
+    [shutil.which("ptd")]
+    if INSTALLED and shutil.which("ptd")
+    else [sys.executable, "-m", "runner.client.cli"]
+)
 PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n    pass\n"}
 FAILING = {"tests/test_bad.py": "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n"}
 SLOW = {"tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(60)\n"}
@@ -202,7 +212,7 @@ def test_gets_are_retried_on_503_with_backoff():
 
 def test_cli_never_imports_django():
     code = (
-        "import sys, runs.cli\n"
+        "import sys, runner.client.cli\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'ninja', 'channels')]\n"
         "assert not bad, bad\n"
     )
