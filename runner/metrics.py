@@ -1,4 +1,4 @@
-"""Pure metric functions over "test" events (DESIGN.md section 3).
+"""Pure metric functions over "test" events (the figures the README's introduction names).
 
 ``tests`` is always a sequence of the ``{"type": "test", ...}`` event dicts emitted by the
 in-run plugin: one dict per attempt, with at least ``nodeid``, ``worker``, ``outcome`` and
@@ -124,7 +124,7 @@ def count_outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 def summarize(
     tests: Sequence[Mapping[str, Any]], wall: float | None, workers: int
 ) -> dict[str, Any]:
-    """Every figure of DESIGN.md section 3 except ``speedup_measured`` (needs history)."""
+    """Every figure of a run's summary except ``speedup_measured`` (needs history)."""
     tests = list(tests)
     serial = serial_seconds(tests)
     sp = speedup(serial, wall) if tests else None  # no test ran: nothing was sped up

@@ -21,13 +21,13 @@ import time
 from urllib.parse import urlsplit
 
 from runner import options
+from runner.records import ACTIVE_STATUSES as ACTIVE
 
 from .http import Client, Rejected, Unreachable
 from .ingestion import Connection, NotASpool, ci_metadata, upload_spool
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 0, 1, 2, 3
 FINISHED = {"passed": EXIT_PASSED, "failed": EXIT_FAILED}
-ACTIVE = ("queued", "running")
 
 
 # Commands --------------------------------------------------------------------------------------
