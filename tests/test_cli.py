@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import shutil
 import subprocess
@@ -18,16 +17,18 @@ import requests
 from tests.factories import write_suite
 from tests.servers import ROOT, ServeProcess, free_port
 
-# The installed `ptd` script once it is this tree's (an older install's may point elsewhere).
-INSTALLED = any(
-    e.name == "ptd" and e.value == "runner.client.cli:main"
-    for e in importlib.metadata.entry_points(group="console_scripts")
-)
-PTD = (
-    [shutil.which("ptd")]
-    if INSTALLED and shutil.which("ptd")
-    else [sys.executable, "-m", "runner.client.cli"]
-)
+
+def ptd_command() -> list[str]:
+    """The installed `ptd` script once it is this tree's (an older install's runs elsewhere)."""
+    script = shutil.which("ptd")
+    if script:
+        with open(script, encoding="utf-8", errors="replace") as fh:
+            if "runner.client.cli" in fh.read(4000):
+                return [script]
+    return [sys.executable, "-m", "runner.client.cli"]
+
+
+PTD = ptd_command()
 PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n    pass\n"}
 FAILING = {"tests/test_bad.py": "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n"}
 SLOW = {"tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(60)\n"}
