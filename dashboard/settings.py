@@ -172,7 +172,7 @@ PTD_MAX_CONCURRENT_RUNS = env_int("PTD_MAX_CONCURRENT_RUNS", 1, minimum=1)
 PTD_EXTERNAL_TIMEOUT = env_int("PTD_EXTERNAL_TIMEOUT", 3600, minimum=60)
 # Fold an ingested run into the flakiness summary after answering its /finish (tests: inline).
 PTD_BACKGROUND_HISTORY = env_bool("PTD_BACKGROUND_HISTORY", True)
-# The server's runner forks runs from a kept interpreter with pytest imported (runner.zygote).
+# The server's runner forks runs from a kept interpreter with pytest imported (runner.warm).
 PTD_WARM_START = env_bool("PTD_WARM_START", True)
 # Where run logs and per-run files (durations, junit) are kept.
 PTD_RUNS_DIR = DATA_DIR / "runs"

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 
-INRUN_PATH = str(Path(__file__).resolve().parent / "inrun")
+from . import inrun
+from .options import DIST_MODES, ENGINES
+
+INRUN_PATH = inrun.PATH
 PLUGIN_MODULE = "_ptd_inrun.plugin"
-VALID_DIST = ("load", "loadscope", "loadfile", "loadgroup")
-VALID_ENGINES = ("xdist", "fork")
 
 # The only variables of the dashboard's own environment a run inherits.
 _ENV_ALLOW = frozenset(
@@ -69,10 +69,10 @@ def build_argv(
     extra_args: list[str] | None = None,
     engine: str = "xdist",
 ) -> list[str]:
-    if dist not in VALID_DIST:
-        raise ValueError(f"unknown dist {dist!r}; expected one of {', '.join(VALID_DIST)}")
-    if engine not in VALID_ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(VALID_ENGINES)}")
+    if dist not in DIST_MODES:
+        raise ValueError(f"unknown dist {dist!r}; expected one of {', '.join(DIST_MODES)}")
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
     argv = [
         python,
         "-m",

@@ -1,4 +1,4 @@
-"""Pure metric functions over "test" events (DESIGN.md section 3).
+"""Pure metric functions over "test" events (the figures the README's introduction names).
 
 ``tests`` is always a sequence of the ``{"type": "test", ...}`` event dicts emitted by the
 in-run plugin: one dict per attempt, with at least ``nodeid``, ``worker``, ``outcome`` and
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from runner.inrun._ptd_inrun.ids import base_nodeid, strip_group
+from _ptd_inrun.ids import base_nodeid, strip_group
 
 __all__ = [
     "balance",
@@ -124,7 +124,7 @@ def count_outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 def summarize(
     tests: Sequence[Mapping[str, Any]], wall: float | None, workers: int
 ) -> dict[str, Any]:
-    """Every figure of DESIGN.md section 3 except ``speedup_measured`` (needs history)."""
+    """Every figure of a run's summary except ``speedup_measured`` (needs history)."""
     tests = list(tests)
     serial = serial_seconds(tests)
     sp = speedup(serial, wall) if tests else None  # no test ran: nothing was sped up

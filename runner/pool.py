@@ -21,49 +21,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from . import logcap, procs, zygote
+from . import logcap, procs, warm
+from .records import RunOutcome, RunSpec, Sink, exit_meaning, log_tail, spawn_message
 
 log = logging.getLogger(__name__)
 
-LOG_TAIL_LINES = 30
-
-
-@dataclass
-class RunSpec:
-    run_id: int
-    argv: list[str]
-    cwd: str
-    env: dict[str, str]
-    timeout: float | None
-    log_path: str  # stdout + stderr of the run's pytest
-    log_max_bytes: int | None = None  # kept: its head and tail halves (None: all of it)
-
-
-@dataclass
-class RunOutcome:
-    run_id: int
-    returncode: int | None
-    wall_seconds: float
-    # None, "timeout", "cancelled", "spawn_failed" or "crashed" (no session_finish seen)
-    reason: str | None
-    message: str = ""
-    log_bytes_cut: int = 0  # output left out of the log's middle (RunSpec.log_max_bytes)
-
-
-class Sink(Protocol):
-    def run_started(self, run_id: int, pid: int, started_at: float) -> None: ...
-
-    def handle_events(self, run_id: int, events: list[dict]) -> None: ...
-
-    def run_finished(self, run_id: int, outcome: RunOutcome) -> None: ...
+__all__ = ["Pool", "RunOutcome", "RunSpec", "Sink", "exit_meaning"]
 
 
 @dataclass
 class _Run:
     spec: RunSpec
-    proc: subprocess.Popen | zygote.ZygoteProc | None = None
+    proc: subprocess.Popen | warm.ZygoteProc | None = None
     reason: str | None = None
     terminating: bool = False
     exited: threading.Event = field(default_factory=threading.Event)
@@ -91,7 +62,7 @@ class Pool:
         subprocesses of this process are adopted too (and left to their fate).
 
         ``warm_start``: fork runs from a kept interpreter with pytest already imported
-        (``runner.zygote``), for a pool that lives longer than one run.
+        (``runner.warm``), for a pool that lives longer than one run.
 
         ``on_slot_free``: called (from the pool's thread, outside its lock) each time a run
         has ended and its slot is free again, for whoever feeds the pool to submit more."""
@@ -109,7 +80,7 @@ class Pool:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._on_slot_free = on_slot_free
-        self._zygotes = zygote.Zygotes() if warm_start and zygote.supported() else None
+        self._zygotes = warm.Zygotes() if warm_start and warm.supported() else None
         if reap_orphans:
             procs.become_subreaper()
 
@@ -279,7 +250,7 @@ class Pool:
             os.close(w)
             output.finish()
             tracker.close()
-            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", _spawn_message(spec, exc))
+            return RunOutcome(spec.run_id, None, 0.0, "spawn_failed", spawn_message(spec, exc))
         finally:
             output.spawned()
             with contextlib.suppress(OSError):
@@ -326,10 +297,10 @@ class Pool:
             reason = "crashed"
             message = (
                 f"pytest exited with code {returncode}{exit_meaning(returncode)} before finishing"
-                f" the session\n{_log_tail(spec.log_path)}"
+                f" the session\n{log_tail(spec.log_path)}"
             )
         elif returncode not in (0, 1, 5):  # a usage or internal error: pytest says why
-            message = _log_tail(spec.log_path)
+            message = log_tail(spec.log_path)
         else:
             message = ""
         return RunOutcome(spec.run_id, returncode, wall, reason, message, log_bytes_cut)
@@ -400,37 +371,3 @@ def _parse(line: bytes, run_id: int) -> dict | None:
         log.warning("run %s: unparsable event line %r", run_id, line[:200])
         return None
     return event if isinstance(event, dict) and "type" in event else None
-
-
-def _spawn_message(spec: RunSpec, exc: BaseException) -> str:
-    if not os.path.isdir(spec.cwd):
-        return f"cannot start the run: directory {spec.cwd} does not exist"
-    program = spec.argv[0] if spec.argv else "<empty argv>"
-    if isinstance(exc, FileNotFoundError):
-        return f"cannot start the run: {program} not found"
-    if isinstance(exc, PermissionError):
-        return f"cannot start the run: {program} is not executable"
-    return f"cannot start the run ({program}): {exc}"
-
-
-# pytest's ExitCode values other than 0, 1 and 5 (no tests collected, said on its own).
-EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage error"}
-
-
-def exit_meaning(code: int | None) -> str:
-    """' (usage error)' for pytest's exit code 4, and so on; '' for others."""
-    meaning = EXIT_MEANINGS.get(code) if code is not None else None
-    return f" ({meaning})" if meaning else ""
-
-
-def _log_tail(path: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - max_bytes))
-            data = fh.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", "replace").rstrip()
-    return "\n".join(text.splitlines()[-lines:])

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterable
 
-from runner.inrun._ptd_inrun import lifeline
+from _ptd_inrun import lifeline
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,8 @@ def _wait_gone(pgid: int, timeout: float, leader: int | None, poll: float) -> bo
 
 def _state(pid: int) -> tuple[str, int] | None:
     """(state, ppid) of a process; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[0], int(fields[1])
+    fields = lifeline.stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[1]))
 
 
 def _alive(pids: Iterable[int], leader: int | None) -> set[int]:

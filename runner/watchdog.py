@@ -16,8 +16,9 @@ import signal
 import sys
 import time
 
+from _ptd_inrun import lifeline
+
 from runner import procs
-from runner.inrun._ptd_inrun import lifeline
 
 
 def wait_for_exit(pid: int, start: str) -> None:

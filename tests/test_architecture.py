@@ -55,3 +55,30 @@ def test_a_page_driving_the_pool_or_a_model_reaching_up_breaks_a_contract(tmp_pa
     assert result.returncode == 1, result.stdout + result.stderr
     assert "runs.pages is not allowed to import runner.pool" in result.stdout
     assert "runs.models.suites -> runs.execution.launch" in result.stdout
+
+
+def test_the_client_and_the_in_run_package_keep_their_boundaries(tmp_path):
+    """runner.client imports no Django; _ptd_inrun imports nothing of runner outside itself
+    (it runs in the suite's interpreter); the second contract names every other runner module."""
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (inrun,) = [
+        c for c in contracts["contracts"] if c.get("source_modules") == ["runner.inrun._ptd_inrun"]
+    ]
+    siblings = {
+        f"runner.{p.stem}"
+        for p in (ROOT / "runner").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    } - {"runner.inrun"}
+    assert siblings <= set(inrun["forbidden_modules"]), siblings - set(inrun["forbidden_modules"])
+
+    tree = copy_of_the_project(tmp_path)
+    cli = tree / "runner" / "client" / "cli.py"
+    cli.write_text(cli.read_text() + "\nimport django  # noqa\n")
+    reporter = tree / "runner" / "inrun" / "_ptd_inrun" / "reporter.py"
+    reporter.write_text(reporter.read_text() + "\nfrom runner import pool  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "runner.client is not allowed to import django" in result.stdout
+    assert "runner.inrun._ptd_inrun is not allowed to import runner.pool" in result.stdout

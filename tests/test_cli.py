@@ -17,7 +17,18 @@ import requests
 from tests.factories import write_suite
 from tests.servers import ROOT, ServeProcess, free_port
 
-PTD = [shutil.which("ptd")] if shutil.which("ptd") else [sys.executable, "-m", "runs.cli"]
+
+def ptd_command() -> list[str]:
+    """The installed `ptd` script once it is this tree's (an older install's runs elsewhere)."""
+    script = shutil.which("ptd")
+    if script:
+        with open(script, encoding="utf-8", errors="replace") as fh:
+            if "runner.client.cli" in fh.read(4000):
+                return [script]
+    return [sys.executable, "-m", "runner.client.cli"]
+
+
+PTD = ptd_command()
 PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n    pass\n"}
 FAILING = {"tests/test_bad.py": "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n"}
 SLOW = {"tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(60)\n"}
@@ -202,7 +213,7 @@ def test_gets_are_retried_on_503_with_backoff():
 
 def test_cli_never_imports_django():
     code = (
-        "import sys, runs.cli\n"
+        "import sys, runner.client.cli\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'ninja', 'channels')]\n"
         "assert not bad, bad\n"
     )

@@ -11,7 +11,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.test import Client
 
-from runner.ingest import strip_token
+from runner.client.ingestion import strip_token
 from runs.execution.environment import install
 from runs.models import ApiToken, Run, Suite
 from tests.factories import DEMO_DIR

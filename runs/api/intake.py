@@ -30,7 +30,7 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
-from runner.ingest_client import strip_token
+from runner.client.ingestion import strip_token
 from runs import permissions
 from runs.api.common import Detail, find_suite
 from runs.execution import environment

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from runner import command
+from runner import command, options
 from runner.pool import RunSpec
 from runs import permissions
 from runs.execution import environment
@@ -30,10 +30,10 @@ from runs.execution.pytest_input import (
     check_nodeid,
 )
 from runs.execution.sink import close_interrupted
-from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, Run, RunConfig, Suite, TestResult
+from runs.models import Run, RunConfig, Suite, TestResult
 
-OVERRIDABLE = ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers")
-AVAILABLE_ENGINES = ("xdist", "fork")
+# The options a launch may override: declared once, in runner.options (the CLI offers them).
+OVERRIDABLE = options.NAMES
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
 
@@ -55,41 +55,14 @@ class Overrides:
         return cls(out)
 
 
-def _int(key: str, value, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise LaunchError(f"{key} must be a whole number, got {value!r}", key) from None
-    if isinstance(value, float) and value != number:
-        raise LaunchError(f"{key} must be a whole number, got {value!r}", key)
-    if not low <= number <= high:
-        raise LaunchError(f"{key} must be between {low} and {high}, got {number}", key)
-    return number
-
-
 def _clean_value(key: str, value):
-    if key == "workers":
-        if str(value).strip().lower() == "auto":
-            return 0  # stored as 0: one worker per CPU core, like -n auto
-        return _int(key, value, 1, MAX_WORKERS)
-    if key == "engine":
-        if value not in dict(ENGINES):
-            raise LaunchError(f"engine must be one of {', '.join(dict(ENGINES))}", key)
-        return value
-    if key == "dist":
-        if value not in dict(DIST_MODES):
-            raise LaunchError(f"dist must be one of {', '.join(dict(DIST_MODES))}", key)
-        return value
-    if key == "repeat":
-        return _int(key, value, 1, 1000)
-    if key == "reruns":
-        return _int(key, value, 0, 20)
-    if key == "timeout":
-        return _int(key, value, 1, 7 * 24 * 3600)
+    try:
+        value = options.clean(key, value)
+    except ValueError as exc:
+        raise LaunchError(str(exc), key) from None
     if key in ("keyword", "markers"):
         check_expression(key, value)
-        return value
-    raise LaunchError(f"unknown option {key!r}", key)  # pragma: no cover - guarded above
+    return value
 
 
 def snapshot(config: RunConfig, overrides: Overrides) -> dict:
@@ -142,7 +115,7 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
 
 
 def check_engine_available(suite: Suite, snap: dict) -> None:
-    if snap["engine"] not in AVAILABLE_ENGINES:
+    if snap["engine"] not in options.ENGINES:
         raise LaunchError(
             f"the {snap['engine']} engine is not available in this version; use xdist", "engine"
         )

@@ -13,6 +13,8 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
+from runner import options
+
 ENGINES = [("fork", "fork (collect once, then fork)"), ("xdist", "xdist (pytest -n)")]
 DIST_MODES = [
     ("load", "load: longest first, test by test"),
@@ -20,7 +22,7 @@ DIST_MODES = [
     ("loadfile", "loadfile: a file per worker"),
     ("loadgroup", "loadgroup: xdist_group marks together"),
 ]
-MAX_WORKERS = 64
+MAX_WORKERS = options.MAX_WORKERS
 PYTEST_USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",

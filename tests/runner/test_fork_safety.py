@@ -1,4 +1,4 @@
-"""Fork workers do not share the connections user code opened at import time (fork_safety).
+"""Fork workers do not share the connections user code opened at import time (fork.safety).
 
 Real runs of tiny suites on the fork engine, against a real TCP server in this process.
 """

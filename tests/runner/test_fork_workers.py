@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from _ptd_inrun.fork.wire import FrameReader, LoopWriter, pack
 
 from runner import procs
 from runner.command import build_env
-from runner.inrun._ptd_inrun.fork_wire import FrameReader, LoopWriter, pack
 from runner.pool import Pool, RunSpec
 from tests.runner.test_fork import GROUPED, both, parallel
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from runner import ingest, ingest_client
+from runner.client import ingestion
+from runner.client import plugin as ingest
 
 
 class FakeDashboard:
@@ -106,7 +107,7 @@ def test_posts_stay_under_the_body_limit_with_contiguous_numbers(monkeypatch):
     ]
     conn.send(7, events, first_seq=10)
     bodies = [json.loads(body) for body in posted]
-    assert len(bodies) > 1 and all(len(body) <= ingest_client.BODY_MAX + 100 for body in posted)
+    assert len(bodies) > 1 and all(len(body) <= ingestion.BODY_MAX + 100 for body in posted)
     seqs = [b["first_seq"] for b in bodies]
     counts = [len(b["events"]) for b in bodies]
     assert seqs == [10 + sum(counts[:i]) for i in range(len(counts))]

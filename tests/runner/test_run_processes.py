@@ -17,12 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from _ptd_inrun import lifeline
 
-from runner import procs, zygote
-from runner.inrun._ptd_inrun import lifeline
+from runner import procs
+from runner import warm as warm_starts
 from runner.pool import Pool, RunSpec
 from tests.runner.test_runner_pool import WAIT, Recorder, wait_file
-from tests.runner.test_zygote import ready_zygote
+from tests.runner.test_warm import ready_zygote
 
 ROOT = Path(__file__).resolve().parents[2]
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -100,7 +101,7 @@ def cgroups(request, monkeypatch):
 def test_a_child_that_left_the_run_s_session_is_ended_with_the_run(
     tmp_path, fast_pytest_cmd, cgroups, warm
 ):
-    if warm and not zygote.supported():
+    if warm and not warm_starts.supported():
         pytest.skip("warm starts need Linux pidfds")
     pool = Pool(Recorder(), batch_interval=0.05, grace=0.5, warm_start=warm)
     try:
@@ -182,7 +183,7 @@ def test_a_run_dies_with_its_server(tmp_path, fast_pytest_cmd, warm):
     """The server is SIGKILLed mid-run: no process of the run goes on without it (the
     server's watchdog ends them; a cold run's own process has a parent-death signal too, a
     warm one's zygote ends its run too)."""
-    if warm and not zygote.supported():
+    if warm and not warm_starts.supported():
         pytest.skip("warm starts need Linux pidfds")
     suite = escaping_suite(tmp_path / "suite", tmp_path / "child")
     argv, env = fast_pytest_cmd

@@ -57,7 +57,7 @@ def test_build_argv_auto_and_validation():
         command.resolve_workers(0)
     with pytest.raises(ValueError):
         command.build_argv("/py", workers=2, dist="worksteal")
-    assert command.VALID_DIST == ("load", "loadscope", "loadfile", "loadgroup")
+    assert command.DIST_MODES == ("load", "loadscope", "loadfile", "loadgroup")
 
 
 def test_build_env_is_clean():

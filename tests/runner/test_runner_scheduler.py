@@ -7,14 +7,13 @@ import random
 from collections import deque
 
 import pytest
-
-from runner.inrun._ptd_inrun.scheduler import (
+from _ptd_inrun.scheduling.core import (
     LPTScheduler,
     estimate_durations,
     load_durations,
     unit_key,
 )
-from runner.inrun._ptd_inrun.xdist_sched import PTDScheduling
+from _ptd_inrun.scheduling.xdist import PTDScheduling
 
 
 def test_unit_keys():

@@ -99,7 +99,7 @@ def _cov_gaps(config: pytest.Config) -> list[str]:
 
 
 def xdist_gaps() -> list[str]:
-    """What PTD's xdist scheduler imports from xdist's internals (xdist_sched.py)."""
+    """What PTD's xdist scheduler imports from xdist's internals (scheduling.xdist)."""
     missing = []
     if not _importable("xdist.report", "report_collection_diff"):
         missing.append("report_collection_diff")

@@ -22,15 +22,21 @@ COOKIE_VAR = "PTD_RUN_COOKIE"
 _MARK = COOKIE_VAR.encode() + b"="
 
 
-def start_time(pid: int) -> str | None:
-    """The process's start time (clock ticks after boot): with the pid, names it uniquely."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...); None once the
+    process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             stat = fh.read().decode("ascii", "replace")
     except OSError:
         return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot): with the pid, names it uniquely."""
+    fields = stat_fields(pid)
+    return fields[19] if fields is not None and len(fields) > 19 else None
 
 
 def new_cookie(owner_pid: int | None = None) -> str:

@@ -55,7 +55,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from .xdist_sched import make_scheduler
+    from .scheduling.xdist import make_scheduler
 
     return make_scheduler(config, log)
 
@@ -63,7 +63,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller, per worker: where to tell PTD's loadgroup scheduler the groups."""
-    from .xdist_sched import ptd_schedules
+    from .scheduling.xdist import ptd_schedules
 
     config = node.config
     if ptd_schedules(config) and config.getoption("dist") == "loadgroup":

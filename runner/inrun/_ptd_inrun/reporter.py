@@ -1,7 +1,7 @@
 """Turns the hooks of a run's controlling pytest process into PTD's events.
 
 Shared by the in-run plugin (events to the runner over a descriptor) and the ingestion plugin
-(``runner.ingest``: events to a dashboard over HTTP). Imports nothing of the fork engine, so
+(``runner.client.plugin``: events to a dashboard over HTTP). Imports nothing of the fork engine, so
 ingesting a plain ``pytest -n 4`` run does not load it.
 """
 

@@ -1,6 +1,6 @@
 """A warm start for runs: a suite's interpreter with pytest and its plugins already imported.
 
-``python -m _ptd_inrun.zygote`` is started by the dashboard's runner (``runner.zygote``) in a
+``python -m _ptd_inrun.zygote`` is started by the dashboard's runner (``runner.warm``) in a
 suite's directory, with the environment that suite's runs get. It imports pytest, pytest's
 own plugins, the plugins installed for the ``pytest11`` entry point and ours, then waits on
 the socket it was given (``PTD_ZYGOTE_FD``). For each run it forks: the child becomes a new

@@ -17,10 +17,11 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
+from runner import options
 from runs.execution import launch
 from runs.execution.environment import Environment, install
 from runs.execution.sink import DbSink
-from runs.models import DIST_MODES, ENGINES, Run, Suite
+from runs.models import Run, Suite
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "site-packages"}
 
@@ -137,14 +138,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
         parser.add_argument("--suite", help="name of a registered suite")
-        parser.add_argument("--workers", help="number of workers, or 'auto'")
-        parser.add_argument("--engine", choices=[e for e, _ in ENGINES])
-        parser.add_argument("--dist", choices=[d for d, _ in DIST_MODES])
-        parser.add_argument("--repeat", type=int)
-        parser.add_argument("--reruns", type=int)
-        parser.add_argument("--timeout", type=int, help="seconds")
-        parser.add_argument("-k", dest="keyword", help="pytest -k expression")
-        parser.add_argument("-m", dest="markers", help="pytest -m expression")
+        options.add_arguments(parser)  # --workers, --engine, --dist, ... -k, -m
         parser.add_argument("--commit", default="")
         parser.add_argument("--branch", default="")
         parser.add_argument("--json", action="store_true", help="print a JSON summary last")

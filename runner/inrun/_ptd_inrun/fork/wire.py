@@ -16,7 +16,7 @@ import struct
 import time
 from typing import Any
 
-from .events import _dumps
+from ..events import _dumps
 
 _HEADER = struct.Struct("<I")
 _CHUNK = 1 << 20

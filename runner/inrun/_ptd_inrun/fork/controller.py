@@ -1,14 +1,12 @@
-"""The fork engine: collect once, fork N workers, dispatch longest-first over pipes.
-
-``pytest -p _ptd_inrun.plugin --ptd-workers N [--ptd-dist load|loadscope|loadfile|loadgroup]``
+"""The fork engine's controller: collect once, fork N workers, dispatch longest-first.
 
 The controller is the ordinary pytest process. It collects, then (in ``pytest_runtestloop``)
-forks N workers that inherit the collected session (``fork_worker``). It never runs a test:
-it hands out collection indices with the LPT core of ``scheduler.py``, replays the reports
+forks N workers that inherit the collected session (``fork.worker``). It never runs a test:
+it hands out collection indices with the LPT core of ``scheduling.core``, replays the reports
 the workers send through ``pytest_runtest_logreport`` (so terminal output, ``--junitxml`` and
 the event Reporter see one ordinary session) and forks a replacement when a worker dies.
 
-The controller never starts a thread (its events go through ``fork_wire.LoopWriter``), so
+The controller never starts a thread (its events go through ``fork.wire.LoopWriter``), so
 every fork, replacements included, happens in a single-threaded process.
 """
 
@@ -27,101 +25,13 @@ from typing import Any
 
 import pytest
 
-from . import fork_safety
-from .compat import fork_gaps, terminal_gaps
-from .fork_nodes import Handle, WorkerNode, describe_exit
-from .fork_plugins import handle_crash, node_down, track_status_db
-from .fork_wire import LoopWriter, pack, read_available, write_all, writer_from_env
-from .groups import item_groups, publish
-from .reporter import FORK_PLUGIN, REPORTER_NAME, warn
-from .scheduler import MODES, LPTScheduler, load_durations
-
-# Imported when pytest loads the plugin (-p), before any conftest or test module: the
-# sockets open now are not user code's, so fork workers leave them alone (fork_safety).
-fork_safety.record_baseline()
-
-PLUGIN_NAME = FORK_PLUGIN
-
-
-def addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("ptd", "Parallel Test Dashboard fork engine")
-    group.addoption(
-        "--ptd-workers",
-        dest="ptd_workers",
-        default=None,
-        metavar="N",
-        help="collect once, then run the tests on N forked workers (N or 'auto'; Linux only)",
-    )
-    group.addoption(
-        "--ptd-dist",
-        dest="ptd_dist",
-        default=None,
-        choices=MODES,
-        help="grouping for --ptd-workers (default: --dist when it names one of these, else load)",
-    )
-    group.addoption(
-        "--ptd-max-restarts",
-        dest="ptd_max_restarts",
-        default=None,
-        type=int,
-        metavar="K",
-        help="replace at most K crashed workers (default 4 x N)",
-    )
-
-
-def fork_supported() -> bool:
-    return sys.platform.startswith("linux") and hasattr(os, "fork")
-
-
-def _xdist_plugin(config: pytest.Config) -> Any:
-    module = sys.modules.get("xdist.plugin")
-    pm = config.pluginmanager
-    return module if module is not None and pm.is_registered(module) else None
-
-
-def configure(config: pytest.Config) -> ForkEngine | None:
-    """Set the engine up when ``--ptd-workers`` asks for it; None otherwise."""
-    raw = config.getoption("ptd_workers", None)
-    if raw in (None, "", "0"):
-        return None
-    try:
-        workers = (os.cpu_count() or 1) if raw == "auto" else int(raw)
-    except ValueError:
-        raise pytest.UsageError(f"--ptd-workers: expected N or 'auto', got {raw!r}") from None
-    if workers < 1:
-        return None
-    mode = config.getoption("ptd_dist", None)
-    if mode is None:
-        dist = config.getoption("dist", None)
-        mode = dist if dist in MODES else "load"
-    if config.getoption("numprocesses", None) or config.getoption("tx", None):
-        raise pytest.UsageError("--ptd-workers and -n/--tx are alternatives; use one")
-    if config.getoption("usepdb", False):
-        raise pytest.UsageError("--pdb is incompatible with --ptd-workers")
-    xdist = _xdist_plugin(config)
-    if not fork_supported():
-        if xdist is not None:  # the same run on xdist: same options, same scheduler
-            config.option.numprocesses = workers
-            config.option.tx = ["popen"] * workers
-            config.option.dist = mode
-            config.option.loadgroup = mode == "loadgroup"
-            return None
-        config.issue_config_time_warning(
-            pytest.PytestConfigWarning(
-                "--ptd-workers needs os.fork (Linux) or pytest-xdist; running the tests serially"
-            ),
-            stacklevel=2,
-        )
-        return None
-    if config.getoption("collectonly", False):
-        return None
-    if xdist is None:
-        from . import fork_compat
-
-        config.pluginmanager.register(fork_compat, "ptd-fork-compat")
-    engine = ForkEngine(config, workers, mode)
-    config.pluginmanager.register(engine, PLUGIN_NAME)
-    return engine
+from ..compat import fork_gaps, terminal_gaps
+from ..groups import item_groups, publish
+from ..reporter import REPORTER_NAME, warn
+from ..scheduling.core import LPTScheduler, load_durations
+from .nodes import Handle, WorkerNode, describe_exit
+from .plugins import handle_crash, node_down, track_status_db
+from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
 
 
 class ForkEngine:
@@ -190,7 +100,7 @@ class ForkEngine:
             warn(self.config, gap)
         # Everything alive now is the collected session the workers inherit: keep the garbage
         # collector off those pages, or every worker would copy them all (copy-on-write).
-        from .fork_worker import prepare_fork
+        from .worker import prepare_fork
 
         prepare_fork()
         track_status_db(self.config)
@@ -237,7 +147,7 @@ class ForkEngine:
     # -- workers ---------------------------------------------------------------------------
 
     def _spawn(self, worker_id: str) -> None:
-        from .fork_worker import run_forked_child, worker_main
+        from .worker import run_forked_child, worker_main
 
         assert self.core is not None and self.session is not None
         workerinput = {

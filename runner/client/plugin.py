@@ -1,6 +1,6 @@
 """Send a pytest run made elsewhere (a CI machine) to a PTD dashboard, live.
 
-A pytest plugin, registered as the ``ptd`` pytest11 entry point (or ``-p runner.ingest``):
+A pytest plugin, registered as the ``ptd`` pytest11 entry point (or ``-p runner.client.plugin``):
 
     PTD_TOKEN=ptd_... pytest -n 4 --ptd-url https://ptd.example --ptd-suite NAME
 
@@ -32,13 +32,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-# The connection and spool helpers; `ptd upload` (runs/cli.py) uses them through this module.
-from runner.ingest_client import (
+from .http import Rejected, Unreachable
+from .ingestion import (
     BATCH_MAX,
     TOKEN_OPTION,
     Connection,
-    IngestError,
-    Unreachable,
+    ci_metadata,
     new_spool_path,
     open_spool,
     strip_token,
@@ -49,33 +48,6 @@ PLUGIN_NAME = "ptd-ingest"
 FLUSH_SECONDS = 1.0
 CLOSE_BUDGET = 60.0  # at most this long at the end of the session (flush, retry, finish)
 _STOP = object()
-
-# CI systems' variables for the commit, branch and job URL (first set wins).
-_CI_VARS = {
-    "commit": ("PTD_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT"),
-    "branch": (
-        "PTD_BRANCH",
-        "GITHUB_HEAD_REF",
-        "GITHUB_REF_NAME",
-        "CI_COMMIT_REF_NAME",
-        "GIT_BRANCH",
-        "BUILDKITE_BRANCH",
-    ),
-    "ci_url": ("PTD_CI_URL", "CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL"),
-}
-
-
-def ci_metadata(env: dict | None = None) -> dict[str, str]:
-    """Commit, branch and CI job URL from the CI system's environment ("" when unknown)."""
-    env = os.environ if env is None else env
-    meta = {key: next((env[v] for v in names if env.get(v)), "") for key, names in _CI_VARS.items()}
-    if not meta["ci_url"] and env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
-        server = env.get("GITHUB_SERVER_URL", "https://github.com")
-        meta["ci_url"] = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
-    meta["commit"] = meta["commit"][:64]
-    meta["branch"] = meta["branch"][:200]
-    meta["ci_url"] = meta["ci_url"][:1000]
-    return meta
 
 
 class Sender:
@@ -168,7 +140,7 @@ class Sender:
         try:
             self.run_id = self.conn.create_run(self.header)
             self.run_url = f"{self.url}/runs/{self.run_id}/"
-        except IngestError as exc:
+        except Rejected as exc:
             self.disabled = True
             self.notices.put(f"the dashboard refused the run, not sending it: {exc}")
         except Unreachable as exc:
@@ -197,7 +169,7 @@ class Sender:
             try:
                 self.conn.send(self.run_id, batch, seq)
                 return
-            except IngestError as exc:
+            except Rejected as exc:
                 self.disabled = True
                 self.notices.put(f"the dashboard refused events, not sending more: {exc}")
                 return
@@ -220,7 +192,7 @@ class Sender:
             self._spool = None
             try:
                 run = upload_spool(self.spool_path, self.conn)
-            except (Unreachable, IngestError) as exc:
+            except (Unreachable, Rejected) as exc:
                 self.notices.put(
                     f"still cannot send the run ({exc}); results kept in {self.spool_path}: "
                     f"send them later with `ptd upload {self.spool_path}`"
@@ -233,7 +205,7 @@ class Sender:
         else:
             try:
                 run = self.conn.finish(self.run_id, exitstatus, wall)
-            except (Unreachable, IngestError) as exc:
+            except (Unreachable, Rejected) as exc:
                 self.notices.put(f"could not close run {self.run_id}: {exc}")
                 return
         self.run_url = f"{self.url}{run['url']}"
@@ -313,7 +285,7 @@ def pytest_configure(config: Any) -> None:
         problem = f"{' and '.join(missing)} missing" if missing else f"bad --ptd-url {url!r}"
         _warn(terminal, f"not sending this run to the dashboard: {problem}")
         return
-    from runner.inrun._ptd_inrun.reporter import Reporter
+    from _ptd_inrun.reporter import Reporter
 
     meta = ci_metadata()
     for key, option in (

@@ -8,7 +8,7 @@ the modules itself and has its own connection.
 
 So each worker, right after the fork, makes unusable in its own process every connected
 stream socket that appeared after pytest loaded the plugin (``record_baseline``, called when
-``fork.py`` is imported: with ``-p``, before any conftest): a fresh unconnected socket of the
+``fork.options`` is imported: with ``-p``, before any conftest): a fresh unconnected socket of the
 same kind is ``dup2``-ed onto the descriptor. The number stays taken (a later socket cannot
 reuse it, so a stale object cannot write into another connection), nothing is sent on the
 shared connection (a PostgreSQL Terminate would end the session for every process), and the

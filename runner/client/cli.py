@@ -1,7 +1,6 @@
-"""`ptd`: trigger, follow, cancel PTD runs from CI over the HTTP API (DESIGN.md section 5).
+"""`ptd`: trigger, follow, cancel PTD runs from CI over the HTTP API (README "CI").
 
-Runs on CI machines against a remote dashboard: plain Python and requests, never Django (it
-imports nothing from this package but runner.ingest's CI metadata helper, also Django-free).
+Runs on CI machines against a remote dashboard: plain Python and requests, never Django.
 
     ptd run --server URL --token TOKEN --suite NAME [--workers N] [--wait] [--junit FILE]
     ptd status RUN_ID
@@ -21,107 +20,14 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-import requests
+from runner import options
+from runner.records import ACTIVE_STATUSES as ACTIVE
 
-from runner import ingest
-from runner.ingest import ci_metadata
+from .http import Client, Rejected, Unreachable
+from .ingestion import Connection, NotASpool, ci_metadata, upload_spool
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_RUN_ERROR = 0, 1, 2, 3
 FINISHED = {"passed": EXIT_PASSED, "failed": EXIT_FAILED}
-ACTIVE = ("queued", "running")
-RETRY_STATUSES = (502, 503, 504)
-
-
-class Rejected(Exception):
-    """The server answered 4xx: a bad request, a bad token, an unknown suite or run."""
-
-    def __init__(self, status: int, detail: str):
-        super().__init__(f"{status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
-class Unreachable(Exception):
-    """No usable answer after the retries (connection refused, timeouts, 5xx)."""
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached the server (safe to retry a POST)."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError")
-
-
-def _detail(response: requests.Response) -> str:
-    try:
-        detail = response.json().get("detail", response.text)
-    except (ValueError, AttributeError):
-        detail = response.text[:500]
-    if isinstance(detail, list):  # validation errors: name each field
-        parts = []
-        for item in detail:
-            loc = ".".join(str(p) for p in item.get("loc", []) if p not in ("body", "payload"))
-            parts.append(f"{loc}: {item.get('msg', item)}")
-        detail = "; ".join(parts)
-    return str(detail)
-
-
-class Client:
-    """A small API client: bearer token, a timeout on every request, retries with backoff.
-
-    GETs are retried on connection errors, timeouts and 502/503/504; other requests only when
-    they cannot have been sent (connection refused), so a run is never launched twice.
-    """
-
-    def __init__(
-        self,
-        server: str,
-        token: str,
-        *,
-        timeout: float = 10.0,
-        retries: int = 4,
-        backoff: float = 0.5,
-    ):
-        self.server = server.rstrip("/")
-        self.token = token
-        self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.session.headers["User-Agent"] = "ptd-cli"
-
-    def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        url = self.server + path
-        delay = self.backoff
-        last = ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-            try:
-                response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                if method == "GET" or _never_sent(exc):
-                    continue
-                raise Unreachable(f"{method} {url} failed: {last}") from None
-            if response.status_code in RETRY_STATUSES and method == "GET":
-                last = f"HTTP {response.status_code}"
-                continue
-            if 400 <= response.status_code < 500:
-                raise Rejected(response.status_code, _detail(response))
-            if response.status_code >= 500:
-                raise Unreachable(f"{method} {url}: HTTP {response.status_code}")
-            return response
-        raise Unreachable(f"{method} {url}: no answer after {self.retries + 1} tries ({last})")
-
-    def get_json(self, path: str, **params) -> dict:
-        return self.request("GET", path, params=params or None).json()
-
-    def post_json(self, path: str, body: dict | None = None) -> dict:
-        return self.request("POST", path, json=body or {}).json()
 
 
 # Commands --------------------------------------------------------------------------------------
@@ -130,7 +36,7 @@ class Client:
 def cmd_run(client: Client, args: argparse.Namespace) -> int:
     meta = ci_metadata()
     body = {"suite": args.suite}
-    for key in ("workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers"):
+    for key in options.NAMES:
         value = getattr(args, key)
         if value is not None:
             body[key] = value
@@ -217,13 +123,10 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
         log(f"error: no such file: {args.spool}")
         return EXIT_USAGE
     try:
-        run = ingest.upload_spool(args.spool, ingest.Connection(client.server, client.token))
-    except ingest.IngestError as exc:
-        log(f"error: the server rejected it: {exc}")
-        return EXIT_USAGE
-    except ingest.Unreachable as exc:
+        run = upload_spool(args.spool, Connection(client.server, client.token))
+    except NotASpool as exc:
         log(f"error: {exc}")
-        return EXIT_RUN_ERROR
+        return EXIT_USAGE
     log(f"run {run['id']} {run['status']}: {client.server}{run['url']}")
     print(json.dumps(run))
     return EXIT_PASSED
@@ -274,14 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="launch a run of a suite")
     run.add_argument("--suite", required=True, help="suite name or id")
-    run.add_argument("--workers", help="number of workers or 'auto'")
-    run.add_argument("--engine", choices=["xdist", "fork"])
-    run.add_argument("--dist", choices=["load", "loadscope", "loadfile", "loadgroup"])
-    run.add_argument("--repeat", type=int)
-    run.add_argument("--reruns", type=int)
-    run.add_argument("--timeout", type=int, help="the run's timeout on the server, seconds")
-    run.add_argument("-k", "--keyword", help="pytest -k expression")
-    run.add_argument("-m", "--markers", help="pytest -m expression")
+    options.add_arguments(run)
     run.add_argument("--commit", help="commit SHA (default: from the CI's environment)")
     run.add_argument("--branch", help="branch (default: from the CI's environment)")
     run.add_argument("--ci-url", help="link back to the CI job")

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from runner.inrun._ptd_inrun.lifeline import COOKIE_VAR, new_cookie
+from _ptd_inrun.lifeline import COOKIE_VAR, new_cookie
 
 from . import procs
 

@@ -1,8 +1,9 @@
 """Longest-processing-time-first scheduling core, independent of any transport.
 
-Used by the xdist engine (``xdist_sched``) and meant for the fork engine too. It knows the
-collection (a list of node ids, addressed by index), an estimate of every test's duration and
-which indices each worker holds ("in flight": sent, not reported complete).
+Used by both engines: xdist's (``scheduling.xdist``) and the fork engine
+(``fork.controller``). It knows the collection (a list of node ids, addressed by index), an
+estimate of every test's duration and which indices each worker holds ("in flight":
+sent, not reported complete).
 
 Dispatch rules (``next_for_worker``):
 
@@ -22,7 +23,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .ids import base_nodeid, strip_group
+from ..ids import base_nodeid, strip_group
 
 MODES = ("load", "loadscope", "loadfile", "loadgroup")
 DEFAULT_UNKNOWN = 0.1

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from .fork_wire import FrameReader
+from .wire import FrameReader
 
 
 class Gateway:

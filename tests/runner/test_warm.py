@@ -1,4 +1,4 @@
-"""runner.zygote: runs forked from a kept interpreter behave as cold ones, and fall back."""
+"""runner.warm: runs forked from a kept interpreter behave as cold ones, and fall back."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from runner import zygote
+from runner import warm
 from runner.command import PLUGIN_MODULE
 from runner.pool import Pool, RunSpec
 from tests.runner.test_runner_pool import WAIT, Recorder, assert_group_gone, wait_file
 
-pytestmark = pytest.mark.skipif(not zygote.supported(), reason="warm starts need Linux pidfds")
+pytestmark = pytest.mark.skipif(not warm.supported(), reason="warm starts need Linux pidfds")
 
 # Each run records who it is, who started it and what it was given.
 PROBE = """
@@ -259,7 +259,7 @@ def test_a_run_outlives_its_zygote(tmp_path, warm_pool, fast_pytest_cmd):
     began = time.monotonic()
     outcome = finish(warm_pool, 1)
     assert (outcome.returncode, outcome.reason) == (0, None), outcome
-    assert time.monotonic() - began < zygote.REPORT_TIMEOUT
+    assert time.monotonic() - began < warm.REPORT_TIMEOUT
     # The next run starts from a new zygote.
     (suite / "wait").unlink()
     ready = ready_zygote(warm_pool)
@@ -284,7 +284,7 @@ def test_without_warm_start_runs_are_children_of_the_pool(tmp_path, recorder, fa
 
 
 def test_only_python_dash_m_pytest_is_warm_started(tmp_path):
-    zygotes = zygote.Zygotes()
+    zygotes = warm.Zygotes()
     assert zygotes.spawn([sys.executable, "-c", "pass"], str(tmp_path), {}, 1, 2) is None
     zygotes.close()
 

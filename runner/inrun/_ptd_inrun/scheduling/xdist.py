@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from .compat import terminal_gaps, xdist_gaps
-from .groups import controller_dir, publish, read_worker_groups
-from .ids import group_of
-from .reporter import warn
-from .scheduler import MODES, LPTScheduler, load_durations
+from ..compat import terminal_gaps, xdist_gaps
+from ..groups import controller_dir, publish, read_worker_groups
+from ..ids import group_of
+from ..reporter import warn
+from .core import MODES, LPTScheduler, load_durations
 
 try:  # the helpers live in xdist's internals: compat.xdist_gaps says when they are missing
     from xdist.report import report_collection_diff

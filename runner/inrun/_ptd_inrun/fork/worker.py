@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from . import fork_plugins
-from .fork_safety import isolate_inherited
-from .fork_wire import FrameReader, pack, write_all
-from .terminal import silence_terminal
+from ..terminal import silence_terminal
+from . import plugins
+from .safety import isolate_inherited
+from .wire import FrameReader, pack, write_all
 
 PR_SET_PDEATHSIG = 1
 FLUSH_EVERY = 0.005  # seconds: results of tiny tests travel together
@@ -174,7 +174,7 @@ class Worker:
                 self.flush()
         self._teardown_all()
         # Saves its coverage; its workeroutput goes to plugins' pytest_testnodedown.
-        self.send(("bye", fork_plugins.finish_worker(self.config, self.session)))
+        self.send(("bye", plugins.finish_worker(self.config, self.session)))
         self.flush()
         return 0
 
@@ -263,7 +263,7 @@ def worker_main(
     isolate_inherited(keep=(cmd_fd, res_fd))  # user code's import-time connections
     config = session.config
     setup_worker(config, worker_id, workerinput, controller_only, basetemp)
-    fork_plugins.setup_worker(config)  # rerunfailures' db: the controller's, as under xdist
+    plugins.setup_worker(config)  # rerunfailures' db: the controller's, as under xdist
     worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd)
     config.pluginmanager.register(worker.reporter, "ptd-fork-worker")
     try:

@@ -41,7 +41,7 @@ from typing import Any
 
 import pytest
 
-from .reporter import REPORTER_NAME
+from ..reporter import REPORTER_NAME
 
 _COV_PLUGIN = "_cov"  # the name pytest-cov registers its CovPlugin under
 _STATUS_CONNECTIONS = pytest.StashKey[dict]()

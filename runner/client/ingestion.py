@@ -1,8 +1,9 @@
-"""The dashboard's ingestion API seen from a CI machine: a connection, spool files, and the
-command line to upload without its token. Plain Python; requests is imported when used.
+"""The dashboard's ingestion API seen from a CI machine: a connection, spool files, the CI's
+commit/branch/job URL, and the command line to upload without its token. Plain Python;
+requests is imported when a Connection is made (``http.Client``).
 
-Used by the pytest plugin (runner/ingest.py) and by `ptd upload` (runs/cli.py); the server
-strips tokens with the same strip_token.
+Used by the pytest plugin (``plugin``) and by ``ptd upload`` and ``ptd run`` (``cli``); the
+server strips tokens with the same strip_token.
 """
 
 from __future__ import annotations
@@ -19,6 +20,33 @@ BODY_MAX = 2_000_000  # bytes per POST: under the server's limit (Django's defau
 TOKEN_OPTION = "--ptd-token"  # noqa: S105 - the option's name, not a secret
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 30.0
+
+# CI systems' variables for the commit, branch and job URL (first set wins).
+_CI_VARS = {
+    "commit": ("PTD_COMMIT", "GITHUB_SHA", "CI_COMMIT_SHA", "GIT_COMMIT", "BUILDKITE_COMMIT"),
+    "branch": (
+        "PTD_BRANCH",
+        "GITHUB_HEAD_REF",
+        "GITHUB_REF_NAME",
+        "CI_COMMIT_REF_NAME",
+        "GIT_BRANCH",
+        "BUILDKITE_BRANCH",
+    ),
+    "ci_url": ("PTD_CI_URL", "CI_JOB_URL", "BUILD_URL", "BUILDKITE_BUILD_URL"),
+}
+
+
+def ci_metadata(env: dict | None = None) -> dict[str, str]:
+    """Commit, branch and CI job URL from the CI system's environment ("" when unknown)."""
+    env = os.environ if env is None else env
+    meta = {key: next((env[v] for v in names if env.get(v)), "") for key, names in _CI_VARS.items()}
+    if not meta["ci_url"] and env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        meta["ci_url"] = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    meta["commit"] = meta["commit"][:64]
+    meta["branch"] = meta["branch"][:200]
+    meta["ci_url"] = meta["ci_url"][:1000]
+    return meta
 
 
 def strip_token(args: Any, token: str = "") -> list[str]:
@@ -50,44 +78,24 @@ def open_spool(path: Path):
     return os.fdopen(fd, "a", encoding="utf-8")
 
 
-class IngestError(Exception):
-    """The dashboard refused (4xx): retrying will not help."""
-
-
-class Unreachable(Exception):
-    """No answer, a timeout or a 5xx: worth spooling and retrying later."""
-
-
 class Connection:
-    """POSTs JSON to the dashboard's ingestion endpoints, with timeouts on every request."""
+    """POSTs JSON to the dashboard's ingestion endpoints: one try each (a failure is spooled
+    and sent again later, under the same event numbers), timeouts on every request."""
 
     def __init__(self, url: str, token: str):
-        import requests  # only when the plugin is active
+        from .http import Client
 
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.session.headers["Content-Type"] = "application/json"
-        self.session.headers["User-Agent"] = "ptd-ingest"
-        self._requests = requests
+        self.client = Client(
+            url, token, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT), retries=0, user_agent="ptd-ingest"
+        )
+        self.url = self.client.server
 
     def post(self, path: str, body: Any, timeout: float = READ_TIMEOUT) -> dict:
         data = body if isinstance(body, bytes) else json.dumps(body, default=str).encode()
-        try:
-            response = self.session.post(
-                self.url + path, data=data, timeout=(CONNECT_TIMEOUT, timeout)
-            )
-        except self._requests.RequestException as exc:
-            reason = getattr(exc.args[0], "reason", exc) if exc.args else exc
-            raise Unreachable(f"{type(exc).__name__}: {str(reason)[:200]}") from None
-        if response.status_code >= 500:
-            raise Unreachable(f"HTTP {response.status_code} from {path}")
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("detail")
-            except ValueError:
-                detail = response.text[:300]
-            raise IngestError(f"HTTP {response.status_code}: {detail}")
+        headers = {"Content-Type": "application/json"}
+        response = self.client.request(
+            "POST", path, data=data, headers=headers, timeout=(CONNECT_TIMEOUT, timeout)
+        )
         return response.json()
 
     def create_run(self, header: dict) -> int:
@@ -122,6 +130,10 @@ class Connection:
         return self.post(f"/api/ingest/runs/{run_id}/finish", body)
 
 
+class NotASpool(ValueError):
+    """The file given to upload is not a spool file the plugin wrote."""
+
+
 def upload_spool(path: Path | str, conn: Connection) -> dict:
     """Send a spool file (header, events, finish line) as one run; returns the finished run."""
     header: dict = {}
@@ -149,7 +161,7 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
             else:
                 events.append(item)
     if not header:
-        raise IngestError(f"{path} is not a PTD spool file")
+        raise NotASpool(f"{path} is not a PTD spool file")
     if run_id is None:
         run_id, seq = conn.create_run(header), 0
     conn.send(run_id, events, seq)
