@@ -76,7 +76,8 @@ def test_a_rerun_crash_counts_against_reruns_like_any_failure(suite):
     assert outcomes(run) == {"test_twice.py::test_crash_then_fail": ["rerun", "failed"]}
 
 
-def test_a_crash_is_rerun_even_when_the_status_server_reads_late(suite):
+@both
+def test_a_crash_is_rerun_even_when_the_status_server_reads_late(suite, engine):
     """The worker sends the rerun count without waiting, then dies at once: the controller
     reaps it before the server thread has read that count. Here the server is made slow to
     store it (0.3 s); the crash handler must still see the count and rerun the test."""
@@ -105,7 +106,7 @@ def test_a_crash_is_rerun_even_when_the_status_server_reads_late(suite):
                     os._exit(1)
         """,
     }
-    run = suite(files, *parallel("fork", 1), "--reruns", "1")
+    run = suite(files, *parallel(engine, 1), "--reruns", "1")
     assert run.returncode == 0, run.output
     assert outcomes(run) == {"test_crash.py::test_crash_once": ["rerun", "passed"]}
 

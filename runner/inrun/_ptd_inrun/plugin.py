@@ -15,6 +15,7 @@ import pytest
 from .events import open_from_env
 from .fork import addoption as _add_fork_options
 from .fork import configure as configure_fork
+from .fork.plugins import settle_status_db, track_status_db
 from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
 from .reporter import REPORTER_NAME, Reporter
 from .terminal import silence_terminal
@@ -72,9 +73,22 @@ def pytest_configure_node(node: Any) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """xdist worker: no terminal output nor summaries, which xdist would throw away."""
+    """xdist worker: no terminal output nor summaries, which xdist would throw away.
+    Controller: follow rerunfailures' worker connections (before xdist starts the workers)."""
     if hasattr(session.config, "workerinput"):
         silence_terminal(session.config)
+    else:
+        track_status_db(session.config)
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_handlecrashitem(crashitem: str, report: Any, sched: Any) -> None:
+    """A worker died running ``crashitem``: before rerunfailures decides whether to run it
+    again, let its server read what the dead worker sent last (the test's rerun count, sent
+    without waiting for an answer just before the test ran), in both engines."""
+    config = getattr(sched, "config", None)
+    if config is not None:
+        settle_status_db(config)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -73,7 +73,8 @@ class CrashSched:
 
 
 def track_status_db(config: pytest.Config) -> None:
-    """In the controller, before forking: know rerunfailures' open worker connections.
+    """In the controller, before its workers start (forked, or xdist's): know rerunfailures'
+    open worker connections.
 
     Its server thread accepts each connection and serves it on a thread of its own
     (``run_connection``, looked up on the instance at every accept, so wrapping it on the
@@ -84,6 +85,8 @@ def track_status_db(config: pytest.Config) -> None:
     db = getattr(config, "failures_db", None)
     if server is None or not isinstance(db, server) or not hasattr(db, "run_connection"):
         return
+    if _STATUS_CONNECTIONS in config.stash:
+        return  # tracked already
     serve = db.run_connection
     connections: dict[Any, threading.Event] = {}
 
