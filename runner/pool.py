@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import logcap, procs, warm
-from .records import RunOutcome, RunSpec, Sink, exit_meaning, log_tail, spawn_message
+from .records import (
+    SEE_THE_LOG,
+    USAGE_ERROR,
+    RunOutcome,
+    RunSpec,
+    Sink,
+    exit_meaning,
+    spawn_message,
+    usage_error_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +50,7 @@ class _Run:
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop_reading: bool = False
     finished_session: bool = False
+    collected: bool = False  # collection finished: from here on, tests' code may have run
     events_seen: int = 0
 
 
@@ -297,13 +307,24 @@ class Pool:
             reason = "crashed"
             message = (
                 f"pytest exited with code {returncode}{exit_meaning(returncode)} before finishing"
-                f" the session\n{log_tail(spec.log_path)}"
+                f" the session\n{self._why(run, returncode)}"
             )
-        elif returncode not in (0, 1, 5):  # a usage or internal error: pytest says why
-            message = log_tail(spec.log_path)
+        elif returncode not in (0, 1, 5):  # a usage or internal error
+            message = self._why(run, returncode)
         else:
             message = ""
         return RunOutcome(spec.run_id, returncode, wall, reason, message, log_bytes_cut)
+
+    @staticmethod
+    def _why(run: _Run, returncode: int | None) -> str:
+        """What the public message says of a failed run: pytest's own words for a usage error
+        that came before any test ran (a bad -k or option, for whoever launched it to fix),
+        else where to look. Never the log's text: a test's output is staff's to read."""
+        if returncode == USAGE_ERROR and not run.collected:
+            lines = usage_error_lines(run.spec.log_path)
+            if lines:
+                return lines
+        return SEE_THE_LOG
 
     def _terminate(self, run: _Run, reason: str) -> None:
         with run.lock:
@@ -358,6 +379,8 @@ class Pool:
         run.events_seen += len(batch)
         if any(e.get("type") == "session_finish" for e in batch):
             run.finished_session = True
+        if any(e.get("type") == "collected" for e in batch):
+            run.collected = True
         self._call_sink("handle_events", run.spec.run_id, batch)
 
 

@@ -134,6 +134,9 @@ def _wait_gone(pgid: int, timeout: float, leader: int | None, poll: float) -> bo
     deadline = time.monotonic() + timeout
     while True:
         if not group_alive(pgid, leader):
+            # Once more, now that all are dead: a zombie read before its parent died was
+            # reparented to us after that read.
+            group_alive(pgid, leader)
             return True
         if time.monotonic() >= deadline:
             return False
@@ -212,6 +215,10 @@ class RunProcesses:
         self.cookie = lifeline.new_cookie()
         self.cgroup: str | None = None
         self.exclude: set[int] = set()  # a zygote carries its run's cookie: not the run's
+        # Every process signalled here: once dead it no longer shows its cookie (a zombie has
+        # no environment) nor sits in the cgroup, yet it may be our child (we are the
+        # subreaper) and must be reaped.
+        self.ended: set[int] = set()
         self._parent = os.getpid()
         self._prctl = _libc_prctl()
         self._procs_fd: int | None = None
@@ -268,16 +275,20 @@ class RunProcesses:
                     return self._wait(5.0, leader, poll)
             return True
         finally:
+            # All are dead now, and so are their parents among them: every orphan has been
+            # reparented, so this pass sees (and reaps) each zombie that is ours.
+            _alive(self.ended, leader)
             self.close()
 
     def _signal(self, pids: Iterable[int], sig: int) -> None:
         for pid in pids:
+            self.ended.add(pid)
             with contextlib.suppress(OSError):
                 os.kill(pid, sig)
 
     def _wait(self, timeout: float, leader: int | None, poll: float) -> bool:
         deadline = time.monotonic() + timeout
-        while _alive(self.pids(), leader):
+        while _alive(self.pids() | self.ended, leader):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(poll)

@@ -1,14 +1,25 @@
 """A run as the pool sees it: a RunSpec in, a RunOutcome out, the Sink the pool reports to;
 the statuses of a run not yet over; and the words for how a run ended (``exit_meaning``,
-``spawn_message``, ``log_tail``)."""
+``spawn_message``, ``usage_error_lines``, ``SEE_THE_LOG``).
+
+A run's message is shown to every member, its log only to staff: the message never carries
+the log's text (a test's output, secrets it printed), only pytest's own words for a usage
+error that stopped it before any test ran."""
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Protocol
 
 LOG_TAIL_LINES = 30
+USAGE_ERROR = 4  # pytest's ExitCode.USAGE_ERROR
+SEE_THE_LOG = "The run's log has the details."
+# pytest's own lines for a usage error: "ERROR: ..." and its argument parser's "pytest: error:"
+# (or "python -m pytest: error:", after the program's name).
+_USAGE_LINE = re.compile(r"(ERROR: |(python -m )?[\w.-]+: error: )")
+_USAGE_LINES_KEPT, _USAGE_LINE_CHARS = 5, 500
 # A run's status while it is not over (the API's "status"); any other status is final.
 ACTIVE_STATUSES = ("queued", "running")
 
@@ -64,7 +75,14 @@ def exit_meaning(code: int | None) -> str:
     return f" ({meaning})" if meaning else ""
 
 
-def log_tail(path: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
+def usage_error_lines(path: str) -> str:
+    """pytest's own ``ERROR:`` lines at the end of a run's log, for a usage error (exit code 4)
+    that stopped the run before any test ran; the rest of the log stays in the log."""
+    kept = [line for line in _log_tail(path).splitlines() if _USAGE_LINE.match(line)]
+    return "\n".join(line[:_USAGE_LINE_CHARS] for line in kept[-_USAGE_LINES_KEPT:])
+
+
+def _log_tail(path: str, lines: int = LOG_TAIL_LINES, max_bytes: int = 16384) -> str:
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)

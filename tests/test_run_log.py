@@ -96,3 +96,45 @@ def test_silent_outside_runs_count_their_stored_results_too():
     run.refresh_from_db()
     assert run.status == Run.Status.INTERRUPTED and "No news" in run.message
     assert (run.tests_total, run.tests_passed) == (2, 2)
+
+
+LEAKY = (
+    "import os\n"
+    "def test_prints_a_secret_then_dies():\n"
+    "    print('the deploy token is', os.environ['DEPLOY_TOKEN'], flush=True)\n"
+    "    os._exit(3)\n"
+)
+
+
+def test_a_run_s_public_message_leaves_its_log_out(tmp_path, users, django_user_model):
+    """Finding M2: a test that prints a secret of the suite's environment (-s) and kills its
+    pytest: the run's message, which every member reads (API, page, websocket), says how the
+    run ended and where the details are; the secret is in the log, which only staff read."""
+    secret = "s3cr3t-deploy-token-M2"
+    path = write_suite(tmp_path / "leaky", {"test_leak.py": LEAKY})
+    suite = Suite.objects.create(
+        name="leaky", path=str(path), pytest_args=["-s"], env={"DEPLOY_TOKEN": secret}
+    )
+    RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
+    with installed(Environment()) as env:
+        env.start_dispatcher(max_concurrent=1, poll=0.1)
+        run = launch.launch(suite)
+        wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=120)
+    run.refresh_from_db()
+    assert run.status == Run.Status.ERROR and secret not in run.message, run.message
+    assert run.message == (
+        "pytest exited with code 3 (internal error) before finishing the session\n"
+        "The run's log has the details."
+    )
+    staff, _ = users
+    other = django_user_model.objects.create_user("carol", password="pw-carol-1234")
+    client = Client()
+    client.force_login(other)
+    response = client.get(f"/api/runs/{run.id}")
+    assert response.status_code == 200 and "details" in response.json()["message"]
+    assert secret not in response.content.decode()
+    assert secret not in client.get(f"/runs/{run.id}/").content.decode()
+    assert client.get(f"/runs/{run.id}/log/").status_code == 403
+    client.force_login(staff)
+    log = b"".join(client.get(f"/runs/{run.id}/log/").streaming_content).decode()
+    assert f"the deploy token is {secret}" in log

@@ -128,6 +128,46 @@ def test_a_child_that_left_the_run_s_session_is_ended_with_the_run(
     assert not [n for n in os.listdir(procs.cgroup_base() or tmp_path) if n.startswith(ours)]
 
 
+def zombies_of_this_process() -> set[int]:
+    """Every <defunct> process whose parent is this process, from /proc."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        fields = lifeline.stat_fields(int(entry)) if entry.isdigit() else None
+        if fields is not None and fields[0] == "Z" and int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+@linux
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_a_child_that_left_the_run_s_session_leaves_no_zombie_under_the_server(
+    tmp_path, fast_pytest_cmd, cgroups, warm
+):
+    """Finding L5: the pool ends a test's setsid child (reparented to this subreaper when the
+    run's pytest exits), and reaps it too: no <defunct> entry is left under the server."""
+    if warm and not warm_starts.supported():
+        pytest.skip("warm starts need Linux pidfds")
+    pool = Pool(Recorder(), batch_interval=0.05, grace=0.5, warm_start=warm)
+    try:
+        suite = escaping_suite(tmp_path / "suite", tmp_path / "child")
+        if warm:
+            submit(pool, tmp_path, 1, fast_pytest_cmd, suite)
+            assert pool.wait(1, WAIT).returncode == 0
+            ready_zygote(pool)
+        before = zombies_of_this_process()
+        (suite / "escape").touch()
+        submit(pool, tmp_path, 2, fast_pytest_cmd, suite)
+        child = int(wait_file(tmp_path / "child").split()[0])
+        assert pool.wait(2, WAIT).returncode == 0
+        assert procs._state(child) is None, f"{child} is left as {procs._state(child)}"
+        assert zombies_of_this_process() <= before
+    finally:
+        pool.shutdown(timeout=WAIT)
+        if (tmp_path / "child").exists():
+            kill_left(int((tmp_path / "child").read_text().split()[0]))
+
+
 @linux
 def test_a_child_that_dropped_its_environment_too_is_ended_by_the_cgroup(tmp_path, fast_pytest_cmd):
     if procs.cgroup_base() is None:

@@ -273,7 +273,38 @@ def test_exit_without_session_finish_is_a_crash(tmp_path, pool, recorder):
     pool.submit(script_spec(tmp_path, 1, code))
     outcome = pool.wait(1, WAIT)
     assert outcome.reason == "crashed" and outcome.returncode == 3
-    assert "out of cheese" in outcome.message
+    assert outcome.message == (
+        "pytest exited with code 3 (internal error) before finishing the session\n"
+        "The run's log has the details."
+    )
+    # what the run printed stays in its log (staff's to read), out of the public message
+    assert "out of cheese" in (tmp_path / "logs" / "run1.log").read_text()
+
+
+@pytest.mark.parametrize("collected", [False, True], ids=["before-collection", "after"])
+def test_a_usage_error_says_pytest_s_own_words_only_before_any_test_ran(
+    tmp_path, pool, recorder, collected
+):
+    code = EMIT + textwrap.dedent(f"""
+        if {collected}:
+            emit(type='collected', count=1)
+        print('token=hunter2')
+        print('ERROR: usage: python -m pytest [options] [file_or_dir] [file_or_dir] [...]')
+        print('python -m pytest: error: unrecognized arguments: --nosuch')
+        print('  rootdir: /somewhere')
+        sys.exit(4)
+    """)
+    pool.submit(script_spec(tmp_path, 1, code))
+    outcome = pool.wait(1, WAIT)
+    assert outcome.reason == "crashed" and outcome.returncode == 4
+    head = "pytest exited with code 4 (usage error) before finishing the session\n"
+    if collected:  # a test's code may have printed that line: the log has it, not the message
+        assert outcome.message == head + "The run's log has the details."
+    else:
+        assert outcome.message == head + (
+            "ERROR: usage: python -m pytest [options] [file_or_dir] [file_or_dir] [...]\n"
+            "python -m pytest: error: unrecognized arguments: --nosuch"
+        )
 
 
 @pytest.mark.parametrize("bad", ["python", "cwd"])
