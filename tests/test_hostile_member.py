@@ -69,6 +69,18 @@ class RerunOnlyServerTestsTests(MemberTestCase):
                 assert messages and "Rerunning" not in messages[-1], messages
                 assert Run.objects.count() == before  # nothing launched
 
+    def test_its_history_page_offers_no_rerun(self):
+        nodeid = f"{SCRIPT}::main"
+        run_id = self.start()
+        assert self.send(run_id, test_event(nodeid, "failed")).status_code == 200
+        assert self.finish(run_id).status_code == 200
+        self.login_member()
+        page = self.client.get(f"/suites/demo/tests/{nodeid}")
+        assert page.status_code == 200
+        self.assertNotContains(page, 'id="rerun-form"')
+        make_run(self.suite, results=[(nodeid, "gw0", "failed", 0.1)])  # the server ran it
+        self.assertContains(self.client.get(f"/suites/demo/tests/{nodeid}"), 'id="rerun-form"')
+
     def test_a_path_without_a_test_is_not_rerun_even_from_a_server_run(self):
         source = make_run(
             self.suite,

@@ -72,6 +72,7 @@ def test_history(request, name, nodeid):
             "by_workers": TestStat.rates(stat.by_workers) if stat else [],
             "by_worker_id": TestStat.rates(stat.by_worker_id) if stat else [],
             "last_run_id": last_run_id,
+            "rerunnable": rerunnable(suite, nodeid),
             "rerun_here": rerun_source(request.user, last_run) is not None,
             "rerun_default": RERUN_DEFAULT,
             "rerun_max": RERUN_MAX,
@@ -134,6 +135,13 @@ def quarantine(request, name):
     return redirect(back)
 
 
+def rerunnable(suite: Suite, nodeid: str) -> bool:
+    """Whether `nodeid` may be rerun: a test in a Python file (pytest_input) that this server
+    itself ran for the suite. Ids of outside runs are whatever their uploader sent, and
+    pytest imports any .py file named on its command line (review M1)."""
+    return rerun_problem(nodeid) is None and flaky_history.ran_here(suite, nodeid)
+
+
 def rerun_source(user, source: Run | None) -> Run | None:
     """The run whose configuration a rerun repeats: ``source`` when the user may rerun it
     (their own, or staff) and its snapshot is a launchable configuration (not an outside run's
@@ -182,9 +190,7 @@ def rerun(request, name):
         source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
     if source is None:
         source = flaky_history.last_run_of(suite, nodeid)
-    # Only a test this server ran for the suite: ids of outside runs are whatever their
-    # uploader sent, and pytest imports any .py file named on its command line.
-    if not flaky_history.ran_here(suite, nodeid):
+    if not rerunnable(suite, nodeid):
         messages.error(request, f"{nodeid} never ran in {suite.name} on this server.")
         return redirect(back)
     source = rerun_source(request.user, source)
