@@ -240,3 +240,16 @@ async def test_a_client_that_missed_a_message_sees_the_gap_and_resyncs(monkeypat
         await client.disconnect()
     finally:
         install(None)
+
+
+async def test_a_path_that_names_no_run_closes_with_4404_not_a_500():
+    """Review L10: /ws/runs/abc/ and the like were a 500 and a traceback (no route matched)."""
+    user, _ = await setup_run()
+    serving()
+    for run_id in ("abc", "-1", "99999999999999999999", "1/extra"):
+        communicator = await connect(run_id, user)
+        connected, _ = await communicator.connect()
+        assert connected, run_id
+        closed = await communicator.receive_output(timeout=2)
+        assert closed == {"type": "websocket.close", "code": 4404}, run_id
+        await communicator.disconnect()

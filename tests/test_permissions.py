@@ -165,6 +165,7 @@ class RerunSourceTests(PermissionTestCase):
 
     def setUp(self):
         TestStat.objects.create(suite=self.suite, nodeid=NODE, runs_seen=1, flip_count=1)
+        make_run(self.suite, results=[(NODE, "gw0", "failed", 0.1)])  # the server ran it
         self.config.workers = 2
         self.config.save()
 

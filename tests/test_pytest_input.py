@@ -116,12 +116,16 @@ class RerunAttackTests(BaseTestCase):
         assert not TestResult.objects.exists()
 
     def test_a_plain_known_test_is_still_rerun(self):
+        """Known to the server: it ran it (an id only ingested is not enough, review M1)."""
         nodeid = "tests/test_demo.py::test_one"
         run_id, response = self.ingest(nodeid)
         assert response.status_code == 200, response.content
         TestStat.objects.create(suite=self.suite, nodeid=nodeid, runs_seen=1)
-        response, _ = self.rerun(nodeid)
-        rerun = Run.objects.exclude(pk=run_id).get()
+        self.rerun(nodeid)
+        assert list(Run.objects.values_list("id", flat=True)) == [run_id]
+        source = make_run(self.suite, results=[(nodeid, "gw0", "failed", 0.1)])
+        self.rerun(nodeid)
+        rerun = Run.objects.exclude(pk__in=[run_id, source.id]).get()
         assert rerun.config_snapshot["extra_args"][-1] == nodeid
 
 

@@ -1,8 +1,12 @@
-"""What every resource of the API shares: the one error schema, paging, finding a suite."""
+"""What every resource of the API shares: the one error schema, the text type, paging,
+finding a suite."""
+
+from typing import Annotated
 
 from ninja import Field, Schema
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination
+from pydantic import AfterValidator
 
 from runs.models import Suite
 
@@ -10,6 +14,22 @@ from runs.models import Suite
 # Every 4xx answer: {"detail": "what was wrong"} (no docstring: it would change the schema).
 class Detail(Schema):
     detail: str
+
+
+def _storable(value: str) -> str:
+    """Text the database can store: PostgreSQL refuses NUL, and a lone surrogate ("\\ud800",
+    valid in JSON) cannot be encoded as UTF-8 by any database driver."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be text that can be encoded as UTF-8 (no lone surrogates)") from None
+    return value
+
+
+# Every text field of an API input (body or query): a 422 {"detail": ...} otherwise.
+Text = Annotated[str, AfterValidator(_storable)]
 
 
 class Pages(LimitOffsetPagination):

@@ -9,7 +9,8 @@ finish_run, so an external run looks like any other (metrics, live page, JUnit X
 Any authenticated token may ingest into an existing suite (its path need not exist here);
 only the token's user (or staff) may add to or close a run it created.
 
-Validation is at the schema: strict JSON types (no `true` for a number), no NUL characters,
+Validation is at the schema: strict JSON types (no `true` for a number), text the database
+can store (common.Text: no NUL, no lone surrogates), durations within their start and stop,
 node ids that pytest_input accepts (they can be rerun here later), test times inside the
 run's window with stop >= start, numbered batches without gaps. A body over Django's
 DATA_UPLOAD_MAX_MEMORY_SIZE is a JSON 413 (api.py). Tokens never get into a run's stored
@@ -32,9 +33,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from runner.client.ingestion import strip_token
 from runs import permissions
-from runs.api.common import Detail, find_suite
+from runs.api.common import Detail, Text, find_suite
 from runs.execution import environment
-from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
+from runs.execution.pytest_input import NODEID_MAX, hidden_character, nodeid_problem
 from runs.models import Run, redact_tokens
 
 MAX_BATCH = 5000
@@ -43,16 +44,20 @@ OUTCOMES = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed",
 CLOCK_SKEW = 300.0  # seconds a CI machine's clock may differ from the server's
 MAX_AGE = 7 * 24 * 3600.0  # a spooled run may be uploaded up to a week after it ran
 
+ARG_MAX = 4096  # characters of one argument of the uploaded command line
+DURATION_SLACK = 1.0  # seconds a test's duration may exceed its stop - start (rounding, clocks)
+
 router = Router(tags=["ingest"])
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+def _plain_worker(value: str) -> str:
+    hidden = hidden_character(value)
+    if hidden:
+        raise ValueError(f"a worker id has no control, format or separator characters ({hidden})")
     return value
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]  # PostgreSQL refuses NUL in text
+WorkerId = Annotated[Text, AfterValidator(_plain_worker)]
 
 
 class IngestRunIn(Schema):
@@ -64,7 +69,7 @@ class IngestRunIn(Schema):
     branch: Text = Field("", max_length=200)
     ci_url: Text = Field("", max_length=1000)
     host: Text = Field("", max_length=200, description="machine the run is made on")
-    args: list[Text] = Field(
+    args: list[Annotated[Text, Field(max_length=ARG_MAX)]] = Field(
         [], max_length=200, description="the pytest command line (never the token)"
     )
     started: float | None = Field(
@@ -86,7 +91,7 @@ class EventIn(BaseModel):
 
     type: Text = Field(max_length=40)
     nodeid: Text | None = Field(None, max_length=NODEID_MAX)
-    worker: Text | None = Field(None, min_length=1, max_length=20)
+    worker: WorkerId | None = Field(None, min_length=1, max_length=20)
     outcome: OUTCOMES | None = None
     attempt: int | None = Field(None, ge=0, le=10_000)
     when: Text | None = Field(None, max_length=10)
@@ -223,8 +228,11 @@ def check_event(index: int, data: dict, window: tuple[float, float]) -> None:
         if key in data and not low <= data[key] <= high:
             when = datetime.fromtimestamp(data[key], tz=UTC).isoformat(timespec="seconds")
             raise HttpError(400, f"events[{index}].{key}: {when} is outside the run's time")
-    if "start" in data and "stop" in data and data["stop"] < data["start"]:
-        raise HttpError(400, f"events[{index}].stop: before its start")
+    if "start" in data and "stop" in data:
+        if data["stop"] < data["start"]:
+            raise HttpError(400, f"events[{index}].stop: before its start")
+        if data.get("duration", 0) > data["stop"] - data["start"] + DURATION_SLACK:
+            raise HttpError(400, f"events[{index}].duration: longer than its stop - start")
 
 
 @router.post(
@@ -267,10 +275,13 @@ def ingest_events(request, run_id: int, payload: EventBatch):
 
 @router.post(
     "/runs/{run_id}/finish",
-    response={200: IngestCreated, 403: Detail, 404: Detail, 409: Detail},
+    response={200: IngestCreated, 400: Detail, 403: Detail, 404: Detail, 409: Detail},
 )
 def finish_external_run(request, run_id: int, payload: FinishIn):
     run = external_run(request, run_id)
+    low, high = time_window(run)
+    if payload.wall_seconds > high - low:
+        raise HttpError(400, "wall_seconds: longer than the run has existed")
     run = environment.current().finish_external(
         run.id, payload.exitstatus, payload.wall_seconds, payload.message
     )

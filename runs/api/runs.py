@@ -8,27 +8,31 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
+from pydantic import ConfigDict
 
 from runs import permissions
-from runs.api.common import Detail, Pages, find_suite
+from runs.api.common import Detail, Pages, Text, find_suite
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
 from runs.models import Run, TestResult
 
 
+# Strict JSON types, like ingestion's: `true` is not suite 1 nor a worker count.
 class RunIn(Schema):
-    suite: str | int
-    workers: int | str | None = None
-    engine: str | None = None
-    dist: str | None = None
+    model_config = ConfigDict(strict=True)
+
+    suite: Text | int
+    workers: int | Text | None = None
+    engine: Text | None = None
+    dist: Text | None = None
     repeat: int | None = None
     reruns: int | None = None
     timeout: int | None = None
-    keyword: str | None = Field(None, max_length=500)
-    markers: str | None = Field(None, max_length=500)
-    commit: str = Field("", max_length=64)
-    branch: str = Field("", max_length=200)
-    ci_url: str = Field("", max_length=1000)
+    keyword: Text | None = Field(None, max_length=500)
+    markers: Text | None = Field(None, max_length=500)
+    commit: Text = Field("", max_length=64)
+    branch: Text = Field("", max_length=200)
+    ci_url: Text = Field("", max_length=1000)
 
 
 class RunCreated(Schema):
@@ -100,11 +104,11 @@ assert tuple(ResultOut.model_fields) == TestResult.FIELDS, "TestResult.FIELDS ch
 
 
 class RunFilters(Schema):
-    suite: str | None = Field(None, description="suite name")
+    suite: Text | None = Field(None, description="suite name")
     status: Literal[tuple(Run.Status.values)] | None = None  # type: ignore[valid-type]
     trigger: Literal[tuple(Run.Trigger.values)] | None = None  # type: ignore[valid-type]
-    branch: str | None = None
-    commit: str | None = Field(None, description="a commit SHA or its prefix")
+    branch: Text | None = None
+    commit: Text | None = Field(None, description="a commit SHA or its prefix")
 
 
 class LazyRuns:

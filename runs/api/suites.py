@@ -7,7 +7,7 @@ from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from runs import permissions
-from runs.api.common import Detail, Pages
+from runs.api.common import Detail, Pages, Text
 from runs.models import MAX_WORKERS, Suite
 
 
@@ -23,12 +23,12 @@ class SuiteOut(Schema):
 
 
 class SuiteIn(Schema):
-    name: str = Field(max_length=100)
-    path: str = Field(max_length=1000)
-    python: str = Field("", max_length=1000)
-    pytest_args: list[str] = []
-    env: dict[str, str] = {}
-    description: str = ""
+    name: Text = Field(max_length=100)
+    path: Text = Field(max_length=1000)
+    python: Text = Field("", max_length=1000)
+    pytest_args: list[Text] = []
+    env: dict[Text, Text] = {}
+    description: Text = ""
     workers: int = Field(4, ge=0, le=MAX_WORKERS)
 
 

@@ -27,7 +27,7 @@ from runs.execution.pytest_input import (
     LaunchError,
     check_args,
     check_expression,
-    check_nodeid,
+    check_rerun,
 )
 from runs.execution.sink import close_interrupted
 from runs.models import Run, RunConfig, Suite, TestResult
@@ -131,7 +131,7 @@ def check_selection(snap: dict) -> None:
         if snap.get(key):
             check_expression(key, snap[key])
     if snap.get("rerun_of"):
-        check_nodeid(snap["rerun_of"])
+        check_rerun(snap["rerun_of"])
 
 
 def launch(
@@ -160,7 +160,7 @@ def launch(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
     )
     if rerun_of:
-        snap["extra_args"].append(check_nodeid(rerun_of))
+        snap["extra_args"].append(check_rerun(rerun_of))
         snap["rerun_of"] = rerun_of
     check_selection(snap)  # the configuration's own expressions too, not only overrides
     if not Path(suite.path).is_dir():
@@ -235,9 +235,13 @@ def log_path(run: Run) -> Path:
 
 
 def duration_history(suite: Suite) -> dict[str, float]:
-    """Latest known duration of each test of a suite, from its recent finished runs."""
+    """Latest known duration of each test of a suite, from its recent finished runs.
+
+    Only the runs the server made: an outside run's figures are whatever its uploader sent,
+    and they would steer how this server schedules (longest first)."""
     run_ids = list(
         Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
+        .exclude(trigger=Run.Trigger.EXTERNAL)
         .order_by("-created_at")
         .values_list("id", flat=True)[:HISTORY_RUNS]
     )

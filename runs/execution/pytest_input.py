@@ -9,7 +9,12 @@ outside the suite. So:
   (``run_suite ... -- ARGS``) may pass any argument; only NUL characters are refused;
 - everyone else passes only a ``-k`` / ``-m`` expression (pytest's own grammar) and node ids
   of the suite's tests: plain relative paths inside the suite's directory (no "..", nothing
-  starting with "@", "-" or "/"), with their ``::`` parts and ``[parameters]``.
+  starting with "@", "-" or "/"), with their ``::`` parts and ``[parameters]``; a rerun names
+  a test inside a Python file (``path.py::name``) that the server itself ran for the suite
+  (runs.pages.flaky.rerun), since pytest imports any file named on its command line.
+
+Node ids and worker ids never hold control, format or separator characters (Unicode Cc, Cf,
+Cs, Zl, Zp: a right-to-left override or a line separator would disguise what a page shows).
 
 Every entrance uses this module: the launch form and the API (through launch.launch), the
 rerun form, ingestion (a node id it stores can be rerun later), and launch.build_spec, which
@@ -18,10 +23,21 @@ checks the run's selection again just before a process starts.
 
 from __future__ import annotations
 
+import unicodedata
+
 NODEID_MAX = 1000
 EXPRESSION_MAX = 500
-# Control characters never occur in pytest's node ids (it escapes them in parameter ids).
-_CONTROL = frozenset(chr(c) for c in (*range(0x20), 0x7F))
+# Control (Cc), format (Cf: U+202E right-to-left override...), surrogate (Cs), line and
+# paragraph separators (Zl, Zp): never in pytest's ids (it escapes them in parameter ids).
+HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def hidden_character(text: str) -> str | None:
+    """The first character of `text` that hides or disguises what is shown, as U+XXXX."""
+    for c in text:
+        if unicodedata.category(c) in HIDDEN_CATEGORIES:
+            return f"U+{ord(c):04X}"
+    return None
 
 
 class LaunchError(ValueError):
@@ -44,8 +60,9 @@ def nodeid_problem(nodeid: object) -> str | None:
         return "a test id is required"
     if len(nodeid) > NODEID_MAX:
         return f"a test id has at most {NODEID_MAX} characters"
-    if any(c in _CONTROL for c in nodeid):
-        return "a test id has no control characters"
+    hidden = hidden_character(nodeid)
+    if hidden:
+        return f"a test id has no control, format or separator characters ({hidden})"
     if nodeid[0] in "@-/":
         return f"a test id cannot start with {nodeid[0]!r}"
     for path in {nodeid.split("::")[0], nodeid.partition("[")[0].split("::")[0]}:
@@ -61,6 +78,29 @@ def check_nodeid(nodeid: object, field: str = "nodeid") -> str:
     problem = nodeid_problem(nodeid)
     if problem:
         raise LaunchError(f"not a test id ({problem}): {str(nodeid)[:200]!r}", field)
+    return nodeid
+
+
+def rerun_problem(nodeid: object) -> str | None:
+    """Why `nodeid` cannot be rerun, or None: on top of nodeid_problem, it names a test in a
+    Python file (``path.py::name...``). pytest imports any .py file named on its command line
+    and runs a .txt/.rst file as doctests, so a path alone is never rerun."""
+    problem = nodeid_problem(nodeid)
+    if problem:
+        return problem
+    assert isinstance(nodeid, str)
+    for head in {nodeid, nodeid.partition("[")[0]}:  # pytest < 8 and >= 8 (see above)
+        path, sep, name = head.partition("::")
+        if not path.endswith(".py") or not sep or not name.split("::")[0]:
+            return "a rerun names a test in a Python file: path.py::test_name"
+    return None
+
+
+def check_rerun(nodeid: object, field: str = "nodeid") -> str:
+    """The node id of a rerun itself, or LaunchError naming `field`."""
+    problem = rerun_problem(nodeid)
+    if problem:
+        raise LaunchError(f"not a test to rerun ({problem}): {str(nodeid)[:200]!r}", field)
     return nodeid
 
 

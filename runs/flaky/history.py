@@ -13,11 +13,27 @@ from runs.flaky.summary import aggregate, run_outcome
 from runs.models import Run, Suite, TestResult, TestStat
 
 
-def attempts_of(suite: Suite, nodeid: str, run_ids: Iterable[int] | None = None):
-    """Every stored attempt of a test (all its repeats) in a suite, oldest run first."""
-    qs = TestResult.objects.filter(run__suite=suite).filter(
+def _results_of(suite: Suite, nodeid: str):
+    """The suite's results whose node id may be `nodeid`'s (check base_nodeid on each)."""
+    return TestResult.objects.filter(run__suite=suite).filter(
         Q(nodeid=nodeid) | Q(nodeid__startswith=nodeid + "[") | Q(nodeid__startswith=nodeid + "@")
     )
+
+
+def ran_here(suite: Suite, nodeid: str) -> bool:
+    """Whether the server itself ran this test for the suite (in a run it made, not one
+    ingested from outside, whose node ids are whatever its uploader sent)."""
+    rows = (
+        _results_of(suite, nodeid)
+        .exclude(run__trigger=Run.Trigger.EXTERNAL)
+        .values_list("nodeid", flat=True)
+    )
+    return any(base_nodeid(stored) == nodeid for stored in rows.iterator())
+
+
+def attempts_of(suite: Suite, nodeid: str, run_ids: Iterable[int] | None = None):
+    """Every stored attempt of a test (all its repeats) in a suite, oldest run first."""
+    qs = _results_of(suite, nodeid)
     if run_ids is not None:
         qs = qs.filter(run_id__in=list(run_ids))
     rows = qs.order_by("run_id", "start", "id").values(

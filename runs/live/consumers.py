@@ -59,13 +59,26 @@ def estimated_work(run: Run) -> dict:
     return {"known_tests": len(history), "seconds": round(sum(history.values()), 3)}
 
 
+class NotFoundConsumer(AsyncJsonWebsocketConsumer):
+    """A websocket path that names no run: accepted only to be closed with 4404."""
+
+    async def connect(self):
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)
+
+
 class RunConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         user = self.scope.get("user")
         if not permissions.can_view(user):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        if not 0 < run_id < 2**63:  # past the database's integers: no such run
+            await self.accept()
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.run_id = run_id
         self.group = group_name(self.run_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.publisher = environment.current().publisher

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_POST
 from runner.metrics import base_nodeid
 from runs import permissions
 from runs.execution import launch
-from runs.execution.pytest_input import nodeid_problem
+from runs.execution.pytest_input import rerun_problem
 from runs.flaky import history as flaky_history
 from runs.flaky import summary
 from runs.flaky.queries import SORTS, failing_queryset, flaky_queryset
@@ -72,6 +72,7 @@ def test_history(request, name, nodeid):
             "by_workers": TestStat.rates(stat.by_workers) if stat else [],
             "by_worker_id": TestStat.rates(stat.by_worker_id) if stat else [],
             "last_run_id": last_run_id,
+            "rerunnable": rerunnable(suite, nodeid),
             "rerun_here": rerun_source(request.user, last_run) is not None,
             "rerun_default": RERUN_DEFAULT,
             "rerun_max": RERUN_MAX,
@@ -134,6 +135,13 @@ def quarantine(request, name):
     return redirect(back)
 
 
+def rerunnable(suite: Suite, nodeid: str) -> bool:
+    """Whether `nodeid` may be rerun: a test in a Python file (pytest_input) that this server
+    itself ran for the suite. Ids of outside runs are whatever their uploader sent, and
+    pytest imports any .py file named on its command line (review M1)."""
+    return rerun_problem(nodeid) is None and flaky_history.ran_here(suite, nodeid)
+
+
 def rerun_source(user, source: Run | None) -> Run | None:
     """The run whose configuration a rerun repeats: ``source`` when the user may rerun it
     (their own, or staff) and its snapshot is a launchable configuration (not an outside run's
@@ -164,7 +172,7 @@ def rerun(request, name):
     """Launch a run of just one test, repeated K times, on the configuration of a run."""
     suite = get_object_or_404(Suite, name=name)
     nodeid = base_nodeid(request.POST.get("nodeid", "").strip())
-    problem = nodeid_problem(nodeid)  # it becomes a pytest argument
+    problem = rerun_problem(nodeid)  # it becomes a pytest argument
     if problem:
         messages.error(request, f"Not a test id of {suite.name}: {problem}.")
         return redirect(_back(request, suite.get_absolute_url()))
@@ -182,11 +190,8 @@ def rerun(request, name):
         source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
     if source is None:
         source = flaky_history.last_run_of(suite, nodeid)
-    known = TestStat.objects.filter(suite=suite, nodeid=nodeid).exists() or (
-        source is not None and bool(flaky_history.attempts_of(suite, nodeid, [source.id]))
-    )
-    if not known:
-        messages.error(request, f"{nodeid} never ran in {suite.name}.")
+    if not rerunnable(suite, nodeid):
+        messages.error(request, f"{nodeid} never ran in {suite.name} on this server.")
         return redirect(back)
     source = rerun_source(request.user, source)
     config = (source.config if source is not None else None) or suite.default_config()
