@@ -27,7 +27,7 @@ from runs.execution.pytest_input import (
     LaunchError,
     check_args,
     check_expression,
-    check_rerun,
+    check_nodeid,
 )
 from runs.execution.sink import close_interrupted
 from runs.models import Run, RunConfig, Suite, TestResult
@@ -131,7 +131,7 @@ def check_selection(snap: dict) -> None:
         if snap.get(key):
             check_expression(key, snap[key])
     if snap.get("rerun_of"):
-        check_rerun(snap["rerun_of"])
+        check_nodeid(snap["rerun_of"], rerun=True)
 
 
 def launch(
@@ -160,7 +160,7 @@ def launch(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
     )
     if rerun_of:
-        snap["extra_args"].append(check_rerun(rerun_of))
+        snap["extra_args"].append(check_nodeid(rerun_of, rerun=True))
         snap["rerun_of"] = rerun_of
     check_selection(snap)  # the configuration's own expressions too, not only overrides
     if not Path(suite.path).is_dir():

@@ -73,11 +73,13 @@ def nodeid_problem(nodeid: object) -> str | None:
     return None
 
 
-def check_nodeid(nodeid: object, field: str = "nodeid") -> str:
-    """The node id itself, or LaunchError naming `field`."""
-    problem = nodeid_problem(nodeid)
+def check_nodeid(nodeid: object, field: str = "nodeid", *, rerun: bool = False) -> str:
+    """The node id itself (of a test to rerun: see rerun_problem), or LaunchError naming
+    `field`."""
+    problem = (rerun_problem if rerun else nodeid_problem)(nodeid)
     if problem:
-        raise LaunchError(f"not a test id ({problem}): {str(nodeid)[:200]!r}", field)
+        what = "a test to rerun" if rerun else "a test id"
+        raise LaunchError(f"not {what} ({problem}): {str(nodeid)[:200]!r}", field)
     return nodeid
 
 
@@ -94,14 +96,6 @@ def rerun_problem(nodeid: object) -> str | None:
         if not path.endswith(".py") or not sep or not name.split("::")[0]:
             return "a rerun names a test in a Python file: path.py::test_name"
     return None
-
-
-def check_rerun(nodeid: object, field: str = "nodeid") -> str:
-    """The node id of a rerun itself, or LaunchError naming `field`."""
-    problem = rerun_problem(nodeid)
-    if problem:
-        raise LaunchError(f"not a test to rerun ({problem}): {str(nodeid)[:200]!r}", field)
-    return nodeid
 
 
 def check_expression(key: str, value: str) -> None:
