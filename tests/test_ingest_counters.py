@@ -9,7 +9,7 @@ from runs.execution.environment import Environment, installed
 from runs.live.publish import Publisher
 from runs.models import ApiToken, Run, Suite, WorkerStat
 from tests.base import BaseTestCase
-from tests.factories import test_event
+from tests.factories import make_run, test_event
 
 
 class Ingestion(BaseTestCase):
@@ -117,3 +117,29 @@ class RolledBackBatchTests(TestCase):
             raise RuntimeError("the outer transaction fails")
         assert published == []
         assert not run.results.exists()
+
+
+class FinishKeepsWhatArrivedMeanwhileTests(BaseTestCase):
+    def test_a_batch_stored_while_a_run_finishes_keeps_its_warning_and_message_count(self):
+        """finish_run reads the run, computes its figures, then saves: what a batch stored in
+        between (an ingested run's events, another process's live message numbers) stays."""
+        from unittest import mock
+
+        from runner.records import RunOutcome
+        from runs.execution import sink
+
+        run = make_run(self.suite, status=Run.Status.RUNNING)
+        env = Environment()
+        real = sink.measured_speedup
+
+        def meanwhile(finishing):
+            env.sink.handle_events(run.id, [{"type": "warning", "message": "late news"}])
+            Run.objects.filter(pk=run.id).update(live_seq=7)
+            return real(finishing)
+
+        with mock.patch.object(sink, "measured_speedup", meanwhile):
+            sink.finish_run(run.id, RunOutcome(run.id, 0, 1.0, None, ""))
+        run.refresh_from_db()
+        assert run.status == Run.Status.PASSED
+        assert run.warnings == "late news\n"
+        assert run.live_seq == 7

@@ -285,6 +285,20 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
     return Run.Status.ERROR, f"{head}. {outcome.message}".strip()
 
 
+# The Run columns finish_run writes.
+FINISH_FIELDS = [
+    "status",
+    "message",
+    "exit_code",
+    "log_bytes_cut",
+    "finished_at",
+    *SUMMARY_FIGURES,
+    *COUNT_COLUMNS.values(),
+    "tests_flaky",
+    "speedup_measured",
+]
+
+
 def finish_run(
     run_id: int,
     outcome: RunOutcome,
@@ -319,7 +333,9 @@ def finish_run(
         setattr(run, column, summary["tests"][key])
     run.speedup_measured = measured_speedup(run)
     with transaction.atomic():
-        run.save()
+        # Only what finishing decides: a batch stored since the row was read above keeps its
+        # warnings and the live messages' count (live_seq) is not set back.
+        run.save(update_fields=FINISH_FIELDS)
         WorkerStat.objects.bulk_create(
             [
                 WorkerStat(
