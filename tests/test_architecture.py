@@ -19,6 +19,18 @@ def lint_imports(tree: Path) -> subprocess.CompletedProcess:
     )
 
 
+def breached(tmp_path: Path, imports: dict[str, str]) -> subprocess.CompletedProcess:
+    """lint-imports on a copy of the project where each file (a path under it) gains an
+    import line."""
+    tree = copy_of_the_project(tmp_path)
+    for name, line in imports.items():
+        module = tree / name
+        module.write_text(module.read_text() + f"\n{line}  # noqa\n")
+    result = lint_imports(tree)
+    assert result.returncode == 1, result.stdout + result.stderr
+    return result
+
+
 def copy_of_the_project(tmp_path: Path) -> Path:
     tree = tmp_path / "tree"
     ignore = shutil.ignore_patterns("__pycache__", "demo_suite", "migrations")
@@ -35,24 +47,20 @@ def test_the_contracts_hold_on_the_project():
 
 
 def test_an_engine_module_importing_django_breaks_a_contract(tmp_path):
-    tree = copy_of_the_project(tmp_path)
-    assert lint_imports(tree).returncode == 0
-    metrics = tree / "runner" / "metrics.py"
-    metrics.write_text(metrics.read_text() + "\nfrom django.conf import settings  # noqa\n")
-    result = lint_imports(tree)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert lint_imports(copy_of_the_project(tmp_path / "clean")).returncode == 0  # the copy holds
+    result = breached(tmp_path, {"runner/metrics.py": "from django.conf import settings"})
     assert "runner is not allowed to import django" in result.stdout
     assert "runner.metrics -> django" in result.stdout
 
 
 def test_a_page_driving_the_pool_or_a_model_reaching_up_breaks_a_contract(tmp_path):
-    tree = copy_of_the_project(tmp_path)
-    views = tree / "runs" / "pages" / "views.py"
-    views.write_text(views.read_text() + "\nfrom runner.pool import Pool  # noqa\n")
-    suites = tree / "runs" / "models" / "suites.py"
-    suites.write_text(suites.read_text() + "\nfrom runs.execution import launch  # noqa\n")
-    result = lint_imports(tree)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result = breached(
+        tmp_path,
+        {
+            "runs/pages/views.py": "from runner.pool import Pool",
+            "runs/models/suites.py": "from runs.execution import launch",
+        },
+    )
     assert "runs.pages is not allowed to import runner.pool" in result.stdout
     assert "runs.models.suites -> runs.execution.launch" in result.stdout
 
@@ -73,12 +81,12 @@ def test_the_client_and_the_in_run_package_keep_their_boundaries(tmp_path):
     } - {"runner.inrun"}
     assert siblings <= set(inrun["forbidden_modules"]), siblings - set(inrun["forbidden_modules"])
 
-    tree = copy_of_the_project(tmp_path)
-    cli = tree / "runner" / "client" / "cli.py"
-    cli.write_text(cli.read_text() + "\nimport django  # noqa\n")
-    reporter = tree / "runner" / "inrun" / "_ptd_inrun" / "reporter.py"
-    reporter.write_text(reporter.read_text() + "\nfrom runner import pool  # noqa\n")
-    result = lint_imports(tree)
-    assert result.returncode == 1, result.stdout + result.stderr
+    result = breached(
+        tmp_path,
+        {
+            "runner/client/cli.py": "import django",
+            "runner/inrun/_ptd_inrun/reporter.py": "from runner import pool",
+        },
+    )
     assert "runner.client is not allowed to import django" in result.stdout
     assert "runner.inrun._ptd_inrun is not allowed to import runner.pool" in result.stdout

@@ -34,16 +34,22 @@ def users(django_user_model):
     return staff, member
 
 
-@override_settings(PTD_MAX_LOG_BYTES=CAP)
-def test_a_real_run_printing_more_than_the_cap_keeps_head_and_tail_and_says_so(tmp_path, users):
-    path = write_suite(tmp_path / "talkative", {"test_talk.py": TALKATIVE})
-    suite = Suite.objects.create(name="talkative", path=str(path))
+def run_to_the_end(suite: Suite) -> Run:
+    """Launch a 1-worker run of `suite` through a dispatcher of its own; the finished run."""
     RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
     with installed(Environment()) as env:
         env.start_dispatcher(max_concurrent=1, poll=0.1)
         run = launch.launch(suite)
         wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=120)
     run.refresh_from_db()
+    return run
+
+
+@override_settings(PTD_MAX_LOG_BYTES=CAP)
+def test_a_real_run_printing_more_than_the_cap_keeps_head_and_tail_and_says_so(tmp_path, users):
+    path = write_suite(tmp_path / "talkative", {"test_talk.py": TALKATIVE})
+    suite = Suite.objects.create(name="talkative", path=str(path))
+    run = run_to_the_end(suite)
     assert run.status == Run.Status.FAILED and run.tests_failed == 1
     log = launch.log_path(run).read_bytes()
     assert run.log_bytes_cut > 20_000 * 30  # the printed lines, all but the kept ends
@@ -115,12 +121,7 @@ def test_a_run_s_public_message_leaves_its_log_out(tmp_path, users, django_user_
     suite = Suite.objects.create(
         name="leaky", path=str(path), pytest_args=["-s"], env={"DEPLOY_TOKEN": secret}
     )
-    RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
-    with installed(Environment()) as env:
-        env.start_dispatcher(max_concurrent=1, poll=0.1)
-        run = launch.launch(suite)
-        wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=120)
-    run.refresh_from_db()
+    run = run_to_the_end(suite)
     assert run.status == Run.Status.ERROR and secret not in run.message, run.message
     assert run.message == (
         "pytest exited with code 3 (internal error) before finishing the session\n"
