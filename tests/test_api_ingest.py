@@ -326,3 +326,69 @@ class BackgroundHistoryTests(TransactionTestCase):
         stats = {s.nodeid: s for s in TestStat.objects.filter(suite__name="demo")}
         assert set(stats) == {"t.py::a", "t.py::b"}
         assert stats["t.py::b"].runs_failed == 1 and stats["t.py::a"].runs_seen == 1
+
+
+class FinishOnceTests(TransactionTestCase):
+    """A run is finished once: by one of two /finish calls at once, or by /finish or the
+    silent-run sweeper, whichever claims it first; the other changes nothing."""
+
+    def setUp(self):
+        self.user = User.objects.create_user("ci", password="x")
+        Suite.objects.create(name="demo", path="/tmp")
+        _, token = ApiToken.create_for(self.user, "ci")
+        self.headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    def post(self, url, data, client=None):
+        client = client or self.client
+        return client.post(url, data, content_type="application/json", **self.headers)
+
+    def start(self):
+        run_id = self.post("/api/ingest/runs", {"suite": "demo"}).json()["id"]
+        events = [test_event("t.py::a"), test_event("t.py::b", outcome="failed")]
+        assert self.post(f"/api/ingest/runs/{run_id}/events", {"events": events}).status_code == 200
+        return run_id
+
+    def test_a_run_the_sweeper_closed_is_not_finished_again(self):
+        from runs.execution.sink import close_interrupted
+
+        run_id = self.start()
+        with installed(Environment()) as env:
+            assert close_interrupted(run_id, "silent", history=env.history)
+            env.history.wait(timeout=30)
+            assert env.finish_external(run_id, 0, 1.0, "") is None
+        run = Run.objects.get(pk=run_id)
+        assert run.status == Run.Status.INTERRUPTED and run.message == "silent"
+        assert not TestStat.objects.exists()  # an unfinished run is not in the flakiness history
+
+    def test_a_claimed_run_is_not_swept(self):
+        from runs.execution.sink import close_interrupted
+
+        run_id = self.start()
+        # What /finish's claim leaves while it computes the figures: still running, finished_at set.
+        Run.objects.filter(pk=run_id).update(finished_at=Run.objects.get(pk=run_id).created_at)
+        assert not close_interrupted(run_id, "silent")
+        assert Run.objects.get(pk=run_id).status == Run.Status.RUNNING
+
+    def test_two_finish_calls_at_once_finish_it_once(self):
+        from django.test import Client
+
+        run_id = self.start()
+        barrier = threading.Barrier(4)
+        answers = []
+
+        def finish():
+            client = Client()
+            barrier.wait(timeout=30)
+            body = {"exitstatus": 1, "wall_seconds": 1}
+            answers.append(self.post(f"/api/ingest/runs/{run_id}/finish", body, client))
+
+        with installed(Environment()) as env:
+            threads = [threading.Thread(target=finish) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            env.history.wait(timeout=30)
+        codes = sorted(answer.status_code for answer in answers)
+        assert codes == [200, 409, 409, 409], [a.content for a in answers]
+        assert TestStat.objects.get(nodeid="t.py::b").runs_seen == 1

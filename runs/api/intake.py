@@ -282,7 +282,10 @@ def finish_external_run(request, run_id: int, payload: FinishIn):
     low, high = time_window(run)
     if payload.wall_seconds > high - low:
         raise HttpError(400, "wall_seconds: longer than the run has existed")
-    run = environment.current().finish_external(
+    finished = environment.current().finish_external(
         run.id, payload.exitstatus, payload.wall_seconds, payload.message
     )
+    if finished is None:
+        raise HttpError(409, f"run {run.id} is already finished")
+    run = finished
     return {"id": run.id, "status": run.status, "url": run.get_absolute_url()}

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from runner import procs
 from runner.pool import Pool, RunOutcome
@@ -70,11 +71,25 @@ class Environment:
 
         return cancel(run, self.pool)
 
-    def finish_external(self, run_id: int, returncode: int, wall: float, message: str) -> Run:
+    def finish_external(
+        self, run_id: int, returncode: int, wall: float, message: str
+    ) -> Run | None:
         """An outside run's end (ingestion's /finish), finished like one run here. The CI job
-        waits on this answer: the flakiness summary folds on the history thread."""
+        waits on this answer: the flakiness summary folds on the history thread.
+
+        None when the run is no longer running: the run is claimed first (its ``finished_at``
+        set while still running, in one conditional UPDATE), so two /finish calls at once, or
+        /finish and the silent-run sweeper (``close_interrupted`` claims the same way), never
+        both finish it, and its tests never fold into the flakiness summary twice."""
+        running = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING)
+        if not running.filter(finished_at__isnull=True).update(finished_at=timezone.now()):
+            return None
         outcome = RunOutcome(run_id, returncode, wall, reason=None, message=message)
-        run = finish_run(run_id, outcome, history=self.history, background_history=True)
+        try:
+            run = finish_run(run_id, outcome, history=self.history, background_history=True)
+        except BaseException:
+            running.update(finished_at=None)  # unclaimed: the sweeper can still close it
+            raise
         if self.publisher.reachable(run_id):
             finished = {"type": "finished", "run": run.to_dict()}
             transaction.on_commit(lambda: self.publisher.publish(run_id, finished))

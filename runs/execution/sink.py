@@ -361,9 +361,10 @@ def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool
     fell silent) becomes interrupted, with the figures of the results stored so far. False
     when it was no longer running."""
     now = now or timezone.now()
-    claimed = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING).update(
-        status=Run.Status.INTERRUPTED, finished_at=now, message=message
-    )
+    # finished_at is set while running only by a /finish that claimed the run (finish_external).
+    claimed = Run.objects.filter(
+        pk=run_id, status=Run.Status.RUNNING, finished_at__isnull=True
+    ).update(status=Run.Status.INTERRUPTED, finished_at=now, message=message)
     if not claimed:
         return False
     run = Run.objects.get(pk=run_id)
