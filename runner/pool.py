@@ -280,7 +280,9 @@ class Pool:
             timer.start()
         if cancelled_early:  # cancel() came while the process was being started
             threading.Thread(target=self._terminate, args=(run, "cancelled"), daemon=True).start()
-        returncode = proc.wait()
+        # Exited but not reaped yet: until proc.wait() below, its pid (its group's id) cannot
+        # be given to another process, so the sweep of its group reaches only the run's own.
+        procs.wait_exited(proc)
         wall = time.monotonic() - started
         run.exited.set()
         if timer is not None:
@@ -289,6 +291,7 @@ class Pool:
         # left its process group too.
         procs.end_group(proc.pid, min(self.grace, 1.0), leader=proc.pid)
         tracker.end(min(self.grace, 1.0), leader=proc.pid)
+        returncode = proc.wait()
         if self._zygotes is not None:
             self._zygotes.replenish(spec.argv, spec.cwd, env)
         reader.join(10.0)

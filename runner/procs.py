@@ -115,6 +115,23 @@ def signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def wait_exited(proc) -> None:
+    """Block until ``proc`` has exited, leaving it for ``proc.wait()`` to reap: while it is a
+    zombie, its pid cannot be reused. A process that is not our child (a zygote's run, which
+    its zygote reaps) is waited for by ``proc.wait()`` itself."""
+    if not isinstance(proc, subprocess.Popen) or not hasattr(os, "waitid"):
+        proc.wait()
+        return
+    while True:
+        try:
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped already (by proc.wait() elsewhere)
+            return
+
+
 def end_group(pgid: int, grace: float, leader: int | None = None, poll: float = 0.02) -> bool:
     """SIGTERM the group, SIGKILL whatever is left after ``grace`` s; True once it is gone.
 

@@ -156,7 +156,7 @@ class Zygote:
                     if not late:
                         self._answer.update(message)
                         self._answered.set()
-                if late and isinstance(message.get("pid"), int):
+                if late and isinstance(message.get("pid"), int) and message["pid"] > 1:
                     # Its run was started cold meanwhile: this copy must not run too. (The
                     # zygote answers once the child leads its own process group.)
                     with contextlib.suppress(OSError):

@@ -250,3 +250,15 @@ def test_a_run_dies_with_its_server(tmp_path, fast_pytest_cmd, warm):
         supervisor.wait()
         if child:
             kill_left(child)
+
+
+def test_an_exited_run_keeps_its_pid_until_its_group_is_swept():
+    """wait_exited leaves the leader a zombie: its pid, the id of the group the pool sweeps
+    next, cannot go to an unrelated process before proc.wait() reaps it."""
+    proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+    procs.wait_exited(proc)
+    assert lifeline.stat_fields(proc.pid)[0] == "Z"
+    assert not procs.group_alive(proc.pid, exclude=proc.pid)  # a zombie is not running
+    assert lifeline.stat_fields(proc.pid)[0] == "Z"  # and the sweep did not reap it
+    assert proc.wait(timeout=5) == 3
+    assert lifeline.stat_fields(proc.pid) is None
