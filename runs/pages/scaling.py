@@ -17,8 +17,9 @@ from runs.models import Run, RunConfig, Suite
 
 
 def _config(suite: Suite, name: str) -> RunConfig:
-    if not name:
-        return suite.default_config()
+    default = suite.default_config()  # unsaved until the suite's first launch
+    if not name or name == default.name:
+        return default
     return get_object_or_404(RunConfig, suite=suite, name=name)
 
 
