@@ -87,8 +87,9 @@ class ScalingOut(Schema):
 
 
 def find_config(suite: Suite, ref) -> RunConfig:
-    if ref is None or ref == "":
-        return suite.default_config()
+    default = suite.default_config()  # unsaved until the suite's first launch
+    if ref is None or ref == "" or ref == default.name:
+        return default
     configs = suite.configs.all()
     found = configs.filter(pk=ref).first() if isinstance(ref, int) else None
     found = found or configs.filter(name=str(ref)).first()
