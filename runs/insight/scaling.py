@@ -96,6 +96,8 @@ def recommend(pts: list[dict], tolerance: float = TOLERANCE) -> tuple[int | None
         )
     if len(pts) == 1:
         reason += " Only one worker count measured: sweep several to compare."
+    elif pick["workers"] == max(p["workers"] for p in pts):
+        reason += " It is the largest count measured: sweep higher counts to see if more help."
     return pick["workers"], reason
 
 

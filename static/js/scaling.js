@@ -32,8 +32,8 @@
         hovertemplate: "%{x} workers: %{y:.2f}×<br>%{text}<extra>measured</extra>" });
       const layout = {
         title: { text: "Measured speedup (wall at 1 worker / wall at N)" },
-        margin: { t: 60, l: 60, r: 30, b: 50 }, hovermode: "closest",
-        legend: { orientation: "h", x: 0, y: -0.2 },
+        margin: { t: 60, l: 60, r: 30, b: 90 }, hovermode: "closest",
+        legend: { orientation: "h", x: 0, y: -0.3 },
         xaxis: { title: { text: "workers" }, tickvals: ns, range: [0.5, top + 0.5] },
         yaxis: { title: { text: "speedup" }, rangemode: "tozero", tickformat: ".1f" },
       };
