@@ -223,7 +223,7 @@ def claim_next() -> Run | None:
     step before it to finish (runs.execution.sweep)."""
     for run_id, snap in (
         Run.objects.filter(status=Run.Status.QUEUED)
-        .order_by("created_at", "id")[:20]
+        .order_by("created_at", "id")[:50]
         .values_list("id", "config_snapshot")
     ):
         if waits_for_sweep_step(snap):

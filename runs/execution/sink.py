@@ -166,6 +166,8 @@ class DbSink:
         marks: dict[str, float] = {}  # moments for the run's time breakdown
         for event in events:
             kind = event.get("type")
+            if kind in ("session_start", "collected"):
+                marks.setdefault(kind, event.get("time"))
             if kind == "test":
                 result = result_from_event(run_id, event)
                 results.append(result)
@@ -179,11 +181,8 @@ class DbSink:
                 )
             elif kind == "collected":
                 run_fields["collected"] = int(event.get("count") or 0)
-                marks.setdefault("collected", event.get("time"))
-            elif kind == "session_start":
-                if event.get("workers"):
-                    run_fields["workers"] = int(event["workers"])
-                marks.setdefault("session_start", event.get("time"))
+            elif kind == "session_start" and event.get("workers"):
+                run_fields["workers"] = int(event["workers"])
             elif kind == "warning":  # the engine works in a degraded way: say it on the page
                 line = " ".join(str(event.get("message") or "").split())[:1000]
                 log.warning("run %s: %s", run_id, line)
