@@ -77,6 +77,9 @@ def test_sweep_from_the_scaling_page_then_its_curve_and_a_run_breakdown(server, 
         assert page.locator("#scaling-points tbody tr").count() == 2
         page.click("#scaling-points tbody tr:last-child td:last-child a")
         page.wait_for_selector("#time-breakdown svg.breakdown-bar")
+        assert "step 2 of 2" in page.inner_text("dl.facts")
+        link = page.get_attribute("#sweep-scaling-link", "href")
+        assert link.startswith("/suites/sweepme/scaling/")
         parts = page.eval_on_selector_all(
             "#time-breakdown svg.breakdown-bar g", "gs => gs.map(g => g.dataset.part)"
         )

@@ -129,3 +129,30 @@ def test_time_breakdown_of_a_run_whose_phases_we_control(tmp_path, dispatcher, s
     assert 1.6 <= b["idle"] <= 2 * b["tests"]
     stdout = staff.get(f"/runs/{run.id}/").content.decode()
     assert 'id="time-breakdown"' in stdout and 'data-part="teardown"' in stdout
+
+
+def test_an_ingested_run_has_its_breakdown_too(staff):
+    """Outside runs finish through the same code: their events carry the same moments."""
+    from runs.models import ApiToken
+    from tests.factories import DEMO_DIR, test_event
+
+    Suite.objects.create(name="demo", path=str(DEMO_DIR))
+    user = get_user_model().objects.get(username="lead")
+    _, token = ApiToken.create_for(user, "ci")
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    run_id = staff.post("/api/ingest/runs", {"suite": "demo", "workers": 2},
+                        content_type="application/json", **auth).json()["id"]  # fmt: skip
+    started = Run.objects.get(pk=run_id).started_at.timestamp()
+    events = [
+        {"type": "session_start", "workers": 2, "pid": 1, "time": started + 0.5},
+        {"type": "collected", "count": 2, "time": started + 1.0},
+        test_event("t.py::a", worker="gw0", start=started + 1.5, duration=1.0),
+        test_event("t.py::b", worker="gw1", start=started + 1.5, duration=0.5),
+    ]
+    staff.post(f"/api/ingest/runs/{run_id}/events", {"events": events},
+               content_type="application/json", **auth)  # fmt: skip
+    staff.post(f"/api/ingest/runs/{run_id}/finish", {"exitstatus": 0, "wall_seconds": 3.0},
+               content_type="application/json", **auth)  # fmt: skip
+    b = staff.get(f"/api/runs/{run_id}").json()["time_breakdown"]
+    assert (b["startup"], b["collection"], b["tests"], b["teardown"]) == (1.0, 0.5, 1.0, 0.5)
+    assert b["idle"] == 0.5
