@@ -162,7 +162,9 @@ class Run(models.Model):
     def breakdown(self) -> dict | None:
         """The finished breakdown (None while running, or for a run without timings)."""
         tb = self.time_breakdown
-        return tb if tb and "startup" in tb else None
+        if not tb or "startup" not in tb:
+            return None
+        return {k: v for k, v in tb.items() if k != "marks"}  # marks: the sink's working data
 
     def metrics_dict(self) -> dict:
         return {
