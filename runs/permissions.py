@@ -36,6 +36,12 @@ def can_launch(user) -> bool:
     return can_view(user)
 
 
+def can_sweep(user) -> bool:
+    """Start a sweep: runs of an existing configuration at several worker counts, one after
+    another (as many runs as counts: launching, bounded by runs.execution.sweep.MAX_STEPS)."""
+    return can_launch(user)
+
+
 def can_cancel(user, run) -> bool:
     return is_staff(user) or owns(user, run)
 
@@ -93,6 +99,7 @@ def page_permission(check, message: str):
 
 
 launch_page = page_permission(can_launch, "You may not launch runs.")
+sweep_page = page_permission(can_sweep, "You may not launch runs.")
 staff_only_page = page_permission(
     can_edit_suite, "Only staff can do this: suites and their settings execute code."
 )
@@ -106,6 +113,7 @@ def context(request) -> dict:
     return {
         "may": {
             "launch": can_launch(user),
+            "sweep": can_sweep(user),
             "edit_suite": can_edit_suite(user),
             "quarantine": can_quarantine(user),
             "admin": is_staff(user),

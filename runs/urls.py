@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.pages import flaky, report, tokens, trends, views
+from runs.pages import flaky, report, scaling, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -25,6 +25,9 @@ urlpatterns = [
     path("suites/<str:name>/report/", report.report_page, name="report"),
     path("suites/<str:name>/report/runs.csv", report.runs_csv, name="report_runs_csv"),
     path("suites/<str:name>/report/tests.csv", report.tests_csv, name="report_tests_csv"),
+    # Scaling: sweeps and the speedup curve (issue #17)
+    path("suites/<str:name>/scaling/", scaling.scaling_page, name="scaling"),
+    path("suites/<str:name>/sweep/", scaling.start_sweep, name="sweep"),
     path("runs/", views.run_list, name="runs"),
     path("runs/rows/", views.run_rows, name="run_rows"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),

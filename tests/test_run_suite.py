@@ -74,6 +74,9 @@ def test_failed_run_exit_1_with_json_summary(data_dir, tmp_path):
     assert sorted(w["id"] for w in summary["per_worker"]) == ["gw0", "gw1"]
     assert sum(w["tests"] for w in summary["per_worker"]) == 6
     assert summary["wall_seconds"] > 0 and summary["serial_seconds"] >= 0.1
+    parts = summary["time_breakdown"]  # issue #17: where the time went
+    total = sum(parts[k] for k in ("startup", "collection", "tests", "teardown"))
+    assert total == pytest.approx(summary["wall_seconds"], abs=0.01) and "marks" not in parts
     assert "[6/6]" in out.stderr  # the progress line reached the end
 
 

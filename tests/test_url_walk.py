@@ -72,6 +72,12 @@ TABLE = {
     ("api/suites/<suite_id>/flaky", "suite_flaky"): ("get", None, API_READ),
     ("api/suites/<suite_id>/trends", "suite_trends"): ("get", None, API_READ),
     ("api/tests/<suite_id>/<path:nodeid>/history", "test_history"): ("get", None, API_READ),
+    ("api/suites/<suite_id>/scaling", "suite_scaling_view"): ("get", None, API_READ),
+    ("api/suites/<suite_id>/sweep", "start_sweep"): (
+        "post",
+        {"workers": [1, 2]},
+        {"anon": 401, **everyone(201)},
+    ),
     ("api/ingest/runs", "create_external_run"): (
         "post",
         {"suite": "demo"},
@@ -121,6 +127,12 @@ TABLE = {
     ("suites/<str:name>/report/", "report"): ("get", None, VIEW),
     ("suites/<str:name>/report/runs.csv", "report_runs_csv"): ("get", None, VIEW),
     ("suites/<str:name>/report/tests.csv", "report_tests_csv"): ("get", None, VIEW),
+    ("suites/<str:name>/scaling/", "scaling"): ("get", None, VIEW),
+    ("suites/<str:name>/sweep/", "sweep"): (
+        "post",
+        {"workers": "1, 2"},
+        {"anon": LOGIN, **everyone(302)},
+    ),
     ("runs/", "runs"): ("get", None, VIEW),
     ("runs/rows/", "run_rows"): ("get", None, VIEW),
     ("runs/<int:run_id>/", "run"): ("get", None, VIEW),

@@ -102,6 +102,9 @@ class EventIn(BaseModel):
     count: int | None = Field(None, ge=0, le=100_000_000)
     workers: int | None = Field(None, ge=0, le=MAX_WORKERS_EXTERNAL)
     exitstatus: int | None = Field(None, ge=-1000, le=1000)
+    # When the plugin emitted it (the CI machine's clock): session start and collection finish
+    # feed the run's time breakdown, which clamps them to the run's time.
+    time: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
 
 
 class EventBatch(Schema):

@@ -56,6 +56,31 @@ class WorkerOut(Schema):
     busy_seconds: float
 
 
+class Finding(Schema):
+    part: str
+    message: str
+
+
+class LongestTest(Schema):
+    nodeid: str
+    seconds: float
+
+
+# runs.insight.breakdown: seconds of the wall (idle: worker-seconds inside the test phase).
+class BreakdownOut(Schema):
+    startup: float
+    collection: float
+    tests: float
+    idle: float
+    teardown: float
+    tail: float
+    wall: float
+    workers: int
+    idle_share: float
+    longest_test: LongestTest | None = None
+    findings: list[Finding] = []
+
+
 class RunOut(Schema):
     run_id: int
     id: int
@@ -81,6 +106,7 @@ class RunOut(Schema):
     efficiency: float | None
     balance: float | None
     flakiness_rate: float | None
+    time_breakdown: BreakdownOut | None
     tests: TestsOut
     per_worker: list[WorkerOut]
     url: str

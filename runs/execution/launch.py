@@ -212,12 +212,22 @@ def claim(run_id: int) -> bool:
     )
 
 
+def waits_for_sweep_step(snapshot: dict) -> bool:
+    """Whether a queued run is a sweep's step whose previous step has not finished."""
+    after = (snapshot.get("sweep") or {}).get("after")
+    return bool(after) and Run.objects.filter(pk=after, status__in=Run.ACTIVE).exists()
+
+
 def claim_next() -> Run | None:
-    for run_id in (
+    """The oldest queued run this process may start, claimed; a sweep's step waits for the
+    step before it to finish (runs.execution.sweep)."""
+    for run_id, snap in (
         Run.objects.filter(status=Run.Status.QUEUED)
-        .order_by("created_at", "id")[:5]
-        .values_list("id", flat=True)
+        .order_by("created_at", "id")[:50]
+        .values_list("id", "config_snapshot")
     ):
+        if waits_for_sweep_step(snap):
+            continue
         if claim(run_id):
             return Run.objects.select_related("suite").get(pk=run_id)
     return None

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome, exit_meaning
+from runs.execution.timing import add_marks, time_breakdown
 from runs.flaky.quarantine import apply_quarantine
 from runs.flaky.recorder import HistoryRecorder, record_run_safely
 from runs.live.publish import chunked
@@ -162,8 +163,11 @@ class DbSink:
         deltas: dict[str, WorkerDelta] = {}
         run_fields: dict = {}
         warnings: list[str] = []
+        marks: dict[str, float] = {}  # moments for the run's time breakdown
         for event in events:
             kind = event.get("type")
+            if kind in ("session_start", "collected"):
+                marks.setdefault(kind, event.get("time"))
             if kind == "test":
                 result = result_from_event(run_id, event)
                 results.append(result)
@@ -202,6 +206,8 @@ class DbSink:
                 run_fields["warnings"] = Concat(F("warnings"), Value("".join(warnings)))
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
+            if marks:
+                add_marks(run_id, marks)
             if publishing:
                 progress = Run.objects.values(*COUNT_COLUMNS.values(), "collected").get(pk=run_id)
                 # After the commit (of an outer transaction too: ingestion's): a client that
@@ -296,6 +302,7 @@ FINISH_FIELDS = [
     *COUNT_COLUMNS.values(),
     "tests_flaky",
     "speedup_measured",
+    "time_breakdown",
 ]
 
 
@@ -312,7 +319,7 @@ def finish_run(
     run = Run.objects.select_related("suite").get(pk=run_id)
     tests = list(
         TestResult.objects.filter(run_id=run_id).values(
-            "nodeid", "worker", "outcome", "duration", "start", "stop"
+            "nodeid", "worker", "outcome", "duration", "start", "stop", "group"
         )
     )
     # Collection errors count as errors but belong to no worker (they would skew balance).
@@ -332,6 +339,7 @@ def finish_run(
     for key, column in {**COUNT_COLUMNS, "flaky": "tests_flaky"}.items():
         setattr(run, column, summary["tests"][key])
     run.speedup_measured = measured_speedup(run)
+    run.time_breakdown = time_breakdown(run, executed)
     with transaction.atomic():
         # Only what finishing decides: a batch stored since the row was read above keeps its
         # warnings and the live messages' count (live_seq) is not set back.

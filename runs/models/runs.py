@@ -86,6 +86,9 @@ class Run(models.Model):
     # Live page: the number of the last websocket message published for this run (runs.live),
     # so a client that missed one knows it and asks for a snapshot.
     live_seq = models.PositiveBigIntegerField(default=0)
+    # Where the wall time went (runs.insight.breakdown), computed when the run finishes. While
+    # it runs, {"marks": {...}}: the moments its events carried (session start, collection).
+    time_breakdown = models.JSONField(null=True, blank=True)
 
     objects = RunQuerySet.as_manager()
 
@@ -149,6 +152,20 @@ class Run(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    @property
+    def sweep(self) -> dict:
+        """{"id", "step", "steps", "after"} when the run is a step of a sweep (runs.execution.
+        sweep), else {}."""
+        return self.config_snapshot.get("sweep") or {}
+
+    @property
+    def breakdown(self) -> dict | None:
+        """The finished breakdown (None while running, or for a run without timings)."""
+        tb = self.time_breakdown
+        if not tb or "startup" not in tb:
+            return None
+        return {k: v for k, v in tb.items() if k != "marks"}  # marks: the sink's working data
+
     def metrics_dict(self) -> dict:
         return {
             "wall_seconds": self.wall_seconds,
@@ -186,6 +203,7 @@ class Run(models.Model):
             "engine": self.engine,
             "workers": self.workers,
             **self.metrics_dict(),
+            "time_breakdown": self.breakdown,
             "tests": self.tests_dict(),
             "per_worker": [
                 {"id": w.worker, "tests": w.tests, "busy_seconds": round(w.busy_seconds, 6)}
@@ -215,6 +233,7 @@ class Run(models.Model):
             "warnings": self.warnings.splitlines(),
             "collected": self.collected,
             **self.metrics_dict(),
+            "time_breakdown": self.breakdown,
             "tests": self.tests_dict(),
             "url": self.get_absolute_url(),
         }

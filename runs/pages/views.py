@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from runs import permissions
 from runs.execution import environment, launch
+from runs.insight import breakdown
 from runs.models import Run, RunConfig, Suite, TestResult
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
@@ -209,6 +210,7 @@ def run_detail(request, run_id):
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
             "failing_outcomes": " ".join(TestResult.FAILING),
+            "breakdown_bar": breakdown.bar(run.breakdown) if run.breakdown else None,
         },
     )
 
