@@ -281,7 +281,12 @@ class TestResult(models.Model):
         "duration",
         "longrepr",
         "group",
+        "stdout",
+        "stderr",
+        "log",
     )
+    # What a test printed (runner/inrun/_ptd_inrun/output.py keeps it, capped): its labels.
+    OUTPUT = (("stdout", "stdout"), ("stderr", "stderr"), ("log", "log records"))
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
@@ -295,6 +300,10 @@ class TestResult(models.Model):
     longrepr = models.TextField(blank=True)
     # The test's xdist_group under --dist loadgroup (from its marks), else "".
     group = models.CharField(max_length=200, blank=True, default="")
+    # Its captured output: failing attempts always, passing ones under capture_passed.
+    stdout = models.TextField(blank=True, default="")
+    stderr = models.TextField(blank=True, default="")
+    log = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["run", "start", "id"]
@@ -312,3 +321,7 @@ class TestResult(models.Model):
 
     def to_dict(self) -> dict:
         return {field: getattr(self, field) for field in self.FIELDS}
+
+    def output(self) -> list[tuple[str, str]]:
+        """``[(label, text)]`` of the streams it printed to (pages show them in this order)."""
+        return [(label, getattr(self, f)) for f, label in self.OUTPUT if getattr(self, f)]
