@@ -208,6 +208,7 @@ def run_detail(request, run_id):
             "can_read_log": permissions.can_read_log(user, run),
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
+            "output_cap": settings.PTD_MAX_OUTPUT_PER_TEST,
             "failing_outcomes": " ".join(TestResult.FAILING),
         },
     )
