@@ -27,7 +27,7 @@ from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
-OUTPUT_MAX = 2 * settings.PTD_MAX_OUTPUT_PER_TEST + 200  # characters: the cap is in bytes
+OUTPUT_MAX = 2 * settings.PTD_MAX_OUTPUT_PER_TEST + 200  # characters of a stream (cap: bytes)
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 # runner.metrics.summarize's figures stored as they are on the Run.
 SUMMARY_FIGURES = (
@@ -82,11 +82,8 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
         duration=event.get("duration") or 0.0,
         longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
         group=str(event.get("group") or "")[:200],
-        # Cut in the run already (_ptd_inrun/output.py); an ingested run's sender is trusted
-        # no further than this: a stream keeps at most twice the cap, in characters.
-        stdout=str(event.get("stdout") or "")[:OUTPUT_MAX],
-        stderr=str(event.get("stderr") or "")[:OUTPUT_MAX],
-        log=str(event.get("log") or "")[:OUTPUT_MAX],
+        # Cut in the run already (_ptd_inrun/output.py); here for what ingestion sends.
+        **{key: str(event.get(key) or "")[:OUTPUT_MAX] for key in ("stdout", "stderr", "log")},
     )
 
 
