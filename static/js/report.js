@@ -26,9 +26,9 @@
     line("efficiency", "efficiency", { yaxis: "y2" }),
     { type: "scatter", mode: "lines", name: "efficiency target", x: ends, y: [0.75, 0.75], yaxis: "y2",
       line: { dash: "dash", color: "#b45309" }, hoverinfo: "skip" },
-  ], { height: 420, xaxis: { anchor: "y2" },
-       yaxis: { domain: [0.42, 1], rangemode: "tozero", title: { text: "× (speedup, balance)" }, tickformat: ".1f" },
-       yaxis2: { anchor: "x", domain: [0, 0.32], range: [0, 1.05], dtick: 0.25, title: { text: "efficiency" } } });
+  ], { height: 460, xaxis: { anchor: "y2" }, legend: { orientation: "h", y: -0.12 },
+       yaxis: { domain: [0.45, 1], rangemode: "tozero", title: { text: "× (speedup, balance)" }, tickformat: ".1f" },
+       yaxis2: { anchor: "x", domain: [0, 0.35], range: [0, 1.05], tickvals: [0, 0.5, 0.75, 1], title: { text: "efficiency" } } });
   plot("report-flakiness", "Flakiness rate (target < 0.001)", [
     line("flakiness_rate", "flakiness rate"),
     { type: "scatter", mode: "lines", name: "target", x: [x[0], x[x.length - 1]], y: [0.001, 0.001],
