@@ -263,7 +263,7 @@ class DbSink:
 
 
 def live_result(result: ResultRow) -> dict:
-    return {key: getattr(result, key) for key in TestResult.FIELDS}
+    return TestResult.live({key: getattr(result, key) for key in TestResult.FIELDS})
 
 
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
