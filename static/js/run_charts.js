@@ -9,8 +9,8 @@
     passed: "#16a34a", failed: "#dc2626", error: "#b91c1c", crashed: "#7f1d1d",
     skipped: "#9ca3af", xfailed: "#a3a3a3", xpassed: "#65a30d", rerun: "#f59e0b",
   };
-  // Passed tests by duration: quick ones pale, slow ones dark, so they stand out; failing
-  // outcomes keep their reds and are drawn last (on top of their neighbours).
+  // Passed tests by duration (its key: .scale-bar in ptd.css), quick ones pale, slow ones
+  // dark, so they stand out; failing outcomes keep their reds and are drawn last (on top).
   const DURATION_SCALE = [[0, "#bbf7d0"], [0.35, "#22c55e"], [0.7, "#15803d"], [1, "#1e3a8a"]];
   const ON_TOP = ["rerun", "failed", "error", "crashed"];
   const CONFIG = { displayModeBar: false, responsive: true };
@@ -80,7 +80,7 @@
     return [...byOutcome.entries()].sort((a, b) => order(a[0]) - order(b[0])).map(([outcome, t]) => {
       const marker = outcome === "passed"
         ? { color: t.d, colorscale: DURATION_SCALE, cmin: 0, cmax: Math.max(slowest, 0.001),
-            colorbar: { title: { text: "passed, s" }, thickness: 10, len: 0.8 } }
+            showscale: false } // plotly's colorbar sets inline styles (CSP): the page has its key
         : { color: COLORS[outcome] || "#64748b" };
       return { type: "bar", orientation: "h", name: outcome, x: t.x, base: t.base, y: t.y,
                text: t.text, hoverinfo: "text", textposition: "none", marker, showlegend: true };
@@ -92,12 +92,14 @@
     const t0 = state.t0 || 0;
     const span = Math.max((state.end || t0) - t0, 0.001);
     // The smallest width a bar may have, in seconds: MIN_BAR_PX of the plot's width.
-    const plotPx = Math.max(100, box.clientWidth - 170);
+    const plotPx = Math.max(100, box.clientWidth - 100);
     const minWidth = (span * MIN_BAR_PX) / plotPx;
     const sliced = state.running && results.length > LIVE_BARS;
     const bars = sliced ? sliceBars(results, t0, span, state.failing) : testBars(results, t0);
     let slowest = 0;
     for (const b of bars) if (b.outcome === "passed" && b.duration > slowest) slowest = b.duration;
+    const key = document.getElementById("gantt-scale-max");
+    if (key) key.textContent = `${seconds(slowest)} s`;
     const lanes = new Set(bars.map((b) => b.worker)).size;
     Plotly.react(box, barTraces(bars, minWidth, slowest), {
       barmode: "overlay", margin: { t: 20, l: 60, r: 20, b: 40 },
