@@ -179,6 +179,16 @@ def test_capture_passed_is_one_launch_option_everywhere(noisy, users):
     assert Run.objects.get(pk=made.json()["id"]).config_snapshot["capture_passed"] is True
     env = launch.build_spec(Run.objects.get(pk=made.json()["id"])).env
     assert env["PTD_CAPTURE_PASSED"] == "1" and int(env["PTD_MAX_OUTPUT_PER_TEST"]) > 0
+    # The launch form: "as configured", yes or no.
+    page = Client()
+    page.force_login(member)
+    config = noisy.default_config().pk
+    response = page.post("/suites/noisy/", {"config": config, "capture_passed": "yes"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Run.objects.latest("id").config_snapshot["capture_passed"] is True
+    page.post("/suites/noisy/", {"config": config, "capture_passed": ""})
+    assert Run.objects.latest("id").config_snapshot["capture_passed"] is False  # as configured
+    assert page.post("/suites/noisy/", {"config": config, "capture_passed": "x"}).status_code == 400
 
 
 def test_ingested_output_is_stored_and_cut_to_the_servers_cap(users):
