@@ -246,3 +246,13 @@ def test_budget_per_test_per_run_and_passing():
     third = budget.keep("failed", [("Captured log call", "c" * 10)])["log"]
     assert third.startswith("[… 10 bytes cut]") and "cc" not in third
     assert OutputBudget(10, 10, capture_passed=True).keep("passed", [("Captured stdout call", "p")])
+
+
+def test_passing_output_or_other_caps_keep_the_warm_interpreter():
+    from runner import warm
+
+    if not warm.supported():
+        pytest.skip("no warm starts on this platform")
+    argv, env = ["/usr/bin/python3", "-m", "pytest"], {"PATH": "/usr/bin"}
+    asked = {**env, "PTD_CAPTURE_PASSED": "1", "PTD_MAX_OUTPUT_PER_TEST": "100"}
+    assert warm.Zygotes._key(argv, "/s", asked) == warm.Zygotes._key(argv, "/s", env)
