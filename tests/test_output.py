@@ -7,6 +7,7 @@ under capture_passed; everything escaped. The live run page's part is in test_br
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -256,3 +257,26 @@ def test_passing_output_or_other_caps_keep_the_warm_interpreter():
     argv, env = ["/usr/bin/python3", "-m", "pytest"], {"PATH": "/usr/bin"}
     asked = {**env, "PTD_CAPTURE_PASSED": "1", "PTD_MAX_OUTPUT_PER_TEST": "100"}
     assert warm.Zygotes._key(argv, "/s", asked) == warm.Zygotes._key(argv, "/s", env)
+
+
+def test_the_ingestion_plugin_sends_what_tests_printed_within_the_ci_jobs_caps(tmp_path):
+    """A real `pytest -n 2` with the ingestion plugin, its dashboard down: the spooled events
+    (what `ptd upload` sends) carry the failing tests' output, cut to the job's caps."""
+    from tests.servers import free_port
+    from tests.test_ingest import pytest_run
+
+    suite = write_suite(tmp_path / "ci", {"test_noisy.py": NOISY})
+    spool = tmp_path / "spool.jsonl"
+    caps = {"PTD_MAX_OUTPUT_PER_TEST": "300", "PTD_CAPTURE_PASSED": "1"}
+    out = pytest_run(
+        suite, "-n", "2", "--ptd-url", f"http://127.0.0.1:{free_port()}", "--ptd-token",
+        "ptd_unused", "--ptd-suite", "ci", "--ptd-spool", str(spool), extra_env=caps,
+    )  # fmt: skip
+    assert out.returncode == 1 and "3 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    events = [json.loads(line) for line in spool.read_text().splitlines()]
+    tests = {e["nodeid"].split("::")[-1]: e for e in events if e.get("type") == "test"}
+    assert tests["test_fails_noisily"]["stderr"] == "CALL-ERR\n"
+    assert "CALL-LOG" in tests["test_fails_noisily"]["log"]
+    assert tests["test_passes"]["stdout"] == "PASSING-OUT\n"
+    big = tests["test_megabyte"]["stdout"]
+    assert len(big.encode()) < 400 and "bytes cut]" in big
