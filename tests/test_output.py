@@ -54,6 +54,11 @@ def test_script():
 
 def test_passes():
     print("PASSING-OUT")
+
+
+def test_nul():
+    print("NUL\\x00BYTE")
+    assert False
 """
 PER_TEST = 4096
 
@@ -106,6 +111,7 @@ def test_a_failing_tests_output_is_stored_and_shown_everywhere(noisy, users, eng
     assert len(big.encode()) <= PER_TEST + 100
     assert big.startswith("HEAD") and big.rstrip().endswith("TAIL")
     assert f"[… {1_000_009 - PER_TEST} bytes cut]" in big
+    assert tests["test_nul"].stdout == "NUL\ufffdBYTE\n"  # PostgreSQL refuses NUL
     # A passing test's output is not kept by default.
     assert tests["test_passes"].stdout == ""
 
@@ -227,6 +233,9 @@ def test_streams_keep_each_section_once_and_label_phases():
     ]
     assert streams_of(sections) == {"stdout": "--- setup ---\ns\n--- call ---\nc\n", "log": "L\n"}
     assert streams_of([("Captured stderr call", "e")]) == {"stderr": "e"}
+    # What PostgreSQL would refuse (NUL) or UTF-8 cannot encode (a lone surrogate) is replaced.
+    nul = streams_of([("Captured stdout call", "a\x00b\udc80c")])["stdout"]
+    assert nul == "a\ufffdb?c"
 
 
 def test_cut_keeps_head_and_tail_in_whole_characters():
@@ -272,7 +281,7 @@ def test_the_ingestion_plugin_sends_what_tests_printed_within_the_ci_jobs_caps(t
         suite, "-n", "2", "--ptd-url", f"http://127.0.0.1:{free_port()}", "--ptd-token",
         "ptd_unused", "--ptd-suite", "ci", "--ptd-spool", str(spool), extra_env=caps,
     )  # fmt: skip
-    assert out.returncode == 1 and "3 failed, 1 passed" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 1 and "4 failed, 1 passed" in out.stdout, out.stdout + out.stderr
     events = [json.loads(line) for line in spool.read_text().splitlines()]
     tests = {e["nodeid"].split("::")[-1]: e for e in events if e.get("type") == "test"}
     assert tests["test_fails_noisily"]["stderr"] == "CALL-ERR\n"

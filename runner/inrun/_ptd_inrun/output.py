@@ -44,6 +44,17 @@ def cut(text: str, limit: int) -> str:
     return f"{head}\n[… {len(data) - limit} bytes cut]\n{tail}"
 
 
+def storable(text: str) -> str:
+    """Text every database takes: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def streams_of(sections: Iterable[tuple[str, str]]) -> dict[str, str]:
     """``{"stdout": ..., "stderr": ..., "log": ...}`` from a report's sections (only those
     with text). A stream captured in several phases says which phase printed what."""
@@ -56,7 +67,7 @@ def streams_of(sections: Iterable[tuple[str, str]]) -> dict[str, str]:
         if title in seen or not content:
             continue
         seen.add(title)
-        by_stream.setdefault(parts[1], []).append((parts[2], str(content)))
+        by_stream.setdefault(parts[1], []).append((parts[2], storable(str(content))))
     out = {}
     for stream, pieces in by_stream.items():
         if len(pieces) == 1 and pieces[0][0] == "call":
