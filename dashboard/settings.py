@@ -178,6 +178,9 @@ PTD_WARM_START = env_bool("PTD_WARM_START", True)
 PTD_RUNS_DIR = DATA_DIR / "runs"
 # A run's log keeps at most this much of its output: the first and the last halves.
 PTD_MAX_LOG_BYTES = env_int("PTD_MAX_LOG_BYTES", 10 * 1024 * 1024, minimum=4096)
+# What tests printed (stdout, stderr, log records): each stream of one attempt, and a run's all.
+PTD_MAX_OUTPUT_PER_TEST = env_int("PTD_MAX_OUTPUT_PER_TEST", 16 * 1024, minimum=256)
+PTD_MAX_OUTPUT_PER_RUN = env_int("PTD_MAX_OUTPUT_PER_RUN", 4 * 1024 * 1024, minimum=1024)
 # Runs cache bytecode and pytest's rewritten test modules here, not in the suite's folders
 # (empty: write none, and rewrite every test module in every run).
 PTD_PYCACHE_DIR = env_str("PTD_PYCACHE_DIR", str(DATA_DIR / "pycache"))

@@ -23,7 +23,7 @@ AUTO_WORKERS = 0  # how "auto" (one worker per CPU core, like -n auto) is stored
 @dataclass(frozen=True)
 class Option:
     name: str
-    kind: str  # "workers", "int", "choice" or "expression"
+    kind: str  # "workers", "int", "choice", "expression" or "flag"
     help: str
     flags: tuple[str, ...]
     low: int = 0
@@ -46,6 +46,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", "int", "the run's timeout, seconds", ("--timeout",), 1, 7 * 24 * 3600),
     Option("keyword", "expression", "pytest -k expression", ("-k", "--keyword")),
     Option("markers", "expression", "pytest -m expression", ("-m", "--markers")),
+    Option(
+        "capture_passed",
+        "flag",
+        "keep what passing tests print too, like -rP (failing tests' output is always kept)",
+        ("--capture-passed",),
+    ),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 NAMES = tuple(BY_NAME)
@@ -78,6 +84,15 @@ def clean(name: str, value: Any) -> Any:
         if value not in option.choices:
             raise ValueError(f"{name} must be one of {', '.join(option.choices)}")
         return value
+    if option.kind == "flag":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name} must be true or false, got {value!r}")
     return value
 
 
@@ -89,4 +104,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["type"] = int
         elif option.kind == "choice":
             kwargs["choices"] = option.choices
+        elif option.kind == "flag":  # absent: as configured (None), present: on
+            kwargs.update(action="store_const", const=True, default=None)
         parser.add_argument(*option.flags, **kwargs)

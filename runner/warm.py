@@ -43,7 +43,10 @@ MODULE = "_ptd_inrun.zygote"
 # Set per run by the pool (the zygote takes them from the request, not from its own env).
 # The run's cookie is the one exception: a zygote has its own, which its run keeps (a fork
 # keeps its parent's environment block: /proc shows the zygote's to the run's processes).
-PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE", COOKIE_VAR})
+# What tests printed: the reporter reads its caps and capture_passed from os.environ, which the
+# zygote sets from the request, so a run asking for passing output still gets a warm start.
+OUTPUT_VARS = ("PTD_CAPTURE_PASSED", "PTD_MAX_OUTPUT_PER_TEST", "PTD_MAX_OUTPUT_PER_RUN")
+PER_RUN_VARS = frozenset({"PTD_EVENTS_FD", "PTD_DURATIONS_FILE", COOKIE_VAR, *OUTPUT_VARS})
 READY_TIMEOUT = 60.0
 REPLY_TIMEOUT = 30.0
 REPORT_TIMEOUT = 5.0  # after the run's process is gone, for the zygote to say how it ended

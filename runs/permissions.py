@@ -2,7 +2,8 @@
 
 - Everyone logged in (an active user, by session or API token) may view every page and run.
 - Members may launch runs of existing suites and configurations, cancel and rerun their own
-  runs, stream outside runs with their token, and manage their own tokens.
+  runs, read their own runs' logs, stream outside runs with their token, and manage their
+  own tokens.
 - Staff may also create and edit suites, configurations and quarantine, cancel and rerun
   anyone's run, and read run logs.
 
@@ -76,8 +77,10 @@ def can_quarantine(user) -> bool:
 
 
 def can_read_log(user, run) -> bool:
-    """A run's pytest output: it may hold what the suite's environment prints (secrets)."""
-    return is_staff(user)
+    """A run's whole pytest output: it may hold what the suite's environment prints
+    (secrets), so staff and the run's launcher only (issue #17: the launcher needs it to see
+    what their run printed outside the tests)."""
+    return is_staff(user) or owns(user, run)
 
 
 def can_manage_token(user, token) -> bool:

@@ -141,7 +141,11 @@ TABLE = {
         {},
         {"anon": LOGIN, **members_staff(302, 403, 302)},
     ),
-    ("runs/<int:run_id>/log/", "run_log"): ("get", None, STAFF_PAGE),
+    ("runs/<int:run_id>/log/", "run_log"): (
+        "get",
+        None,
+        {"anon": LOGIN, **members_staff(200, 403, 200)},  # staff and the launcher
+    ),
     ("tokens/", "tokens"): ("get", None, VIEW),
     ("tokens/<int:token_id>/revoke/", "token_revoke"): (
         "post",

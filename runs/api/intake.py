@@ -99,6 +99,10 @@ class EventIn(BaseModel):
     stop: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
     duration: float | None = Field(None, ge=0, le=1e7, allow_inf_nan=False)
     longrepr: Text | None = None
+    # What the test printed (the plugin cut it to PTD_MAX_OUTPUT_PER_TEST; the sink cuts too).
+    stdout: Text | None = None
+    stderr: Text | None = None
+    log: Text | None = None
     count: int | None = Field(None, ge=0, le=100_000_000)
     workers: int | None = Field(None, ge=0, le=MAX_WORKERS_EXTERNAL)
     exitstatus: int | None = Field(None, ge=-1000, le=1000)

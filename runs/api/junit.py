@@ -1,7 +1,9 @@
 """JUnit XML for a run: one <testcase> per test (its final attempt), reruns noted.
 
 The layout is the one Jenkins and GitLab read: <testsuites><testsuite><properties/>
-<testcase classname name time><failure|error|skipped/><system-out/></testcase>.
+<testcase classname name time><failure|error|skipped/><system-out/><system-err/></testcase>.
+system-out holds PTD's notes, then what the test printed to stdout and logging; system-err its
+stderr (failing attempts', or every attempt's under capture_passed).
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ def split_nodeid(nodeid: str) -> tuple[str, str]:
     module = path.removesuffix(".py").replace("/", ".")
     classname = ".".join([module, *parts[:-1]])
     return classname, parts[-1]
+
+
+def printed(tries: list) -> tuple[str, str]:
+    """(system-out, system-err) of a test: what its attempts printed (stdout and log records,
+    stderr), each attempt headed when several printed."""
+    with_output = [r for r in tries if r.stdout or r.stderr or r.log]
+    out, err = [], []
+    for r in with_output:
+        head = f"--- attempt {r.attempt + 1} ({r.outcome}) ---\n" if len(with_output) > 1 else ""
+        if r.stdout or r.log:
+            log = f"--- log records ---\n{r.log}" if r.log else ""
+            out.append(head + r.stdout + log)
+        if r.stderr:
+            err.append(head + r.stderr)
+    return "".join(out), "".join(err)
 
 
 def junit_xml(run: Run) -> bytes:
@@ -78,7 +95,10 @@ def junit_xml(run: Run) -> bytes:
             notes.append(f"{len(tries)} attempts: {outcomes}")
             if final.outcome == "passed" and any(r.outcome != "passed" for r in tries):
                 notes.append("flaky: passed after failing")
-        ET.SubElement(case, "system-out").text = _text("\n".join(notes))
+        out, err = printed(tries)
+        ET.SubElement(case, "system-out").text = _text("\n".join([*notes, out]).rstrip("\n"))
+        if err:
+            ET.SubElement(case, "system-err").text = _text(err)
     for key, value in counts.items():
         suite.set(key, str(value))
     suite.set("time", f"{run.wall_seconds or 0:.3f}")

@@ -30,6 +30,7 @@ class RunIn(Schema):
     timeout: int | None = None
     keyword: Text | None = Field(None, max_length=500)
     markers: Text | None = Field(None, max_length=500)
+    capture_passed: bool | None = None
     commit: Text = Field("", max_length=64)
     branch: Text = Field("", max_length=200)
     ci_url: Text = Field("", max_length=1000)
@@ -124,6 +125,11 @@ class ResultOut(Schema):
     duration: float
     longrepr: str
     group: str  # its xdist_group under --dist loadgroup, else ""
+    # What it printed (pytest's captured sections; failing attempts, or all with
+    # capture_passed), each cut to PTD_MAX_OUTPUT_PER_TEST bytes; "" when nothing.
+    stdout: str
+    stderr: str
+    log: str
 
 
 assert tuple(ResultOut.model_fields) == TestResult.FIELDS, "TestResult.FIELDS changed"

@@ -296,6 +296,10 @@ def build_spec(run: Run) -> RunSpec:
         durations_file=str(durations_file),
         pycache_dir=str(settings.PTD_PYCACHE_DIR) if settings.PTD_PYCACHE_DIR else None,
     )
+    # What tests printed: the in-run reporter keeps it within these caps (_ptd_inrun/output.py).
+    env["PTD_MAX_OUTPUT_PER_TEST"] = str(settings.PTD_MAX_OUTPUT_PER_TEST)
+    env["PTD_MAX_OUTPUT_PER_RUN"] = str(settings.PTD_MAX_OUTPUT_PER_RUN)
+    env["PTD_CAPTURE_PASSED"] = "1" if snap.get("capture_passed") else ""
     return RunSpec(
         run_id=run.id,
         argv=argv,

@@ -12,6 +12,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, FloatField, Max, Value
 from django.db.models.functions import Coalesce, Concat, Greatest, Least
@@ -27,6 +28,7 @@ from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
+OUTPUT_MAX = 2 * settings.PTD_MAX_OUTPUT_PER_TEST + 200  # characters of a stream (cap: bytes)
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 # runner.metrics.summarize's figures stored as they are on the Run.
 SUMMARY_FIGURES = (
@@ -81,6 +83,8 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
         duration=event.get("duration") or 0.0,
         longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
         group=str(event.get("group") or "")[:200],
+        # Cut in the run already (_ptd_inrun/output.py); here for what ingestion sends.
+        **{key: str(event.get(key) or "")[:OUTPUT_MAX] for key in ("stdout", "stderr", "log")},
     )
 
 
@@ -265,7 +269,7 @@ class DbSink:
 
 
 def live_result(result: ResultRow) -> dict:
-    return {key: getattr(result, key) for key in TestResult.FIELDS}
+    return TestResult.live({key: getattr(result, key) for key in TestResult.FIELDS})
 
 
 def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:

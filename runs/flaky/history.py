@@ -115,3 +115,11 @@ def last_run_of(suite: Suite, nodeid: str) -> Run | None:
     if stat is not None and stat.last_run_id:
         return Run.objects.filter(pk=stat.last_run_id).first()
     return None
+
+
+def latest_output(suite: Suite, nodeid: str) -> TestResult | None:
+    """The test's latest attempt that kept what it printed (a failing one, or any under
+    capture_passed), or None."""
+    printed = ~Q(stdout="") | ~Q(stderr="") | ~Q(log="")
+    rows = _results_of(suite, nodeid).filter(printed).order_by("-run_id", "-id")
+    return next((r for r in rows[:50] if base_nodeid(r.nodeid) == nodeid), None)

@@ -34,7 +34,7 @@ def snapshot(run_id: int) -> dict | None:
     if run is None:
         return None
     workers = [stat.live_dict() for stat in run.worker_stats.all()]
-    results = list(run.results.order_by("id").values(*TestResult.FIELDS))
+    results = [TestResult.live(r) for r in run.results.order_by("id").values(*TestResult.FIELDS)]
     return {
         "type": "snapshot",
         # Read with the run, before its results: every message numbered up to here was

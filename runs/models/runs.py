@@ -300,7 +300,12 @@ class TestResult(models.Model):
         "duration",
         "longrepr",
         "group",
+        "stdout",
+        "stderr",
+        "log",
     )
+    # What a test printed (runner/inrun/_ptd_inrun/output.py keeps it, capped): its labels.
+    OUTPUT = (("stdout", "stdout"), ("stderr", "stderr"), ("log", "log records"))
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
@@ -314,6 +319,10 @@ class TestResult(models.Model):
     longrepr = models.TextField(blank=True)
     # The test's xdist_group under --dist loadgroup (from its marks), else "".
     group = models.CharField(max_length=200, blank=True, default="")
+    # Its captured output: failing attempts always, passing ones under capture_passed.
+    stdout = models.TextField(blank=True, default="")
+    stderr = models.TextField(blank=True, default="")
+    log = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["run", "start", "id"]
@@ -331,3 +340,14 @@ class TestResult(models.Model):
 
     def to_dict(self) -> dict:
         return {field: getattr(self, field) for field in self.FIELDS}
+
+    @classmethod
+    def live(cls, values: dict) -> dict:
+        """A result as the websocket sends it: without the output streams it has not printed
+        (most results: 10,000 passing tests would carry 330 KB of empty strings)."""
+        streams = {field for field, _ in cls.OUTPUT}
+        return {k: v for k, v in values.items() if v or k not in streams}
+
+    def output(self) -> list[tuple[str, str]]:
+        """``[(label, text)]`` of the streams it printed to (pages show them in this order)."""
+        return [(label, getattr(self, f)) for f, label in self.OUTPUT if getattr(self, f)]

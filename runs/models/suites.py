@@ -165,6 +165,10 @@ class RunConfig(models.Model):
     )
     keyword = models.CharField(max_length=500, blank=True, help_text="pytest -k expression")
     markers = models.CharField(max_length=500, blank=True, help_text="pytest -m expression")
+    capture_passed = models.BooleanField(
+        default=False,
+        help_text="Keep what passing tests print too (like -rP); failing tests' always is.",
+    )
 
     class Meta:
         ordering = ["suite", "-is_default", "name"]
@@ -188,4 +192,5 @@ class RunConfig(models.Model):
             "timeout": self.timeout,
             "keyword": self.keyword,
             "markers": self.markers,
+            "capture_passed": self.capture_passed,
         }

@@ -76,6 +76,7 @@ def test_history(request, name, nodeid):
             "rerun_here": rerun_source(request.user, last_run) is not None,
             "rerun_default": RERUN_DEFAULT,
             "rerun_max": RERUN_MAX,
+            "printed": flaky_history.latest_output(suite, nodeid),
         },
     )
 

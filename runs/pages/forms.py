@@ -56,7 +56,10 @@ class SuiteForm(StackedForm):
 class RunConfigForm(StackedForm):
     class Meta:
         model = RunConfig
-        fields = ["workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers"]
+        fields = [
+            "workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers",
+            "capture_passed",
+        ]  # fmt: skip
 
 
 class NamedRunConfigForm(RunConfigForm):
@@ -114,6 +117,14 @@ class LaunchForm(forms.Form):
     timeout = forms.IntegerField(required=False, min_value=1, label="Timeout (s)")
     keyword = forms.CharField(required=False, max_length=500, label="-k")
     markers = forms.CharField(required=False, max_length=500, label="-m")
+    capture_passed = forms.TypedChoiceField(
+        choices=[("", "as configured"), ("yes", "yes"), ("no", "no")],
+        coerce=lambda v: v == "yes",
+        empty_value=None,
+        required=False,
+        label="Passing tests' output",
+        help_text="keep what passing tests print too (like -rP)",
+    )
 
     def __init__(self, suite: Suite, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -209,6 +209,7 @@ def run_detail(request, run_id):
             "can_read_log": permissions.can_read_log(user, run),
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
+            "output_cap": settings.PTD_MAX_OUTPUT_PER_TEST,
             "failing_outcomes": " ".join(TestResult.FAILING),
             "breakdown_bar": breakdown.bar(run.breakdown) if run.breakdown else None,
         },
@@ -231,7 +232,7 @@ def run_log(request, run_id):
     """The run's pytest output as plain text (kept up to PTD_MAX_LOG_BYTES: head and tail)."""
     run = get_object_or_404(Run, pk=run_id)
     if not permissions.can_read_log(request.user, run):
-        raise PermissionDenied("Only staff can read run logs: they may hold secrets.")
+        raise PermissionDenied("Only staff and its launcher may read a run's log (secrets).")
     path = launch.log_path(run)
     if not path.is_file():
         raise Http404("This run has no log (it never started here, or came from outside).")

@@ -23,7 +23,7 @@
       x: points.map((p) => p.time), y: points.map((p) => p[key]),
       customdata: points.map((p) => p.url),
       text: points.map((p) => `run #${p.run_id} · ${p.workers} worker${p.workers === 1 ? "" : "s"}${p.branch ? " · " + inert(p.branch) : ""}`),
-      hovertemplate: "%{text}<br>%{y}<extra>" + name + "</extra>",
+      hovertemplate: "%{text}<br>%{y:.3~f}<extra>" + name + "</extra>",  // 2.883, not 2.88259
     }, extra || {});
   }
 

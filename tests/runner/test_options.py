@@ -20,10 +20,12 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "timeout",
         "keyword",
         "markers",
+        "capture_passed",
     )
     args = cli.build_parser().parse_args(
         ["run", "--suite", "s", "--workers", "auto", "--engine", "xdist", "--dist", "loadgroup"]
         + ["--repeat", "2", "--reruns", "1", "--timeout", "60", "-k", "a", "-m", "b"]
+        + ["--capture-passed"]
     )
     assert {name: getattr(args, name) for name in options.NAMES} == {
         "workers": "auto",
@@ -34,7 +36,10 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "timeout": 60,
         "keyword": "a",
         "markers": "b",
+        "capture_passed": True,
     }
+    # A flag left out means "as configured" (None), not off.
+    assert cli.build_parser().parse_args(["run", "--suite", "s"]).capture_passed is None
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import pytest
 
 from .groups import NODE_GROUPS
 from .ids import group_of
+from .output import OutputBudget, sections_of
 
 if TYPE_CHECKING:
     from .events import EventWriter
@@ -90,7 +91,7 @@ def _phase_outcome(report: Any) -> str | None:
 
 
 class _Attempt:
-    __slots__ = ("start", "stop", "duration", "outcome", "when", "longrepr")
+    __slots__ = ("start", "stop", "duration", "outcome", "when", "longrepr", "sections")
 
     def __init__(self) -> None:
         self.start: float | None = None
@@ -99,6 +100,7 @@ class _Attempt:
         self.outcome: str | None = None
         self.when: str | None = None
         self.longrepr: str | None = None
+        self.sections: dict[str, str] = {}  # a later phase's report repeats earlier sections
 
     def add(self, report: Any) -> None:
         start = getattr(report, "start", None)
@@ -108,6 +110,7 @@ class _Attempt:
         if stop:
             self.stop = float(stop)
         self.duration += float(getattr(report, "duration", 0.0) or 0.0)
+        self.sections.update(sections_of(report))
         outcome = _phase_outcome(report)
         if outcome is None:
             return
@@ -129,6 +132,7 @@ class Reporter:
         self.attempts: dict[str, int] = {}
         self.collected_sent = False
         self.finished = False
+        self.output = OutputBudget()  # what tests printed: caps and -rP, from the environment
 
     @property
     def distributed(self) -> bool:
@@ -220,11 +224,12 @@ class Reporter:
         self.attempts[nodeid] = number + 1
         start = attempt.start if attempt.start is not None else time.time()
         stop = attempt.stop if attempt.stop is not None else start
+        outcome = attempt.outcome or "passed"
         self.emit(
             "test",
             nodeid=nodeid,
             worker=worker,
-            outcome=attempt.outcome or "passed",
+            outcome=outcome,
             attempt=number,
             when=attempt.when or "call",
             start=start,
@@ -232,6 +237,7 @@ class Reporter:
             duration=attempt.duration,
             longrepr=attempt.longrepr,
             group=group,
+            **self.output.keep(outcome, attempt.sections.items()),
         )
 
     @pytest.hookimpl(trylast=True)
