@@ -133,6 +133,11 @@ class Run(models.Model):
         return self.config_snapshot.get("engine", "xdist")
 
     @property
+    def is_load(self) -> bool:
+        """A load run (issue #16): its tests were looped by users, its figures are load's."""
+        return self.config_snapshot.get("mode") == "load"
+
+    @property
     def config_name(self) -> str:
         """The configuration's name when the run was made: a later rename or deletion of the
         configuration does not move its past runs (trends and reports group by it)."""
