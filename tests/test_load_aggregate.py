@@ -55,9 +55,17 @@ class AggregateTests(BaseTestCase):
     def test_two_processes_merge_into_one_row_per_second_with_raw_figures(self):
         run = load_run(self.suite, ["p95<400ms", "errors<1%", f"{ENDPOINT}: p99<1ms"])
         rng = random.Random(16)
-        start = {"type": "load_start", "time": T0, "users": 20, "spawn_rate": 10,
-                 "duration": 6, "iterations": None, "think_time": 0, "processes": 2,
-                 "tests": [TEST]}  # fmt: skip
+        start = {
+            "type": "load_start",
+            "time": T0,
+            "users": 20,
+            "spawn_rate": 10,
+            "duration": 6,
+            "iterations": None,
+            "think_time": 0,
+            "processes": 2,
+            "tests": [TEST],
+        }
         aggregator = LoadAggregator.for_run(run)
         aggregator.feed([start])
         every, per_second = [], {}
@@ -68,8 +76,15 @@ class AggregateTests(BaseTestCase):
                 requests = [s * 0.9 for s in samples]
                 every += samples
                 per_second.setdefault(second, []).extend(samples)
-                batches.append(tick(process, second, 10, {TEST: entry(samples, failed=1)},
-                                    {ENDPOINT: entry(requests)}))  # fmt: skip
+                batches.append(
+                    tick(
+                        process,
+                        second,
+                        10,
+                        {TEST: entry(samples, failed=1)},
+                        {ENDPOINT: entry(requests)},
+                    )
+                )
         # p1's tick for second 0 arrives late, after second 0 was written (LAG passed).
         late = batches.pop(1)
         messages = []
@@ -123,7 +138,7 @@ class AggregateTests(BaseTestCase):
         live = [m for m in messages if m["seconds"]]
         self.assertEqual(
             sorted(s["second"] for m in live for s in m["seconds"]), [0, 0, 1, 2, 3, 4, 5]
-        )  # fmt: skip  (0 again: merged late)
+        )  # 0 again: merged late
         self.assertEqual(live[-1]["stats"]["total"]["iterations"], len(every))
         self.assertEqual(queries.series(run)[0]["rps"], rows[0].iterations)
 
@@ -145,19 +160,31 @@ class AggregateTests(BaseTestCase):
     def test_errors_are_grouped_with_their_first_traceback(self):
         run = load_run(self.suite)
         aggregator = LoadAggregator.for_run(run)
-        boom = {"type": "load_error", "time": T0, "process": "p0", "name": ENDPOINT,
-                "kind": "failure", "error": "HTTPError: 500 Server Error", "count": 3,
-                "traceback": "first"}  # fmt: skip
+        boom = {
+            "type": "load_error",
+            "time": T0,
+            "process": "p0",
+            "name": ENDPOINT,
+            "kind": "failure",
+            "error": "HTTPError: 500 Server Error",
+            "count": 3,
+            "traceback": "first",
+        }
         messages = aggregator.feed([boom, {**boom, "process": "p1", "traceback": "second"}])
-        messages += aggregator.feed([{**boom, "count": 4, "traceback": "third"},
-                                     {**boom, "error": "ConnectionError: refused", "count": 1,
-                                      "kind": "exception"}])  # fmt: skip
+        messages += aggregator.feed(
+            [
+                {**boom, "count": 4, "traceback": "third"},
+                {**boom, "error": "ConnectionError: refused", "count": 1, "kind": "exception"},
+            ]
+        )
         rows = queries.errors_of(run)
         self.assertEqual(
             [(r["error"], r["count"], r["traceback"], r["kind"]) for r in rows],
-            [("HTTPError: 500 Server Error", 10, "first", "failure"),
-             ("ConnectionError: refused", 1, "first", "exception")],
-        )  # fmt: skip
+            [
+                ("HTTPError: 500 Server Error", 10, "first", "failure"),
+                ("ConnectionError: refused", 1, "first", "exception"),
+            ],
+        )
         self.assertEqual(LoadError.objects.filter(run=run).count(), 2)
         self.assertEqual(messages[-1]["errors"][0]["count"], 10)
 
@@ -179,8 +206,10 @@ class AggregateTests(BaseTestCase):
         self.assertTrue(message.startswith("Stopped early: the abort threshold p95<50ms abort"))
         # A user's cancel of a load run without an abort stays a cancel.
         other = load_run(self.suite, ["p95<50ms"])
-        self.assertEqual(load_status(other, Run.Status.CANCELLED, "Cancelled."),
-                         (Run.Status.CANCELLED, "Cancelled."))  # fmt: skip
+        self.assertEqual(
+            load_status(other, Run.Status.CANCELLED, "Cancelled."),
+            (Run.Status.CANCELLED, "Cancelled."),
+        )
 
     def test_thresholds_decide_a_completed_load_run_and_other_runs_are_untouched(self):
         run = load_run(self.suite, ["p95<500ms"])

@@ -16,10 +16,16 @@ from runs.load import thresholds as th
         ("rps>=12.5/s", "", "rps", ">=", 12.5, False),
         ("mean<250", "", "mean", "<", 250.0, False),
         ("GET /items/{id}: p95<300ms abort", "GET /items/{id}", "p95", "<", 300.0, True),
-        ("tests/test_a.py::test_x[1]: errors<0.5%", "tests/test_a.py::test_x[1]", "errors", "<",
-         0.5, False),
+        (
+            "tests/test_a.py::test_x[1]: errors<0.5%",
+            "tests/test_a.py::test_x[1]",
+            "errors",
+            "<",
+            0.5,
+            False,
+        ),
     ],
-)  # fmt: skip
+)
 def test_parse(text, target, metric, op, limit, abort):
     t = th.Threshold.parse(text)
     assert (t.target, t.metric, t.op, t.limit, t.abort) == (target, metric, op, limit, abort)

@@ -30,10 +30,12 @@ from runs.execution.pytest_input import (
     check_nodeid,
 )
 from runs.execution.sink import close_interrupted
+from runs.load import thresholds
 from runs.models import Run, RunConfig, Suite, TestResult
 
-# The options a launch may override: declared once, in runner.options (the CLI offers them).
-OVERRIDABLE = options.NAMES
+# The options a launch may override: declared once, in runner.options (the CLI offers them),
+# and load mode's thresholds, which are the dashboard's alone (runs.load.thresholds).
+OVERRIDABLE = (*options.NAMES, "thresholds")
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
 
@@ -56,6 +58,11 @@ class Overrides:
 
 
 def _clean_value(key: str, value):
+    if key == "thresholds":
+        try:
+            return thresholds.clean(value)
+        except thresholds.ThresholdError as exc:
+            raise LaunchError(str(exc), key) from None
     try:
         value = options.clean(key, value)
     except ValueError as exc:
@@ -130,6 +137,13 @@ def check_selection(snap: dict) -> None:
     for key in ("keyword", "markers"):
         if snap.get(key):
             check_expression(key, snap[key])
+    if snap.get("mode") == "load":
+        if not (snap.get("duration") or snap.get("iterations")):
+            raise LaunchError("a load run needs a duration or a number of iterations", "duration")
+        try:
+            thresholds.clean(snap.get("thresholds") or [])
+        except thresholds.ThresholdError as exc:
+            raise LaunchError(str(exc), "thresholds") from None
     if snap.get("rerun_of"):
         check_nodeid(snap["rerun_of"], rerun=True)
 

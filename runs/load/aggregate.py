@@ -154,10 +154,16 @@ class LoadAggregator:
         if second in self.written:  # a tick later than LAG: merge into the stored row
             row = LoadSecond.objects.filter(run_id=self.run_id, second=second).first()
             if row is not None:
-                bucket.tests.merge(Entry.from_dict({
-                    "count": row.iterations, "failures": row.failures,
-                    "total_ms": row.total_ms, "hist": row.hist,
-                }))  # fmt: skip
+                bucket.tests.merge(
+                    Entry.from_dict(
+                        {
+                            "count": row.iterations,
+                            "failures": row.failures,
+                            "total_ms": row.total_ms,
+                            "hist": row.hist,
+                        }
+                    )
+                )
                 bucket.requests.merge(Entry(count=row.requests, failures=row.request_failures))
                 bucket.users["stored"] = row.users
         return bucket.fill(LoadSecond(run_id=self.run_id, second=second))
@@ -197,24 +203,34 @@ class LoadAggregator:
             for (kind, name), entry in self.entries.items()
         ]
         LoadEntry.objects.bulk_create(
-            rows, update_conflicts=True, unique_fields=["run", "kind", "name"],
+            rows,
+            update_conflicts=True,
+            unique_fields=["run", "kind", "name"],
             update_fields=["data"],
-        )  # fmt: skip
+        )
         self.save_summary()
 
     def save_summary(self) -> None:
         summary = self.summary
-        values = {f.name: getattr(summary, f.name) for f in LoadSummary._meta.concrete_fields
-                  if f.name not in ("id", "run")}  # fmt: skip
+        values = {
+            f.name: getattr(summary, f.name)
+            for f in LoadSummary._meta.concrete_fields
+            if f.name not in ("id", "run")
+        }
         LoadSummary.objects.update_or_create(run_id=self.run_id, defaults=values)
 
     def save_errors(self, errors: dict) -> None:
         for (name, error), data in errors.items():
             row, created = LoadError.objects.get_or_create(
-                run_id=self.run_id, name=name, error=error,
-                defaults={"kind": data["kind"], "count": data["count"],
-                          "traceback": data["traceback"]},
-            )  # fmt: skip
+                run_id=self.run_id,
+                name=name,
+                error=error,
+                defaults={
+                    "kind": data["kind"],
+                    "count": data["count"],
+                    "traceback": data["traceback"],
+                },
+            )
             if not created:
                 LoadError.objects.filter(pk=row.pk).update(count=row.count + data["count"])
 

@@ -11,8 +11,18 @@ from runner.loadstats import Entry
 from runs.models import LoadEntry, LoadError, LoadSecond, LoadSummary, Run
 
 # The figures of the run, of a test and of an endpoint (the API's contract), in this order.
-FIGURES = ("iterations", "failures", "rps", "min_ms", "mean_ms", "max_ms",
-           "p50_ms", "p90_ms", "p95_ms", "p99_ms")  # fmt: skip
+FIGURES = (
+    "iterations",
+    "failures",
+    "rps",
+    "min_ms",
+    "mean_ms",
+    "max_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+)
 EXTRA = ("exceptions", "p99_9_ms")
 MAX_ERRORS = 100
 
@@ -24,8 +34,11 @@ def _round(value):
 def figures(entry: Entry, seconds: float) -> dict:
     """The contract's figures of one entry over ``seconds`` of load (rps: count / seconds)."""
     raw = entry.figures()
-    out = {"iterations": raw["count"], "failures": raw["failures"],
-           "rps": round(raw["count"] / seconds, 3) if seconds > 0 else None}  # fmt: skip
+    out = {
+        "iterations": raw["count"],
+        "failures": raw["failures"],
+        "rps": round(raw["count"] / seconds, 3) if seconds > 0 else None,
+    }
     for key in (*FIGURES[3:], *EXTRA):
         out[key] = _round(raw[key]) if key.endswith("_ms") else raw[key]
     return out
@@ -45,8 +58,7 @@ def stats_of(total: Entry, entries: dict[tuple[str, str], Entry], seconds: float
             tests.append({"nodeid": name, **row})
         else:
             method, path = split_endpoint(name)
-            endpoints.append({"method": method, "path": path, "requests": row["iterations"],
-                              **row})  # fmt: skip
+            endpoints.append({"method": method, "path": path, "requests": row["iterations"], **row})
     return {"total": figures(total, seconds), "tests": tests, "endpoints": endpoints}
 
 
@@ -110,10 +122,15 @@ def live_snapshot(run: Run) -> dict:
     summary = summary_of(run)
     return {
         "series": series(run),
-        "stats": {"total": {k: data.get(k) for k in FIGURES},
-                  "tests": data.get("tests", []), "endpoints": data.get("endpoints", [])},
+        "stats": {
+            "total": {k: data.get(k) for k in FIGURES},
+            "tests": data.get("tests", []),
+            "endpoints": data.get("endpoints", []),
+        },
         "errors": errors_of(run),
         "thresholds": summary.thresholds,
-        "options": {k: run.config_snapshot.get(k)
-                    for k in ("users", "spawn_rate", "duration", "iterations", "think_time")},
-    }  # fmt: skip
+        "options": {
+            k: run.config_snapshot.get(k)
+            for k in ("users", "spawn_rate", "duration", "iterations", "think_time")
+        },
+    }

@@ -17,9 +17,17 @@ from dataclasses import dataclass
 
 MAX_THRESHOLDS = 20
 MAX_LENGTH = 300
-TIME_METRICS = {"p50": "p50_ms", "p90": "p90_ms", "p95": "p95_ms", "p99": "p99_ms",
-                "p99.9": "p99_9_ms", "min": "min_ms", "mean": "mean_ms", "avg": "mean_ms",
-                "max": "max_ms"}  # fmt: skip
+TIME_METRICS = {
+    "p50": "p50_ms",
+    "p90": "p90_ms",
+    "p95": "p95_ms",
+    "p99": "p99_ms",
+    "p99.9": "p99_9_ms",
+    "min": "min_ms",
+    "mean": "mean_ms",
+    "avg": "mean_ms",
+    "max": "max_ms",
+}
 METRICS = (*TIME_METRICS, "errors", "rps")
 # A threshold with abort acts live only once its target has this many samples (one slow first
 # request must not end an hour's run), and never for rps (the ramp-up makes it low at first).

@@ -63,8 +63,18 @@ class LoadSecond(models.Model):
     hist = models.JSONField(default=dict)
     total_ms = models.FloatField(default=0.0)
 
-    SERIES_FIELDS = ("second", "users", "iterations", "failures", "requests",
-                     "request_failures", "p50_ms", "p95_ms", "p99_ms", "mean_ms")  # fmt: skip
+    SERIES_FIELDS = (
+        "second",
+        "users",
+        "iterations",
+        "failures",
+        "requests",
+        "request_failures",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "mean_ms",
+    )
 
     class Meta:
         ordering = ["run", "second"]
