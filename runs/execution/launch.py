@@ -35,7 +35,7 @@ from runs.models import Run, RunConfig, Suite, TestResult
 
 # The options a launch may override: declared once, in runner.options (the CLI offers them),
 # and load mode's thresholds, which are the dashboard's alone (runs.load.thresholds).
-OVERRIDABLE = (*options.NAMES, "thresholds")
+OVERRIDABLE = tuple(dict.fromkeys((*options.NAMES, "thresholds")))
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
 

@@ -158,7 +158,8 @@ class Command(BaseCommand):
         parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
         parser.add_argument("--suite", help="name of a registered suite")
         options.add_arguments(parser)  # --workers, --engine, --dist, ... -k, -m, load's
-        with contextlib.suppress(argparse.ArgumentError):  # unless runner.options has it
+        # Load mode's shortcuts, unless runner.options declares them already.
+        with contextlib.suppress(argparse.ArgumentError):
             parser.add_argument(
                 "--load",
                 dest="mode",
@@ -166,13 +167,14 @@ class Command(BaseCommand):
                 const="load",
                 help="a load run: the selected tests looped by --users users",
             )
-        parser.add_argument(
-            "--threshold",
-            dest="thresholds",
-            action="append",
-            metavar="EXPR",
-            help="load mode: a threshold such as 'p95<300ms', 'errors<1%%' (repeatable)",
-        )
+        with contextlib.suppress(argparse.ArgumentError):
+            parser.add_argument(
+                "--threshold",
+                dest="thresholds",
+                action="append",
+                metavar="EXPR",
+                help="load mode: a threshold such as 'p95<300ms', 'errors<1%%' (repeatable)",
+            )
         parser.add_argument("--commit", default="")
         parser.add_argument("--branch", default="")
         parser.add_argument("--json", action="store_true", help="print a JSON summary last")
