@@ -14,6 +14,7 @@ import time
 import pytest
 from django.test import Client
 
+from runner import options
 from runs.execution import launch
 from runs.execution.environment import Environment, installed
 from runs.models import LoadSecond, Run, RunConfig, Suite
@@ -21,7 +22,10 @@ from tests.load_suite import write_load_suite
 from tests.servers import ROOT, isolated_env
 from tests.test_dispatcher import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif("mode" not in options.NAMES, reason="needs the load engine (#16)"),
+]
 ITEM = "test_service.py::test_item"
 
 
