@@ -68,6 +68,15 @@
     }
   }
 
+  // A threshold's value in its metric's unit (runs.load.thresholds: ms, % or per second).
+  function measured(t) {
+    if (t.value === null || t.value === undefined) return "no samples";
+    const metric = /(?:^|: )(\S+?)\s*(?:<|>)/.exec(t.expr);
+    const name = metric ? metric[1] : "";
+    const unit = name === "errors" ? " %" : name === "rps" ? "/s" : " ms";
+    return fmt(t.value, 2) + unit;
+  }
+
   function renderThresholds() {
     const list = document.getElementById("load-thresholds");
     if (!state.thresholds.length) return;
@@ -76,7 +85,7 @@
       item.dataset.expr = t.expr;
       item.dataset.passed = String(t.passed);
       const badge = el("span", t.passed ? "pass" : "fail", "status status-" + (t.passed ? "passed" : "failed"));
-      item.append(badge, " ", el("code", t.expr), el("span", ` measured ${t.value === null ? "no samples" : fmt(t.value, 2)}`, "muted"));
+      item.append(badge, " ", el("code", t.expr), el("span", ` measured ${measured(t)}`, "muted"));
       return item;
     }));
   }
