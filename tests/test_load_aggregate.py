@@ -220,3 +220,16 @@ class AggregateTests(BaseTestCase):
         plain = make_run(self.suite)
         self.assertEqual(load_status(plain, Run.Status.FAILED, "x"), (Run.Status.FAILED, "x"))
         self.assertIsNone(queries.load_dict(plain))
+
+
+class PromptnessTests(BaseTestCase):
+    def test_a_second_every_process_ticked_for_is_written_at_once(self):
+        run = load_run(self.suite)
+        aggregator = LoadAggregator.for_run(run)
+        aggregator.feed([{"type": "load_start", "time": T0, "users": 2, "processes": 2}])
+        aggregator.feed([tick("p0", 0, 1, {TEST: entry([10.0])})])
+        assert not LoadSecond.objects.filter(run=run).exists()  # p1 has not spoken yet
+        messages = aggregator.feed([tick("p1", 0, 1, {TEST: entry([20.0])})])
+        row = LoadSecond.objects.get(run=run)
+        assert (row.second, row.iterations, row.users) == (0, 2, 2)
+        assert [s["second"] for s in messages[0]["seconds"]] == [0]

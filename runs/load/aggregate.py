@@ -6,7 +6,8 @@ previous one (per test and per endpoint, ``runner.loadstats.Entry`` dicts). ``Lo
 of every process into one bucket per run-second and into cumulative per-test / per-endpoint
 entries. A second is written once every process had time to report it (``LAG`` seconds after
 the newest second seen) or when the load ends; a tick later still is merged into its stored
-row. Each written second re-evaluates the thresholds on the cumulative figures, and a failed
+row. A second every process has ticked for (``processes`` of ``load_start``) is written at
+once. Each written second re-evaluates the thresholds on the cumulative figures, and a failed
 ``abort`` threshold is reported to the caller, which stops the run.
 
 What ``feed`` returns is the list of websocket messages for the live page, one ``load``
@@ -58,6 +59,7 @@ class LoadAggregator:
         self.open: dict[int, Bucket] = {}
         self.written: set[int] = set()
         self.newest = -1
+        self.process_newest: dict[str, int] = {}  # each process's latest second ticked
         self.total = Entry()
         self.entries: dict[tuple[str, str], Entry] = {}
         self.errors: dict[tuple[str, str], dict] = {}
@@ -86,7 +88,11 @@ class LoadAggregator:
                 self.summary.stop_reason = str(event.get("reason") or "")[:20]
                 self.summary.stopped = _float(event.get("time"), self.summary.stopped)
                 stopping = True
-        due = sorted(s for s in self.open if stopping or s <= self.newest - LAG)
+        # A second is complete once every process ticked for it (or later): written at once,
+        # so the page is at most a tick behind; a process that stays silent holds it LAG s.
+        heard = self.summary.processes and len(self.process_newest) >= self.summary.processes
+        complete = min(self.process_newest.values()) if heard else -1
+        due = sorted(s for s in self.open if stopping or s <= complete or s <= self.newest - LAG)
         return self.store(due)
 
     def start(self, event: dict) -> None:
@@ -110,6 +116,7 @@ class LoadAggregator:
                 if kind == "test":
                     self.total.merge(entry)
         self.newest = max(self.newest, second)
+        self.process_newest[process] = max(self.process_newest.get(process, -1), second)
         if self.summary.started is not None:
             self.summary.stopped = max(self.summary.stopped or 0.0, _float(event.get("time"), 0.0))
 
