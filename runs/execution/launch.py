@@ -94,7 +94,8 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
         stamp = os.stat(python).st_mtime
     except OSError:
         stamp = 0.0
-    needs = [snap["engine"], snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0]
+    mode = snap.get("mode", "tests")
+    needs = [snap["engine"], snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0, mode]
     key = json.dumps([python, stamp, *needs])
     cache_file = Path(settings.DATA_DIR) / "plugin-checks.json"
     try:
@@ -109,6 +110,7 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
         repeat=snap["repeat"],
         reruns=snap["reruns"],
         engine=snap["engine"],
+        mode=mode,
     )
     if not missing:
         cache[key] = time.time()
@@ -292,6 +294,13 @@ def build_spec(run: Run) -> RunSpec:
         junit_path=None,
         extra_args=list(snap.get("extra_args", [])),
         engine=snap.get("engine", "xdist"),
+        # Load mode (issue #16); thresholds stay here: the verdict is the dashboard's.
+        mode=snap.get("mode", "tests"),
+        users=snap.get("users"),
+        spawn_rate=snap.get("spawn_rate"),
+        duration=snap.get("duration"),
+        iterations=snap.get("iterations"),
+        think_time=snap.get("think_time"),
     )
     env = command.build_env(
         dict(os.environ),
