@@ -25,6 +25,7 @@ FIGURES = (
 )
 EXTRA = ("exceptions", "p99_9_ms")
 MAX_ERRORS = 100
+LOAD_OPTIONS = ("users", "spawn_rate", "duration", "iterations", "think_time")
 
 
 def _round(value):
@@ -130,7 +131,7 @@ def live_snapshot(run: Run) -> dict:
         "errors": errors_of(run),
         "thresholds": summary.thresholds,
         "options": {
-            k: run.config_snapshot.get(k)
-            for k in ("users", "spawn_rate", "duration", "iterations", "think_time")
+            **{k: run.config_snapshot.get(k) for k in LOAD_OPTIONS},
+            "processes": summary.processes or run.workers,
         },
     }
