@@ -54,9 +54,11 @@
   function renderMetrics() {
     const total = (state.stats && state.stats.total) || {};
     const seconds = [...state.series.values()];
+    const running = state.run ? ["queued", "running"].includes(state.run.status) : app.dataset.wsUrl;
     const last = seconds.length ? seconds[seconds.length - 1] : null;
+    const peak = seconds.reduce((most, s) => Math.max(most, s.users), 0);
     const values = {
-      users: last ? last.users : null,
+      users: last ? (running ? last.users : peak) : null,  // now while it goes, then its peak
       rps: total.rps, iterations: total.iterations, failures: total.failures,
       p50_ms: total.p50_ms, p95_ms: total.p95_ms, p99_ms: total.p99_ms,
       duration: seconds.length ? seconds.length : null,
