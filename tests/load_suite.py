@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.factories import write_suite
-
 CONFTEST = """
 import threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,4 +74,9 @@ def test_broken(service):
 
 
 def write_load_suite(directory: Path) -> Path:
-    return write_suite(directory, {"conftest.py": CONFTEST, "test_service.py": TESTS})
+    """The suite on disk (no Django here: benchmarks import it before any setup)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pytest.ini").write_text("[pytest]\n")
+    (directory / "conftest.py").write_text(CONFTEST)
+    (directory / "test_service.py").write_text(TESTS)
+    return directory

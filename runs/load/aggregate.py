@@ -37,6 +37,7 @@ class Bucket:
     """One run-second being merged: each process's users, and its iterations and requests."""
 
     users: dict[str, int] = field(default_factory=dict)
+    ticked_at: float = 0.0  # the latest tick's time (engine clock): the page's delay from it
     tests: Entry = field(default_factory=Entry)
     requests: Entry = field(default_factory=Entry)
 
@@ -105,6 +106,7 @@ class LoadAggregator:
         process = str(event.get("process") or "p0")
         bucket = self.open.setdefault(second, Bucket())
         bucket.users[process] = _int(event.get("users"))
+        bucket.ticked_at = max(bucket.ticked_at, _float(event.get("time"), 0.0))
         for kind, key, into in (
             ("test", "tests", bucket.tests),
             ("endpoint", "requests", bucket.requests),
@@ -137,7 +139,9 @@ class LoadAggregator:
     def store(self, due: list[int]) -> list[dict]:
         if not due and not self.errors:
             return []
-        rows = [self.second_row(second, self.open.pop(second)) for second in due]
+        buckets = [self.open.pop(second) for second in due]
+        ticked_at = max((b.ticked_at for b in buckets), default=None)
+        rows = [self.second_row(second, b) for second, b in zip(due, buckets, strict=True)]
         errors, self.errors = self.errors, {}
         with transaction.atomic():
             if rows:
@@ -155,7 +159,7 @@ class LoadAggregator:
                 self.evaluate()
                 self.save_entries()
             self.save_errors(errors)
-        return [self.message(rows, errors)]
+        return [{**self.message(rows, errors), "ticked_at": ticked_at}]
 
     def second_row(self, second: int, bucket: Bucket) -> LoadSecond:
         if second in self.written:  # a tick later than LAG: merge into the stored row

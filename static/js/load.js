@@ -216,7 +216,8 @@
         setRun(msg.run);
       } else if (msg.type === "load") {
         apply(msg);
-        arrivals.push({ at: Date.now(), sent_at: msg.sent_at, seconds: (msg.seconds || []).map((s) => s.second) });
+        arrivals.push({ at: Date.now(), ticked_at: msg.ticked_at, sent_at: msg.sent_at,
+                        seconds: (msg.seconds || []).map((s) => s.second) });
       } else if (msg.type === "status") {
         if (state.run) setRun(Object.assign({}, state.run, { status: msg.status }));
         else document.getElementById("run-status").textContent = msg.status;
