@@ -164,3 +164,33 @@ def test_run_suite_load_exit_codes(load_suite, tmp_path):
     summary = json.loads(failing.stdout.strip().splitlines()[-1])
     assert summary["status"] == "failed" and summary["load"]["iterations"] > 0
     assert "FAIL p50<1ms" in failing.stderr
+
+
+def test_iterations_limit_and_cancel_keep_their_figures(load_suite, viewer):
+    suite, _ = load_suite
+    run = load_to_the_end(suite, users=3, spawn_rate=100, iterations=4, keyword="test_item")
+    assert run.status == Run.Status.PASSED, run.message
+    load = viewer.get(f"/api/runs/{run.pk}").json()["load"]
+    assert load["iterations"] == 12 and load["stop_reason"] == "iterations"  # 3 users x 4
+
+    with installed(Environment()) as env:
+        env.start_dispatcher(max_concurrent=1, poll=0.1)
+        run = launch.launch(
+            suite,
+            overrides={
+                "mode": "load",
+                "users": 3,
+                "spawn_rate": 100,
+                "duration": 120,
+                "keyword": "test_item",
+            },
+        )
+        wait_until(lambda: LoadSecond.objects.filter(run=run).count() >= 2, timeout=60)
+        began = time.monotonic()
+        assert env.cancel(Run.objects.get(pk=run.pk))
+        wait_until(lambda: not Run.objects.get(pk=run.pk).is_active, timeout=30)
+        stopped_in = time.monotonic() - began
+    run.refresh_from_db()
+    assert run.status == Run.Status.CANCELLED and stopped_in < 15
+    load = viewer.get(f"/api/runs/{run.pk}").json()["load"]
+    assert load["iterations"] > 0 and load["stop_reason"] == "cancelled"
