@@ -221,3 +221,15 @@ class LoadPageTests(BaseTestCase):
         assert data["load"]["stats"]["total"]["iterations"] == 150
         assert data["load"]["errors"][0]["count"] == 3
         assert "load" not in snapshot(make_run(self.suite).pk)
+
+
+class LoadRunsStayOutOfTestTrendsTests(BaseTestCase):
+    def test_trends_reports_and_duration_history_leave_load_runs_out(self):
+        from runs.execution.launch import duration_history
+        from runs.pages.trends import series
+
+        plain = make_run(self.suite, results=[(TEST, "gw0", "passed", 0.5)])
+        stored_load_run(self.suite)
+        assert [p["run_id"] for p in series(self.suite, {})] == [plain.pk]
+        assert list(Run.objects.whole()) == [plain]
+        assert duration_history(self.suite) == {TEST: 0.5}

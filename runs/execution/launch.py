@@ -257,6 +257,7 @@ def duration_history(suite: Suite) -> dict[str, float]:
     and they would steer how this server schedules (longest first)."""
     run_ids = list(
         Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
+        .tests_runs()  # a load run stores no test results
         .exclude(trigger=Run.Trigger.EXTERNAL)
         .order_by("-created_at")
         .values_list("id", flat=True)[:HISTORY_RUNS]

@@ -396,6 +396,7 @@ def measured_speedup(run: Run) -> float | None:
             status__in=Run.COMPLETE,
             wall_seconds__gt=0,
         )
+        .tests_runs()
         .exclude(pk=run.pk)
         .order_by("-created_at")
     )
