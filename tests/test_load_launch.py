@@ -29,8 +29,20 @@ class LoadLaunchTests(BaseTestCase):
         assert self.post(thresholds="p95<1s").status_code == 422  # a list, not a string
         assert not Run.objects.exists()
 
+    def test_thresholds_without_load_mode_are_refused(self):
+        response = self.post(thresholds=["p95<300ms"])
+        assert response.status_code == 400
+        assert response.json()["detail"] == (
+            "thresholds: thresholds apply to load runs: add mode load (--load)"
+        )
+
     def test_thresholds_are_kept_normalised_and_stay_out_of_argv(self):
-        response = self.post(thresholds=["p95 < 300ms", "GET /items/{id}:  errors<1%  abort"])
+        response = self.post(
+            mode="load",
+            duration=5,
+            users=2,
+            thresholds=["p95 < 300ms", "GET /items/{id}:  errors<1%  abort"],
+        )
         assert response.status_code == 201, response.json()
         run = Run.objects.get()
         assert run.config_snapshot["thresholds"] == [

@@ -170,7 +170,11 @@ def launch(
     if isinstance(config, Suite):
         config = config.default_config()
     suite = config.suite
-    snap = snapshot(config, Overrides.clean(overrides))
+    cleaned = Overrides.clean(overrides)
+    snap = snapshot(config, cleaned)
+    if cleaned.values.get("thresholds") and snap.get("mode") != "load":
+        # A CI gate that would silently gate nothing: say so rather than run the tests once.
+        raise LaunchError("thresholds apply to load runs: add mode load (--load)", "thresholds")
     # Staff and the operator may add any argument; anyone else only the suite's node ids.
     snap["extra_args"] += check_args(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
