@@ -122,3 +122,15 @@ class LoadLaunchTests(BaseTestCase):
         with self.assertRaises(launch.LaunchError) as caught:
             launch.launch(self.suite)
         assert caught.exception.field == "thresholds"
+
+    def test_load_options_are_checked(self):
+        for body, says in (
+            ({"mode": "load", "users": 5}, "duration: a load run needs a duration or"),
+            ({"mode": "load", "users": 0, "duration": 5}, "users must be between 1 and 1000"),
+            ({"mode": "soak", "duration": 5}, "mode must be one of tests, load"),
+            ({"mode": "load", "duration": 5, "spawn_rate": -1.0}, "spawn_rate must be between"),
+        ):
+            response = self.post(**body)
+            assert response.status_code == 400, body
+            assert says in response.json()["detail"], response.json()
+        assert not Run.objects.exists()
