@@ -16,7 +16,6 @@ message per batch of written seconds.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -27,8 +26,8 @@ from runs.load.queries import errors_of, stats_of
 from runs.models import LoadEntry, LoadError, LoadSecond, LoadSummary, Run
 from runs.models.load import ERROR_MAX, NAME_MAX, TRACEBACK_MAX
 
-log = logging.getLogger(__name__)
 LAG = 2  # seconds a second stays open for the other processes' ticks
+MAX_SECOND = 10**8  # over three years of load: what an integer column holds everywhere
 LOAD_EVENTS = ("load_start", "load_tick", "load_error", "load_stop")
 
 
@@ -102,7 +101,7 @@ class LoadAggregator:
         self.summary.started = _float(event.get("time"), None)
 
     def tick(self, event: dict) -> None:
-        second = max(0, _int(event.get("second")))
+        second = min(max(0, _int(event.get("second"))), MAX_SECOND)
         process = str(event.get("process") or "p0")
         bucket = self.open.setdefault(second, Bucket())
         bucket.users[process] = _int(event.get("users"))
