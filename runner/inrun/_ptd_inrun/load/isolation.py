@@ -15,6 +15,9 @@ fixture's value lives on its ``FixtureDef`` (``cached_result``), an item holds i
   keep one per test: here a million iterations would keep a million).
 * each user runs its own shallow copy of each item (``clone``): own funcargs, request, stash
   and report sections; a test method gets a fresh instance of its class per iteration.
+* ``PYTEST_CURRENT_TEST`` is not set (there is no one current test).
+* formatting a failure is serialized (``_serialized``: CPython 3.11's parser is not
+  thread-safe).
 * output capture, which swaps process-wide ``sys.stdout`` / file descriptors per test phase,
   is off (``quiet_capture``); what tests print is discarded.
 
@@ -232,6 +235,12 @@ def prepare_session(session: pytest.Session) -> SharedNodes:
             for fixturedef in defs:
                 _localize(fixturedef)
     session._setupstate = ThreadSetupState(session._setupstate)
+    # PYTEST_CURRENT_TEST names "the" running test: with many at once there is none, and
+    # setting / popping it from several threads raises KeyError.
+    import _pytest.runner
+
+    _pytest.runner._update_current_test_var = lambda item, when: None
+    os.environ.pop("PYTEST_CURRENT_TEST", None)
     return SharedNodes()
 
 
@@ -248,7 +257,26 @@ def clone(item: pytest.Item) -> pytest.Item:
     twin.stash = stash
     twin._report_sections = []
     twin.user_properties = list(item.user_properties)
+    for name in ("repr_failure", "_repr_failure_py"):
+        method = getattr(twin, name, None)
+        if method is not None:
+            setattr(twin, name, _serialized(method))
     return twin
+
+
+_format_lock = threading.RLock()  # repr_failure calls _repr_failure_py
+
+
+def _serialized(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Formatting a failure parses source with ``ast``, which CPython 3.11 cannot do in two
+    threads at once ("AST constructor recursion depth mismatch"): one at a time."""
+
+    @functools.wraps(method)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _format_lock:
+            return method(*args, **kwargs)
+
+    return locked
 
 
 def fresh_instance(item: pytest.Item) -> None:

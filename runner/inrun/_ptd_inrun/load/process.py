@@ -75,7 +75,9 @@ class LoadProcess:
         self.res_fd = res_fd
         self.recorder = Recorder(self.name, start)
         self.stop = threading.Event()
+        self.tick_done = threading.Event()  # set: the ticker is done
         self.cancelled = False
+        self.internal_error_sent = False
         self.hit_deadline = False
         self.active = 0
         self.active_lock = threading.Lock()
@@ -113,7 +115,7 @@ class LoadProcess:
         else:
             self.send(("warning", f"load process {self.name}: users still running after "
                        f"{self.settings.stop_grace:g} s; left behind"))  # fmt: skip
-        self.ticking = False
+        self.tick_done.set()
         ticker.join(2.0)
         self.recorder.set_users(0)
         self.send(("events", self.recorder.take(final=True)))
@@ -196,7 +198,19 @@ class LoadProcess:
         item.user_properties = []
         item._ptd_error = None
         began = time.perf_counter()
-        runtestprotocol(item, log=False, nextitem=None)
+        try:
+            runtestprotocol(item, log=False, nextitem=None)
+        except Exception as exc:  # noqa: BLE001 - pytest itself failed: PTD's error, said once
+            ms = (time.perf_counter() - began) * 1000.0
+            with contextlib.suppress(Exception):
+                item.session._setupstate.teardown_exact(None)
+            text = traceback.format_exc()
+            if not self.internal_error_sent:
+                self.internal_error_sent = True
+                self.send(("warning", f"load process {self.name}: internal error\n{text}"))
+            error = error_key(f"PTD {type(exc).__name__}", str(exc))
+            self.recorder.test(item.nodeid, ms, "exception", error, text)
+            return
         ms = (time.perf_counter() - began) * 1000.0
         caught = item._ptd_error
         if caught is None:
@@ -209,18 +223,16 @@ class LoadProcess:
 
     # -- the ticker ------------------------------------------------------------------------
 
-    ticking = True
-
     def _tick_loop(self) -> None:
         second = 1
-        while self.ticking:
+        while not self.tick_done.is_set():
             due = self.start + second + 0.02
             delay = due - time.time()
             if delay > 0:
-                time.sleep(min(delay, 1.0))
+                self.tick_done.wait(min(delay, 1.0))
                 continue
             second = int(time.time() - self.start) + 1
-            if not self.ticking:
+            if self.tick_done.is_set():
                 return
             events = self.recorder.take()
             if events:

@@ -11,6 +11,7 @@ ever-new URLs cannot grow it without end.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from .histogram import Entry
 
 TRACEBACK_LIMIT = 8 * 1024
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # "<Connection object at 0x7f..>": one group
 MAX_NAMES = 1000  # distinct endpoints (or error groups) per process; the rest share one name
 OTHER = "(other)"
 
@@ -25,7 +27,7 @@ OTHER = "(other)"
 def error_key(exc_type: str, message: str) -> str:
     """``"ExcType: first line of the message"``: how errors are grouped."""
     first = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
-    text = f"{exc_type}: {first}" if first else exc_type
+    text = f"{exc_type}: {_ADDRESS.sub('', first)}" if first else exc_type
     return text[:300]
 
 
@@ -53,7 +55,7 @@ class Recorder:
         self.errors: dict[tuple[str, str, str], _Error] = {}
         self.examples: dict[tuple[str, str, str], str] = {}  # first traceback, kept for good
         self.users = 0
-        self._sent_users = -1
+        self._sent_users = 0
         self._last_second = -1
 
     # -- user threads ----------------------------------------------------------------------
