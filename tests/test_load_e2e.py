@@ -86,7 +86,9 @@ def test_figures_equal_the_tests_own_timings(load_suite, viewer):
         expected = raw_percentile(samples, q)
         assert expected * 0.95 <= load[f"p{q}_ms"] <= expected * 1.05 + 15, (q, load, expected)
         assert abs(endpoint[f"p{q}_ms"] - expected) <= expected * 0.05 + 5, (q, endpoint)
-    assert 2.5 <= load["duration_seconds"] <= 5.0  # duration 3 s; tolerance: spawn and stop
+    # Asked 3 s; load_start to load_stop also holds the forks and the graceful stop, which
+    # the engine bounds by its stop grace (10 s): a loaded machine takes more of it.
+    assert 2.5 <= load["duration_seconds"] <= 3 + 10
     assert all(t["passed"] for t in load["thresholds"])
     series = viewer.get(f"/api/runs/{run.pk}/load/series").json()
     assert sum(s["iterations"] for s in series) == len(samples)
