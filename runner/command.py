@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping
 
 from . import inrun
-from .options import DIST_MODES, ENGINES
+from .options import DIST_MODES, ENGINES, MODES
 
 INRUN_PATH = inrun.PATH
 PLUGIN_MODULE = "_ptd_inrun.plugin"
@@ -68,7 +68,21 @@ def build_argv(
     junit_path: str | None = None,
     extra_args: list[str] | None = None,
     engine: str = "xdist",
+    mode: str = "tests",
+    users: int | None = None,
+    spawn_rate: float | None = None,
+    duration: int | None = None,
+    iterations: int | None = None,
+    think_time: float | None = None,
 ) -> list[str]:
+    """The run's pytest command line.
+
+    ``mode="load"`` runs the selected tests as ``users`` concurrent users in ``workers`` load
+    processes (at most one per user) instead of once each: the load engine of the in-run
+    plugin (``_ptd_inrun.load``); ``engine``, ``dist``, ``repeat`` and ``reruns`` do not apply.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if dist not in DIST_MODES:
         raise ValueError(f"unknown dist {dist!r}; expected one of {', '.join(DIST_MODES)}")
     if engine not in ENGINES:
@@ -86,15 +100,17 @@ def build_argv(
         "--color=no",
     ]
     n = resolve_workers(workers)
-    if (workers == "auto" or n != 1) and engine == "fork":
+    if mode == "load":
+        argv += load_args(n, users, spawn_rate, duration, iterations, think_time)
+    elif (workers == "auto" or n != 1) and engine == "fork":
         # The fork engine lives in our plugin (loaded above): collect once, fork N workers.
         argv += ["--ptd-workers", str(n), "--ptd-dist", dist]
     elif workers == "auto" or n != 1:
         # "auto" is resolved here so the dashboard and the run agree on N.
         argv += ["-n", str(n), "--dist", dist]
-    if repeat and repeat > 1:
+    if repeat and repeat > 1 and mode != "load":
         argv += ["--count", str(int(repeat))]
-    if reruns and reruns > 0:
+    if reruns and reruns > 0 and mode != "load":
         argv += ["--reruns", str(int(reruns))]
     if keyword:
         argv += ["-k", keyword]
@@ -103,6 +119,33 @@ def build_argv(
     if junit_path:
         argv.append(f"--junitxml={junit_path}")
     argv += list(extra_args or [])
+    return argv
+
+
+def load_args(
+    processes: int,
+    users: int | None,
+    spawn_rate: float | None,
+    duration: int | None,
+    iterations: int | None,
+    think_time: float | None,
+) -> list[str]:
+    """The load engine's options (``_ptd_inrun.load.options``); values already checked by
+    ``runner.options.clean``, turned to numbers again here so argv never carries text."""
+    if not users or int(users) < 1:
+        raise ValueError("load mode needs users >= 1")
+    if not duration and not iterations:
+        raise ValueError("load mode needs a duration or a number of iterations")
+    users = int(users)
+    argv = ["--ptd-load-users", str(users), "--ptd-load-processes", str(min(processes, users))]
+    if spawn_rate:
+        argv += ["--ptd-load-spawn-rate", repr(float(spawn_rate))]
+    if duration:
+        argv += ["--ptd-load-duration", str(int(duration))]
+    if iterations:
+        argv += ["--ptd-load-iterations", str(int(iterations))]
+    if think_time:
+        argv += ["--ptd-load-think-time", repr(float(think_time))]
     return argv
 
 
@@ -144,9 +187,11 @@ def build_env(
 
 
 def required_modules(
-    workers: int | str, repeat: int, reruns: int, engine: str = "xdist"
+    workers: int | str, repeat: int, reruns: int, engine: str = "xdist", mode: str = "tests"
 ) -> list[str]:
     mods = ["pytest"]
+    if mode == "load":  # the load engine is ours: forks, threads, no plugin
+        return mods
     if engine != "fork" and (workers == "auto" or int(workers) != 1):
         mods.append("xdist")
     if repeat and repeat > 1:
@@ -165,12 +210,13 @@ def check_plugins(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     engine: str = "xdist",
+    mode: str = "tests",
 ) -> str | None:
     """Ask the suite's interpreter whether it has what the configuration needs.
 
     Returns None when it does, else one human-readable line naming what is missing.
     """
-    mods = required_modules(workers, repeat, reruns, engine)
+    mods = required_modules(workers, repeat, reruns, engine, mode)
     code = (
         "import importlib.util,sys\n"
         f"m=[n for n in {mods!r} if importlib.util.find_spec(n) is None]\n"

@@ -3,7 +3,13 @@
 
 Plain Python. ``clean`` checks a value against its declaration and raises ValueError with a
 one-line message; ``keyword`` and ``markers`` come back unchanged, their pytest syntax being
-for the caller to check. ``add_arguments`` puts the options on an argparse parser.
+for the caller to check, and so do ``thresholds`` (a list of short strings such as
+``"p95<300ms"``), whose grammar the dashboard owns. ``add_arguments`` puts the options on an
+argparse parser.
+
+``mode`` "load" runs the selected tests as ``users`` concurrent users (README "Load mode"):
+``spawn_rate``, ``duration``, ``iterations`` and ``think_time`` shape that load and are
+ignored in "tests" mode; ``workers`` is then the number of load processes.
 """
 
 from __future__ import annotations
@@ -18,16 +24,20 @@ ENGINES = ("fork", "xdist")
 DIST_MODES = MODES
 MAX_WORKERS = 64
 AUTO_WORKERS = 0  # how "auto" (one worker per CPU core, like -n auto) is stored
+MODES = ("tests", "load")
+MAX_USERS = 1000
+MAX_THRESHOLDS = 20
+MAX_THRESHOLD_CHARS = 200
 
 
 @dataclass(frozen=True)
 class Option:
     name: str
-    kind: str  # "workers", "int", "choice", "expression" or "flag"
+    kind: str  # "workers", "int", "number", "choice", "expression", "flag" or "list"
     help: str
     flags: tuple[str, ...]
-    low: int = 0
-    high: int = 0
+    low: float = 0
+    high: float = 0
     choices: tuple[str, ...] = ()
 
 
@@ -52,6 +62,27 @@ OPTIONS: tuple[Option, ...] = (
         "keep what passing tests print too, like -rP (failing tests' output is always kept)",
         ("--capture-passed",),
     ),
+    Option("mode", "choice", "run the tests once (tests) or as a load", ("--mode",), choices=MODES),
+    Option("users", "int", "load: concurrent users", ("--users",), 1, MAX_USERS),
+    Option("spawn_rate", "number", "load: users started per second", ("--spawn-rate",), 0.01, 1e4),
+    Option("duration", "int", "load: seconds to hold the load", ("--duration",), 1, 7 * 24 * 3600),
+    Option(
+        "iterations", "int", "load: passes over the tests per user", ("--iterations",), 1, 10**7
+    ),
+    Option(
+        "think_time",
+        "number",
+        "load: seconds a user waits between tests",
+        ("--think-time",),
+        0,
+        3600,
+    ),
+    Option(
+        "thresholds",
+        "list",
+        "load: a pass/fail criterion such as p95<300ms (repeatable)",
+        ("--threshold",),
+    ),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 NAMES = tuple(BY_NAME)
@@ -69,6 +100,33 @@ def _whole(name: str, value: Any, low: int, high: int) -> int:
     return number
 
 
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not low <= number <= high:  # NaN fails both comparisons
+        raise ValueError(f"{name} must be between {low:g} and {high:g}, got {value}")
+    return number
+
+
+def _strings(name: str, value: Any) -> list[str]:
+    """A short list of short one-line strings (their grammar is the dashboard's to check)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    items = [v.strip() for v in value if v.strip()]
+    if len(items) > MAX_THRESHOLDS:
+        raise ValueError(f"{name}: at most {MAX_THRESHOLDS}, got {len(items)}")
+    for item in items:
+        if len(item) > MAX_THRESHOLD_CHARS or "\n" in item or "\r" in item:
+            raise ValueError(f"{name}: each one line of at most {MAX_THRESHOLD_CHARS} characters")
+    return items
+
+
 def clean(name: str, value: Any) -> Any:
     """The value to store for option ``name``; ValueError (one line) when it is not valid."""
     option = BY_NAME.get(name)
@@ -77,9 +135,13 @@ def clean(name: str, value: Any) -> Any:
     if option.kind == "workers":
         if str(value).strip().lower() == "auto":
             return AUTO_WORKERS
-        return _whole(name, value, option.low, option.high)
+        return _whole(name, value, int(option.low), int(option.high))
     if option.kind == "int":
-        return _whole(name, value, option.low, option.high)
+        return _whole(name, value, int(option.low), int(option.high))
+    if option.kind == "number":
+        return _number(name, value, option.low, option.high)
+    if option.kind == "list":
+        return _strings(name, value)
     if option.kind == "choice":
         if value not in option.choices:
             raise ValueError(f"{name} must be one of {', '.join(option.choices)}")
@@ -102,6 +164,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"dest": option.name, "help": option.help}
         if option.kind == "int":
             kwargs["type"] = int
+        elif option.kind == "number":
+            kwargs["type"] = float
+        elif option.kind == "list":
+            kwargs["action"] = "append"
         elif option.kind == "choice":
             kwargs["choices"] = option.choices
         elif option.kind == "flag":  # absent: as configured (None), present: on

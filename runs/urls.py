@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.pages import flaky, report, scaling, tokens, trends, views
+from runs.pages import flaky, load, report, scaling, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -28,6 +28,12 @@ urlpatterns = [
     # Scaling: sweeps and the speedup curve (issue #17)
     path("suites/<str:name>/scaling/", scaling.scaling_page, name="scaling"),
     path("suites/<str:name>/sweep/", scaling.start_sweep, name="sweep"),
+    # Load runs (issue #16)
+    path("suites/<str:name>/load/", load.trend, name="load_trend"),
+    path("suites/<str:name>/load/compare/", load.compare, name="load_compare"),
+    path("runs/<int:run_id>/load/stats.csv", load.stats_csv, name="load_stats_csv"),
+    path("runs/<int:run_id>/load/series.csv", load.series_csv, name="load_series_csv"),
+    path("runs/<int:run_id>/load/report.html", load.report, name="load_report"),
     path("runs/", views.run_list, name="runs"),
     path("runs/rows/", views.run_rows, name="run_rows"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),

@@ -123,9 +123,16 @@ INLINE = [
 ]
 
 
+# Files the server only ever sends as attachments, to be opened from disk where no policy of
+# ours applies: a load run's self-contained HTML report must carry its script and style inline.
+DOWNLOADS = {"templates/runs/load_report.html"}
+
+
 def test_no_template_holds_what_the_policy_blocks():
     found = []
     for path in sorted((ROOT / "templates").rglob("*.html")):
+        if str(path.relative_to(ROOT)) in DOWNLOADS:
+            continue
         text = path.read_text()
         for pattern, what in INLINE:
             for match in pattern.finditer(text):

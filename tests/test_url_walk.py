@@ -64,6 +64,7 @@ TABLE = {
     ("api/runs/<run_id>", "run_detail"): ("get", None, API_READ),
     ("api/runs/<run_id>/results", "run_results"): ("get", None, API_READ),
     ("api/runs/<run_id>/junit.xml", "run_junit"): ("get", None, API_READ),
+    ("api/runs/<run_id>/load/series", "run_load_series"): ("get", None, API_READ),
     ("api/runs/<run_id>/cancel", "cancel_run"): (
         "post",
         {},
@@ -133,6 +134,11 @@ TABLE = {
         {"workers": "1, 2"},
         {"anon": LOGIN, **everyone(302)},
     ),
+    ("suites/<str:name>/load/", "load_trend"): ("get", None, VIEW),
+    ("suites/<str:name>/load/compare/", "load_compare"): ("get", None, VIEW),
+    ("runs/<int:run_id>/load/stats.csv", "load_stats_csv"): ("get", None, VIEW),
+    ("runs/<int:run_id>/load/series.csv", "load_series_csv"): ("get", None, VIEW),
+    ("runs/<int:run_id>/load/report.html", "load_report"): ("get", None, VIEW),
     ("runs/", "runs"): ("get", None, VIEW),
     ("runs/rows/", "run_rows"): ("get", None, VIEW),
     ("runs/<int:run_id>/", "run"): ("get", None, VIEW),
@@ -219,6 +225,9 @@ class UrlWalkTests(BaseTestCase):
             user=cls.member,
             config_snapshot={"engine": "external", "workers": 1},
         )
+        cls.load_run = make_run(cls.suite, user=cls.member, config=cls.config)
+        cls.load_run.config_snapshot.update(mode="load", users=2, duration=5)
+        cls.load_run.save()
         TestStat.objects.create(suite=cls.suite, nodeid=NODE, runs_seen=1, flip_count=1)
         cls.extra_config = RunConfig.objects.create(suite=cls.suite, name="extra", workers=1)
         Group.objects.create(name="testers")  # an object for each admin page
@@ -231,6 +240,8 @@ class UrlWalkTests(BaseTestCase):
 
     def values(self, route: str) -> dict:
         run = self.outside if route.startswith("api/ingest/runs/") else self.own_run
+        if "load/" in route:  # a load run's addresses
+            run = self.load_run
         return {
             "name": self.suite.name,
             "suite_id": self.suite.pk,
@@ -250,6 +261,8 @@ class UrlWalkTests(BaseTestCase):
         fill = lambda m: str(values[m.group(1) or m.group(2)])  # noqa: E731
         url = "/" + re.sub(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>[^)]*\)", fill, route)
         url = url.replace("^", "").replace("$", "")
+        if route.endswith("load/compare/"):
+            url += f"?a={self.load_run.pk}&b={self.load_run.pk}"
         client = Client()
         client.raise_request_exception = False
         kwargs = {}

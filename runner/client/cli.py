@@ -3,11 +3,13 @@
 Runs on CI machines against a remote dashboard: plain Python and requests, never Django.
 
     ptd run --server URL --token TOKEN --suite NAME [--workers N] [--wait] [--junit FILE]
+    ptd run ... --load --users 100 --spawn-rate 10 --duration 60 --threshold 'p95<300ms' --wait
     ptd status RUN_ID
     ptd cancel RUN_ID
     ptd upload SPOOL_FILE      (results the pytest plugin kept while the dashboard was down)
 
-Exit codes: 0 passed (or done), 1 tests failed, 2 bad usage or a request the server rejected
+Exit codes: 0 passed (or done), 1 tests failed (a load run: a threshold failed; the server
+decides), 2 bad usage or a request the server rejected
 (4xx), 3 the run errored / was cancelled / interrupted, or the server stayed unreachable.
 """
 
@@ -84,6 +86,10 @@ def wait_for(client: Client, run_id: int, *, poll: float, max_wait: float) -> di
 
 def report(run: dict) -> int:
     tests = run.get("tests", {})
+    load = run.get("load")
+    if isinstance(load, dict):
+        report_load(run, load)
+        return FINISHED.get(run["status"], EXIT_RUN_ERROR)
     figures = ", ".join(
         f"{key} {run[key]:.2f}"
         for key in ("wall_seconds", "speedup", "efficiency")
@@ -99,6 +105,26 @@ def report(run: dict) -> int:
         log(run["message"])
     print(json.dumps(run))
     return FINISHED.get(run["status"], EXIT_RUN_ERROR)
+
+
+def report_load(run: dict, load: dict) -> None:
+    """A load run's summary: its figures and each threshold's verdict."""
+    figures = ", ".join(
+        f"{key} {load[key]:.1f}"
+        for key in ("rps", "p50_ms", "p95_ms", "p99_ms")
+        if isinstance(load.get(key), int | float)
+    )
+    log(
+        f"run {run['id']} {run['status']}: load of {load.get('users')} users, "
+        f"{load.get('iterations', 0)} iterations, {load.get('failures', 0)} failures"
+        + (f" ({figures})" if figures else "")
+    )
+    for threshold in load.get("thresholds") or []:
+        verdict = "passed" if threshold.get("passed") else "FAILED"
+        log(f"  {threshold.get('expr')}: {verdict} (value {threshold.get('value')})")
+    if run.get("message"):
+        log(run["message"])
+    print(json.dumps(run))
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -178,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="launch a run of a suite")
     run.add_argument("--suite", required=True, help="suite name or id")
     options.add_arguments(run)
+    run.add_argument(
+        "--load",
+        dest="mode",
+        action="store_const",
+        const="load",
+        help="a load run: the tests as concurrent users (same as --mode load)",
+    )
     run.add_argument("--commit", help="commit SHA (default: from the CI's environment)")
     run.add_argument("--branch", help="branch (default: from the CI's environment)")
     run.add_argument("--ci-url", help="link back to the CI job")

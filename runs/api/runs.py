@@ -14,6 +14,7 @@ from runs import permissions
 from runs.api.common import Detail, Pages, Text, find_suite
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
+from runs.load import queries as load_queries
 from runs.models import Run, TestResult
 
 
@@ -31,6 +32,13 @@ class RunIn(Schema):
     keyword: Text | None = Field(None, max_length=500)
     markers: Text | None = Field(None, max_length=500)
     capture_passed: bool | None = None
+    mode: Text | None = None
+    users: int | None = None
+    spawn_rate: float | None = None
+    duration: int | None = None
+    iterations: int | None = None
+    think_time: float | None = None
+    thresholds: list[Text] | None = Field(None, description='e.g. ["p95<300ms", "errors<1% abort"]')
     commit: Text = Field("", max_length=64)
     branch: Text = Field("", max_length=200)
     ci_url: Text = Field("", max_length=1000)
@@ -111,6 +119,71 @@ class RunOut(Schema):
     tests: TestsOut
     per_worker: list[WorkerOut]
     url: str
+
+
+class LoadFigures(Schema):
+    iterations: int
+    failures: int
+    rps: float | None
+    min_ms: float | None
+    mean_ms: float | None
+    max_ms: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class LoadEntryFigures(LoadFigures):
+    exceptions: int
+    p99_9_ms: float | None
+
+
+class LoadTestOut(LoadEntryFigures):
+    nodeid: str
+
+
+class LoadEndpointOut(LoadEntryFigures):
+    method: str
+    path: str
+    requests: int
+
+
+class ThresholdOut(Schema):
+    expr: str
+    value: float | None
+    passed: bool
+
+
+class LoadOut(LoadFigures):
+    users: int | None
+    duration_seconds: float
+    thresholds: list[ThresholdOut]
+    tests: list[LoadTestOut]
+    endpoints: list[LoadEndpointOut]
+    stop_reason: str
+    aborted_by: str
+
+
+assert tuple(LoadFigures.model_fields) == load_queries.FIGURES, "load figures changed"
+
+
+class RunDetailOut(RunOut):
+    load: LoadOut | None
+
+
+class LoadSecondOut(Schema):
+    second: int
+    users: int
+    iterations: int
+    rps: float
+    failures: int
+    requests: int
+    request_failures: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
 
 
 # TestResult.FIELDS, typed for the schema (checked below). No docstring: it would be published.
@@ -203,9 +276,19 @@ def get_run(run_id: int) -> Run:
     return get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
 
 
-@router.get("/{run_id}", response={200: RunOut, 404: Detail})
+@router.get("/{run_id}", response={200: RunDetailOut, 404: Detail})
 def run_detail(request, run_id: int):
-    return get_run(run_id).to_dict()
+    run = get_run(run_id)
+    return {**run.to_dict(), "load": load_queries.load_dict(run)}
+
+
+@router.get("/{run_id}/load/series", response={200: list[LoadSecondOut], 404: Detail})
+def run_load_series(request, run_id: int):
+    """A load run's per-second series (all processes merged); 404 for a run of tests."""
+    run = get_run(run_id)
+    if not run.is_load:
+        raise HttpError(404, f"run {run.id} is not a load run")
+    return load_queries.series(run)
 
 
 @router.get("/{run_id}/results", response=list[ResultOut])

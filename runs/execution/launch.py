@@ -30,10 +30,12 @@ from runs.execution.pytest_input import (
     check_nodeid,
 )
 from runs.execution.sink import close_interrupted
+from runs.load import thresholds
 from runs.models import Run, RunConfig, Suite, TestResult
 
-# The options a launch may override: declared once, in runner.options (the CLI offers them).
-OVERRIDABLE = options.NAMES
+# The options a launch may override: declared once, in runner.options (the CLI offers them),
+# and load mode's thresholds, which are the dashboard's alone (runs.load.thresholds).
+OVERRIDABLE = tuple(dict.fromkeys((*options.NAMES, "thresholds")))
 HISTORY_RUNS = 5  # how many recent finished runs feed the scheduler's duration history
 HOST = socket.gethostname()
 
@@ -56,6 +58,11 @@ class Overrides:
 
 
 def _clean_value(key: str, value):
+    if key == "thresholds":
+        try:
+            return thresholds.clean(value)
+        except thresholds.ThresholdError as exc:
+            raise LaunchError(str(exc), key) from None
     try:
         value = options.clean(key, value)
     except ValueError as exc:
@@ -87,7 +94,8 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
         stamp = os.stat(python).st_mtime
     except OSError:
         stamp = 0.0
-    needs = [snap["engine"], snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0]
+    mode = snap.get("mode", "tests")
+    needs = [snap["engine"], snap["workers"] != 1, snap["repeat"] > 1, snap["reruns"] > 0, mode]
     key = json.dumps([python, stamp, *needs])
     cache_file = Path(settings.DATA_DIR) / "plugin-checks.json"
     try:
@@ -102,6 +110,7 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
         repeat=snap["repeat"],
         reruns=snap["reruns"],
         engine=snap["engine"],
+        mode=mode,
     )
     if not missing:
         cache[key] = time.time()
@@ -130,6 +139,13 @@ def check_selection(snap: dict) -> None:
     for key in ("keyword", "markers"):
         if snap.get(key):
             check_expression(key, snap[key])
+    if snap.get("mode") == "load":
+        if not (snap.get("duration") or snap.get("iterations")):
+            raise LaunchError("a load run needs a duration or a number of iterations", "duration")
+        try:
+            thresholds.clean(snap.get("thresholds") or [])
+        except thresholds.ThresholdError as exc:
+            raise LaunchError(str(exc), "thresholds") from None
     if snap.get("rerun_of"):
         check_nodeid(snap["rerun_of"], rerun=True)
 
@@ -154,7 +170,11 @@ def launch(
     if isinstance(config, Suite):
         config = config.default_config()
     suite = config.suite
-    snap = snapshot(config, Overrides.clean(overrides))
+    cleaned = Overrides.clean(overrides)
+    snap = snapshot(config, cleaned)
+    if cleaned.values.get("thresholds") and snap.get("mode") != "load":
+        # A CI gate that would silently gate nothing: say so rather than run the tests once.
+        raise LaunchError("thresholds apply to load runs: add mode load (--load)", "thresholds")
     # Staff and the operator may add any argument; anyone else only the suite's node ids.
     snap["extra_args"] += check_args(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
@@ -251,6 +271,7 @@ def duration_history(suite: Suite) -> dict[str, float]:
     and they would steer how this server schedules (longest first)."""
     run_ids = list(
         Run.objects.filter(suite=suite, status__in=Run.COMPLETE)
+        .tests_runs()  # a load run stores no test results
         .exclude(trigger=Run.Trigger.EXTERNAL)
         .order_by("-created_at")
         .values_list("id", flat=True)[:HISTORY_RUNS]
@@ -288,6 +309,13 @@ def build_spec(run: Run) -> RunSpec:
         junit_path=None,
         extra_args=list(snap.get("extra_args", [])),
         engine=snap.get("engine", "xdist"),
+        # Load mode (issue #16); thresholds stay here: the verdict is the dashboard's.
+        mode=snap.get("mode", "tests"),
+        users=snap.get("users"),
+        spawn_rate=snap.get("spawn_rate"),
+        duration=snap.get("duration"),
+        iterations=snap.get("iterations"),
+        think_time=snap.get("think_time"),
     )
     env = command.build_env(
         dict(os.environ),

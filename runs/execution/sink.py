@@ -20,10 +20,12 @@ from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome, exit_meaning
+from runs.execution.load_sink import LOAD_EVENTS, LoadSinkMixin
 from runs.execution.timing import add_marks, time_breakdown
 from runs.flaky.quarantine import apply_quarantine
 from runs.flaky.recorder import HistoryRecorder, record_run_safely
 from runs.live.publish import chunked
+from runs.load.verdict import load_status
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
@@ -137,13 +139,15 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
     return list(WorkerStat.objects.filter(run_id=run_id, worker__in=deltas).order_by("worker"))
 
 
-class DbSink:
+class DbSink(LoadSinkMixin):
     """Implements runner.pool.Sink on top of the models and the environment's publisher."""
 
     def __init__(self, env):
         self.publisher = env.publisher
         self.history = env.history
+        self.env = env
         self.shutting_down = False
+        self.loads = {}  # run id -> LoadAggregator of the running load runs
 
     def run_started(self, run_id: int, pid: int, started_at: float) -> None:
         close_old_connections()
@@ -226,6 +230,8 @@ class DbSink:
             (time.monotonic() - began) * 1000,
         )
         self.batch_stored(counts, deltas, run_fields.get("collected"))
+        if any(event.get("type") in LOAD_EVENTS for event in events):
+            self.handle_load(run_id, events)
 
     def batch_stored(self, counts: dict, deltas: dict[str, WorkerDelta], collected) -> None:
         """What a batch added (runner.metrics.count_outcomes, the workers' deltas), for a sink
@@ -233,6 +239,7 @@ class DbSink:
 
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         try:
+            self.finish_load(run_id)
             run = finish_run(run_id, outcome, history=self.history, interrupted=self.shutting_down)
             if self.publisher.reachable(run_id):
                 self.publisher.publish(run_id, {"type": "finished", "run": run.to_dict()})
@@ -332,6 +339,7 @@ def finish_run(
     summary["tests"]["errors"] += len(tests) - len(executed)
     summary["tests"]["total"] += len(tests) - len(executed)
     status, message = status_for(outcome, interrupted)
+    status, message = load_status(run, status, message)
     status, message = apply_quarantine(run, tests, status, message)
     run.status = status
     run.message = message[:5000]
@@ -401,6 +409,7 @@ def measured_speedup(run: Run) -> float | None:
             status__in=Run.COMPLETE,
             wall_seconds__gt=0,
         )
+        .tests_runs()
         .exclude(pk=run.pk)
         .order_by("-created_at")
     )

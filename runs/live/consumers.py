@@ -23,6 +23,7 @@ from django.conf import settings
 from runs import permissions
 from runs.execution import environment
 from runs.live.publish import chunked, group_name
+from runs.load.queries import live_snapshot
 from runs.models import Run, TestResult
 
 CLOSE_UNAUTHENTICATED = 4401
@@ -35,7 +36,7 @@ def snapshot(run_id: int) -> dict | None:
         return None
     workers = [stat.live_dict() for stat in run.worker_stats.all()]
     results = [TestResult.live(r) for r in run.results.order_by("id").values(*TestResult.FIELDS)]
-    return {
+    data = {
         "type": "snapshot",
         # Read with the run, before its results: every message numbered up to here was
         # published after its results were stored, so they are in what is read next.
@@ -45,6 +46,9 @@ def snapshot(run_id: int) -> dict | None:
         "results": results,
         "estimate": estimated_work(run),
     }
+    if run.is_load:  # its stats, series, errors and thresholds so far (runs.load)
+        data["load"] = live_snapshot(run)
+    return data
 
 
 def estimated_work(run: Run) -> dict:

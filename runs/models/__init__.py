@@ -6,6 +6,7 @@ lives with the rest of flakiness in `runs.flaky.models` and is re-exported here 
 """
 
 from runs.flaky.models import TestStat
+from runs.models.load import LoadEntry, LoadError, LoadSecond, LoadSummary
 from runs.models.runs import Run, RunQuerySet, TestResult, WorkerStat
 from runs.models.suites import (
     DIST_MODES,
@@ -37,6 +38,10 @@ __all__ = [
     "PYTEST_USAGE_ERROR",
     "REDACTED",
     "RESERVED_SUITE_NAMES",
+    "LoadEntry",
+    "LoadError",
+    "LoadSecond",
+    "LoadSummary",
     "TOKEN_RE",
     "ApiToken",
     "ApiTokenQuerySet",

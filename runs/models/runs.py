@@ -15,9 +15,18 @@ from runs.models.suites import ENGINES, PYTEST_USAGE_ERROR, RunConfig, Suite, is
 
 class RunQuerySet(models.QuerySet):
     def whole(self) -> RunQuerySet:
-        """Without the runs of one test made to probe its flakiness (a test page's Rerun xK):
-        trends and reports are about the suite's runs."""
-        return self.exclude(config_snapshot__has_key="rerun_of")
+        """Without the runs of one test made to probe its flakiness (a test page's Rerun xK)
+        and without load runs (their figures are load's, with a trend of their own): trends
+        and reports are about the suite's runs of its tests."""
+        return self.exclude(config_snapshot__has_key="rerun_of").tests_runs()
+
+    def tests_runs(self) -> RunQuerySet:
+        """Runs that ran the tests once each: not load runs, which loop them (issue #16)."""
+        # Not exclude(mode="load"): on a JSON key it also drops the runs made before modes
+        # existed (no key at all).
+        return self.filter(
+            models.Q(config_snapshot__mode__isnull=True) | ~models.Q(config_snapshot__mode="load")
+        )
 
 
 class Run(models.Model):
@@ -134,6 +143,11 @@ class Run(models.Model):
     @property
     def engine(self) -> str:
         return self.config_snapshot.get("engine", "xdist")
+
+    @property
+    def is_load(self) -> bool:
+        """A load run (issue #16): its tests were looped by users, its figures are load's."""
+        return self.config_snapshot.get("mode") == "load"
 
     @property
     def config_name(self) -> str:

@@ -23,6 +23,7 @@ DIST_MODES = [
     ("loadgroup", "loadgroup: xdist_group marks together"),
 ]
 MAX_WORKERS = options.MAX_WORKERS
+MODES = [("tests", "tests: run each test once"), ("load", "load: users loop the tests")]
 PYTEST_USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
 name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
@@ -143,7 +144,8 @@ class Suite(models.Model):
 
 
 class RunConfig(models.Model):
-    """How to run a suite: workers, engine, distribution, repeats, reruns, selection, timeout."""
+    """How to run a suite: workers, engine, distribution, repeats, reruns, selection, timeout,
+    and for load mode its users, ramp, stop conditions and thresholds."""
 
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="configs")
     name = models.CharField(max_length=100, validators=[name_validator])
@@ -169,6 +171,26 @@ class RunConfig(models.Model):
         default=False,
         help_text="Keep what passing tests print too (like -rP); failing tests' always is.",
     )
+    # Load mode (issue #16): the selected tests looped by concurrent users.
+    mode = models.CharField(max_length=10, choices=MODES, default="tests")
+    users = models.PositiveIntegerField(
+        default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)]
+    )
+    spawn_rate = models.FloatField(
+        default=10.0, validators=[MinValueValidator(0.01)], help_text="Users started per second."
+    )
+    duration = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds of load."
+    )
+    iterations = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Iterations per user."
+    )
+    think_time = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0)], help_text="Seconds between iterations."
+    )
+    thresholds = models.JSONField(
+        default=list, blank=True, help_text='e.g. ["p95<300ms", "errors<1% abort"]'
+    )
 
     class Meta:
         ordering = ["suite", "-is_default", "name"]
@@ -178,6 +200,13 @@ class RunConfig(models.Model):
 
     def __str__(self) -> str:
         return f"{self.suite.name}/{self.name}"
+
+    def clean(self) -> None:
+        # Thresholds' syntax is checked by the forms and the launch (runs.load.thresholds).
+        if self.mode == "load" and not (self.duration or self.iterations):
+            raise ValidationError(
+                {"duration": "A load run stops after a duration or a number of iterations."}
+            )
 
     def to_dict(self) -> dict:
         return {
@@ -193,4 +222,11 @@ class RunConfig(models.Model):
             "keyword": self.keyword,
             "markers": self.markers,
             "capture_passed": self.capture_passed,
+            "mode": self.mode,
+            "users": self.users,
+            "spawn_rate": self.spawn_rate,
+            "duration": self.duration,
+            "iterations": self.iterations,
+            "think_time": self.think_time,
+            "thresholds": list(self.thresholds),
         }

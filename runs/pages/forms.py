@@ -6,7 +6,34 @@ from django import forms
 
 from runs.execution.launch import Overrides
 from runs.execution.pytest_input import LaunchError, check_expression
+from runs.load import thresholds
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, RunConfig, Suite
+from runs.models.suites import MODES
+
+# Load mode's options (issue #16): optional in the forms, the model's defaults when empty.
+LOAD_FIELDS = ["mode", "users", "spawn_rate", "duration", "iterations", "think_time", "thresholds"]
+THRESHOLDS_HELP = "One per line, e.g. p95<300ms, errors<1%, rps>200, GET /items/{id}: p99<1s abort"
+
+
+class ThresholdsField(forms.CharField):
+    """Load thresholds edited one per line, checked by runs.load.thresholds."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3}))
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("help_text", THRESHOLDS_HELP)
+        super().__init__(*args, **kwargs)
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        if isinstance(value, list):
+            value = "\n".join(value)
+        try:
+            return thresholds.clean(value or "")
+        except thresholds.ThresholdError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
 
 class JSONTextField(forms.CharField):
@@ -54,12 +81,34 @@ class SuiteForm(StackedForm):
 
 
 class RunConfigForm(StackedForm):
+    thresholds = ThresholdsField()
+
     class Meta:
         model = RunConfig
         fields = [
             "workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers",
-            "capture_passed",
+            "capture_passed", *LOAD_FIELDS,
         ]  # fmt: skip
+        labels = {
+            "mode": "Mode",
+            "spawn_rate": "Spawn rate (users/s)",
+            "duration": "Duration (s)",
+            "iterations": "Iterations per user",
+            "think_time": "Think time (s)",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in LOAD_FIELDS:
+            self.fields[name].required = False
+
+    def clean(self):
+        data = super().clean()
+        for name in LOAD_FIELDS:  # left empty: the model's default (a run of tests)
+            default = RunConfig._meta.get_field(name).get_default()
+            if data.get(name) in (None, "") and default is not None:
+                data[name] = default
+        return data
 
 
 class NamedRunConfigForm(RunConfigForm):
@@ -125,6 +174,13 @@ class LaunchForm(forms.Form):
         label="Passing tests' output",
         help_text="keep what passing tests print too (like -rP)",
     )
+    mode = forms.ChoiceField(choices=[("", "as configured"), *MODES], required=False)
+    users = forms.IntegerField(required=False, min_value=1, max_value=1000, label="Users")
+    spawn_rate = forms.FloatField(required=False, min_value=0.01, label="Spawn rate (users/s)")
+    duration = forms.IntegerField(required=False, min_value=1, label="Duration (s)")
+    iterations = forms.IntegerField(required=False, min_value=1, label="Iterations per user")
+    think_time = forms.FloatField(required=False, min_value=0, label="Think time (s)")
+    thresholds = ThresholdsField(help_text=THRESHOLDS_HELP + "; empty: as configured")
 
     def __init__(self, suite: Suite, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -141,4 +197,6 @@ class LaunchForm(forms.Form):
         return value
 
     def overrides(self) -> dict:
-        return {k: v for k, v in self.cleaned_data.items() if k != "config" and v not in ("", None)}
+        return {
+            k: v for k, v in self.cleaned_data.items() if k != "config" and v not in ("", None, [])
+        }

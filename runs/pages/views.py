@@ -20,6 +20,7 @@ from runs import permissions
 from runs.execution import environment, launch
 from runs.insight import breakdown
 from runs.models import Run, RunConfig, Suite, TestResult
+from runs.pages import load
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
 RUNS_PER_PAGE = 50
@@ -199,6 +200,8 @@ def run_rows(request):
 
 def run_detail(request, run_id):
     run = get_object_or_404(Run.objects.select_related("suite", "user"), pk=run_id)
+    if run.is_load:
+        return load.run_page(request, run)
     user = request.user
     return render(
         request,

@@ -21,11 +21,21 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "keyword",
         "markers",
         "capture_passed",
+        "mode",
+        "users",
+        "spawn_rate",
+        "duration",
+        "iterations",
+        "think_time",
+        "thresholds",
     )
     args = cli.build_parser().parse_args(
         ["run", "--suite", "s", "--workers", "auto", "--engine", "xdist", "--dist", "loadgroup"]
         + ["--repeat", "2", "--reruns", "1", "--timeout", "60", "-k", "a", "-m", "b"]
         + ["--capture-passed"]
+        + ["--load", "--users", "100", "--spawn-rate", "2.5", "--duration", "30"]
+        + ["--iterations", "5", "--think-time", "0.5"]
+        + ["--threshold", "p95<300ms", "--threshold", "errors<1%"]
     )
     assert {name: getattr(args, name) for name in options.NAMES} == {
         "workers": "auto",
@@ -37,6 +47,13 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "keyword": "a",
         "markers": "b",
         "capture_passed": True,
+        "mode": "load",
+        "users": 100,
+        "spawn_rate": 2.5,
+        "duration": 30,
+        "iterations": 5,
+        "think_time": 0.5,
+        "thresholds": ["p95<300ms", "errors<1%"],
     }
     # A flag left out means "as configured" (None), not off.
     assert cli.build_parser().parse_args(["run", "--suite", "s"]).capture_passed is None
@@ -52,6 +69,12 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         ("reruns", 0, 0),
         ("timeout", 3600, 3600),
         ("keyword", "not slow", "not slow"),
+        ("mode", "load", "load"),
+        ("users", "1000", 1000),
+        ("spawn_rate", "0.5", 0.5),
+        ("think_time", 0, 0.0),
+        ("thresholds", ["p95<300ms", " rps>200 ", ""], ["p95<300ms", "rps>200"]),
+        ("thresholds", "p99<1s", ["p99<1s"]),
     ],
 )
 def test_clean_keeps_valid_values(name, value, stored):
@@ -67,6 +90,15 @@ def test_clean_keeps_valid_values(name, value, stored):
         ("engine", "threads", "engine must be one of fork, xdist"),
         ("dist", "each", "dist must be one of load, loadscope, loadfile, loadgroup"),
         ("color", "yes", "unknown option 'color'"),
+        ("mode", "soak", "mode must be one of tests, load"),
+        ("users", 1001, "users must be between 1 and 1000, got 1001"),
+        ("spawn_rate", 0, "spawn_rate must be between 0.01 and 10000, got 0"),
+        ("spawn_rate", "fast", "spawn_rate must be a number, got 'fast'"),
+        ("spawn_rate", "nan", "spawn_rate must be between 0.01 and 10000, got nan"),
+        ("think_time", -1, "think_time must be between 0 and 3600, got -1"),
+        ("thresholds", [3], "thresholds must be a list of strings"),
+        ("thresholds", ["p95<1s\nx"], "thresholds: each one line of at most 200 characters"),
+        ("thresholds", ["a"] * 21, "thresholds: at most 20, got 21"),
     ],
 )
 def test_clean_refuses_with_one_line(name, value, message):

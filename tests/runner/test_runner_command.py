@@ -145,3 +145,23 @@ def test_check_plugins_names_the_missing_package(tmp_path):
 def test_check_plugins_bad_interpreter(tmp_path):
     msg = command.check_plugins(str(tmp_path / "nope"), 1, 1, 0)
     assert msg is not None and "not found" in msg
+
+
+def test_build_argv_for_a_load():
+    argv = command.build_argv(
+        "/py", workers=4, mode="load", users=3, spawn_rate=2, duration=10, think_time=0.5,
+        repeat=3, reruns=2, keyword="api",
+    )  # fmt: skip
+    tail = argv[argv.index("--color=no") + 1 :]
+    # At most one process per user; repeat and reruns do not apply to a load.
+    assert tail == [
+        "--ptd-load-users", "3", "--ptd-load-processes", "3", "--ptd-load-spawn-rate", "2.0",
+        "--ptd-load-duration", "10", "--ptd-load-think-time", "0.5", "-k", "api",
+    ]  # fmt: skip
+    argv = command.build_argv("/py", workers=2, mode="load", users=100, iterations=5)
+    assert argv[-4:] == ["--ptd-load-processes", "2", "--ptd-load-iterations", "5"]
+    assert command.required_modules(4, 3, 2, "xdist", "load") == ["pytest"]
+    with pytest.raises(ValueError, match="a duration or a number of iterations"):
+        command.build_argv("/py", workers=1, mode="load", users=3)
+    with pytest.raises(ValueError, match="unknown mode"):
+        command.build_argv("/py", workers=1, mode="soak")

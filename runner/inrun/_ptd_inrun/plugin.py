@@ -17,6 +17,8 @@ from .fork import addoption as _add_fork_options
 from .fork import configure as configure_fork
 from .fork.plugins import settle_status_db, track_status_db
 from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
+from .load import addoption as _add_load_options
+from .load import configure as configure_load
 from .reporter import REPORTER_NAME, Reporter
 from .terminal import silence_terminal
 
@@ -39,12 +41,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     _add_fork_options(parser)
+    _add_load_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return  # an xdist worker: silenced at session start (terminal.py)
-    engine = configure_fork(config)  # --ptd-workers N: the fork engine (None otherwise)
+    # --ptd-load-users N: the load engine; --ptd-workers N: the fork engine (None otherwise)
+    engine = configure_load(config) or configure_fork(config)
     writer = engine.open_writer() if engine is not None else open_from_env()
     if writer is not None:
         config.pluginmanager.register(Reporter(config, writer), REPORTER_NAME)

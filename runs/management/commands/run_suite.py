@@ -6,6 +6,8 @@ Exit codes (contract): 0 all passed, 1 tests failed, 2 bad usage or configuratio
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ from runner import options
 from runs.execution import launch
 from runs.execution.environment import Environment, install
 from runs.execution.sink import DbSink
+from runs.load.queries import load_dict
 from runs.models import Run, Suite
 
 SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", "site-packages"}
@@ -101,6 +104,22 @@ class ProgressSink(DbSink):
             self.last = now
             self.show()
 
+    def publish_load(self, run_id, messages):
+        """A load run has no test results to count: a line per merged batch of seconds."""
+        super().publish_load(run_id, messages)
+        for message in messages:
+            if not message.get("seconds"):
+                continue
+            last, total = message["seconds"][-1], message["stats"]["total"]
+            p95 = "–" if total["p95_ms"] is None else f"{total['p95_ms']:.0f}"
+            line = (
+                f"[{last['second'] + 1} s] {last['users']} users · {total['iterations']} "
+                f"iterations · {total['rps'] or 0:.1f}/s · p95 {p95} ms · "
+                f"{total['failures']} failed"
+            )
+            self.stream.write(("\r" + line + "\x1b[K") if self.tty else line + "\n")
+            self.stream.flush()
+
     def show(self, end=""):
         total = self.collected if self.collected is not None else "?"
         workers = " ".join(f"{w}:{n}" for w, n in sorted(self.per_worker.items()))
@@ -138,7 +157,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
         parser.add_argument("--suite", help="name of a registered suite")
-        options.add_arguments(parser)  # --workers, --engine, --dist, ... -k, -m
+        options.add_arguments(parser)  # --workers, --engine, --dist, ... -k, -m, load's
+        # Load mode's shortcuts, unless runner.options declares them already.
+        with contextlib.suppress(argparse.ArgumentError):
+            parser.add_argument(
+                "--load",
+                dest="mode",
+                action="store_const",
+                const="load",
+                help="a load run: the selected tests looped by --users users",
+            )
+        with contextlib.suppress(argparse.ArgumentError):
+            parser.add_argument(
+                "--threshold",
+                dest="thresholds",
+                action="append",
+                metavar="EXPR",
+                help="load mode: a threshold such as 'p95<300ms', 'errors<1%%' (repeatable)",
+            )
         parser.add_argument("--commit", default="")
         parser.add_argument("--branch", default="")
         parser.add_argument("--json", action="store_true", help="print a JSON summary last")
@@ -219,8 +255,29 @@ class Command(BaseCommand):
                 f" (speedup {run.speedup:.2f}, efficiency {run.efficiency or 0:.2f},"
                 f" balance {run.balance or 0:.2f})"
             )
+        load = load_dict(run)
+        if load is not None:
+            line = self.load_line(run, load)
         self.stderr.write(line)
         if run.message:
             self.stderr.write(run.message)
         if as_json:
-            self.stdout.write(json.dumps(run.summary()))
+            summary = run.summary()
+            if load is not None:
+                summary["load"] = load
+            self.stdout.write(json.dumps(summary))
+
+    def load_line(self, run: Run, load: dict) -> str:
+        figures = " · ".join(
+            f"{key[:-3]} {load[key]:.1f} ms"
+            for key in ("p50_ms", "p95_ms", "p99_ms")
+            if load[key] is not None
+        )
+        line = (
+            f"load run {run.id} {run.status}: {load['iterations']} iterations "
+            f"({load['failures']} failed) in {load['duration_seconds']:.1f} s, "
+            f"{load['rps'] or 0:.1f}/s, {figures}"
+        )
+        for t in load["thresholds"]:
+            line += f"\n  {'pass' if t['passed'] else 'FAIL'} {t['expr']} (measured {t['value']})"
+        return line

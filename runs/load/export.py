@@ -1,0 +1,60 @@
+"""A load run's exports: CSV of its stats (as Locust's ``_stats.csv``: a row per test and per
+endpoint, then the total) and of its per-second series. The HTML report is a page
+(runs.pages.load) built from ``queries``."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from runs.load import queries
+from runs.models import Run
+
+STATS_COLUMNS = ("type", "name", *queries.FIGURES, *queries.EXTRA)
+SERIES_COLUMNS = (
+    "second",
+    "users",
+    "iterations",
+    "rps",
+    "failures",
+    "requests",
+    "request_failures",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_ms",
+)
+
+
+def _safe(value):
+    """A cell a spreadsheet shows as text: names starting with = + - @ are quoted (CSV
+    injection), numbers stay numbers."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def _csv(columns, rows) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_safe(row.get(column)) for column in columns])
+    return out.getvalue()
+
+
+def stats_csv(run: Run) -> str:
+    load = queries.load_dict(run) or {}
+    total, entries = queries.stored_entries(run)
+    stats = queries.stats_of(total, entries, load.get("duration_seconds") or 0.0)
+    rows = [{"type": "test", "name": t["nodeid"], **t} for t in stats["tests"]]
+    rows += [
+        {"type": "endpoint", "name": f"{e['method']} {e['path']}".strip(), **e}
+        for e in stats["endpoints"]
+    ]
+    rows.append({"type": "total", "name": "Aggregated", **stats["total"]})
+    return _csv(STATS_COLUMNS, rows)
+
+
+def series_csv(run: Run) -> str:
+    return _csv(SERIES_COLUMNS, queries.series(run))

@@ -1,0 +1,137 @@
+"""A load run's figures as the API, the live page, the exports and the trend read them.
+
+``load_dict`` is the ``load`` object of ``GET /api/runs/{id}`` (DESIGN.md section 9): the run's
+figures over every iteration, its thresholds, and the same figures per test and per endpoint.
+Every figure comes from the stored histograms (``runner.loadstats``), merged exactly.
+"""
+
+from __future__ import annotations
+
+from runner.loadstats import Entry
+from runs.models import LoadEntry, LoadError, LoadSecond, LoadSummary, Run
+
+# The figures of the run, of a test and of an endpoint (the API's contract), in this order.
+FIGURES = (
+    "iterations",
+    "failures",
+    "rps",
+    "min_ms",
+    "mean_ms",
+    "max_ms",
+    "p50_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+)
+EXTRA = ("exceptions", "p99_9_ms")
+MAX_ERRORS = 100
+LOAD_OPTIONS = ("users", "spawn_rate", "duration", "iterations", "think_time")
+
+
+def _round(value):
+    return None if value is None else round(value, 3)
+
+
+def figures(entry: Entry, seconds: float) -> dict:
+    """The contract's figures of one entry over ``seconds`` of load (rps: count / seconds)."""
+    raw = entry.figures()
+    out = {
+        "iterations": raw["count"],
+        "failures": raw["failures"],
+        "rps": round(raw["count"] / seconds, 3) if seconds > 0 else None,
+    }
+    for key in (*FIGURES[3:], *EXTRA):
+        out[key] = _round(raw[key]) if key.endswith("_ms") else raw[key]
+    return out
+
+
+def split_endpoint(name: str) -> tuple[str, str]:
+    method, _, path = name.partition(" ")
+    return (method, path) if path else ("", name)
+
+
+def stats_of(total: Entry, entries: dict[tuple[str, str], Entry], seconds: float) -> dict:
+    """The stats table: the run's total, then a row per test and per endpoint."""
+    tests, endpoints = [], []
+    for (kind, name), entry in sorted(entries.items()):
+        row = figures(entry, seconds)
+        if kind == "test":
+            tests.append({"nodeid": name, **row})
+        else:
+            method, path = split_endpoint(name)
+            endpoints.append({"method": method, "path": path, "requests": row["iterations"], **row})
+    return {"total": figures(total, seconds), "tests": tests, "endpoints": endpoints}
+
+
+def stored_entries(run: Run) -> tuple[Entry, dict[tuple[str, str], Entry]]:
+    total, entries = Entry(), {}
+    for row in LoadEntry.objects.filter(run=run):
+        if row.kind == LoadEntry.Kind.TOTAL:
+            total = row.entry
+        else:
+            entries[(row.kind, row.name)] = row.entry
+    return total, entries
+
+
+def summary_of(run: Run) -> LoadSummary:
+    return LoadSummary.objects.filter(run=run).first() or LoadSummary(run=run)
+
+
+def duration_of(summary: LoadSummary, run: Run) -> float:
+    if summary.duration_seconds:
+        return summary.duration_seconds
+    last = LoadSecond.objects.filter(run=run).order_by("-second").first()
+    return float(last.second + 1) if last else 0.0
+
+
+def load_dict(run: Run) -> dict | None:
+    """The ``load`` object of a load run (None for any other run)."""
+    if not run.is_load:
+        return None
+    summary = summary_of(run)
+    seconds = duration_of(summary, run)
+    total, entries = stored_entries(run)
+    stats = stats_of(total, entries, seconds)
+    snap = run.config_snapshot
+    return {
+        "users": summary.users or snap.get("users"),
+        "duration_seconds": round(seconds, 3),
+        **stats["total"],
+        "thresholds": [
+            {"expr": t["expr"], "value": t["value"], "passed": t["passed"]}
+            for t in summary.thresholds
+        ],
+        "tests": stats["tests"],
+        "endpoints": stats["endpoints"],
+        "stop_reason": summary.stop_reason,
+        "aborted_by": summary.aborted_by,
+    }
+
+
+def series(run: Run) -> list[dict]:
+    return [row.to_dict() for row in LoadSecond.objects.filter(run=run).order_by("second")]
+
+
+def errors_of(run_or_id) -> list[dict]:
+    rows = LoadError.objects.filter(run=run_or_id).order_by("-count", "name")[:MAX_ERRORS]
+    return [row.to_dict() for row in rows]
+
+
+def live_snapshot(run: Run) -> dict:
+    """Everything the live page draws, for its first paint and after a reconnect."""
+    data = load_dict(run) or {}
+    summary = summary_of(run)
+    return {
+        "series": series(run),
+        "stats": {
+            "total": {k: data.get(k) for k in FIGURES},
+            "tests": data.get("tests", []),
+            "endpoints": data.get("endpoints", []),
+        },
+        "errors": errors_of(run),
+        "thresholds": summary.thresholds,
+        "options": {
+            **{k: run.config_snapshot.get(k) for k in LOAD_OPTIONS},
+            "processes": summary.processes or run.workers,
+        },
+    }
