@@ -81,6 +81,7 @@ class RunOut(Schema):
     efficiency: float | None
     balance: float | None
     flakiness_rate: float | None
+    metrics_note: str | None  # why speedup and efficiency are null (cancelled, no test ran...)
     tests: TestsOut
     per_worker: list[WorkerOut]
     url: str

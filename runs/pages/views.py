@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 
 from runs import permissions
 from runs.execution import environment, launch
+from runs.insight import queries as insight
 from runs.models import Run, RunConfig, Suite, TestResult
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
@@ -178,7 +179,7 @@ def run_list(request):
             "query": query,
             "rows_url": f"{reverse('run_rows')}?{urlencode({**filters, 'page': page.number})}",
             "suites": Suite.objects.values_list("name", flat=True),
-            "statuses": Run.Status.values,
+            "statuses": Run.Status.choices,
         },
     )
 
@@ -199,6 +200,7 @@ def run_rows(request):
 def run_detail(request, run_id):
     run = get_object_or_404(Run.objects.select_related("suite", "user"), pk=run_id)
     user = request.user
+    previous = insight.previous(run)  # what "compare with…" offers first
     return render(
         request,
         "runs/run_detail.html",
@@ -209,6 +211,8 @@ def run_detail(request, run_id):
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
             "failing_outcomes": " ".join(TestResult.FAILING),
+            "compare_default": previous,
+            "compare_choices": insight.choices(run, previous),
         },
     )
 

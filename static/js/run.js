@@ -78,7 +78,7 @@
     if (run.collected) state.collected = run.collected;
     if (run.started_at) state.startedAt = Date.parse(run.started_at);
     const badge = document.getElementById("run-status");
-    badge.textContent = run.status;
+    badge.textContent = run.status.replace("_", " ");
     badge.dataset.runStatus = run.status;
     badge.className = "status status-" + run.status;
     document.getElementById("run-message").textContent = run.message || "";
@@ -96,6 +96,11 @@
       if (value !== null && value !== undefined) {
         node.textContent = Number(value).toFixed(node.dataset.metric === "flakiness_rate" ? 3 : 2);
       }
+    }
+    const note = document.getElementById("metrics-note"); // why there is no speedup
+    if (note && run.metrics_note && !["queued", "running"].includes(run.status)) {
+      note.textContent = `No speedup, efficiency or measured speedup: ${run.metrics_note}.`;
+      note.hidden = false;
     }
     if (!["queued", "running"].includes(run.status)) {
       const cancel = document.getElementById("cancel-form");
