@@ -64,6 +64,7 @@ TABLE = {
     ("api/runs/<run_id>", "run_detail"): ("get", None, API_READ),
     ("api/runs/<run_id>/results", "run_results"): ("get", None, API_READ),
     ("api/runs/<run_id>/junit.xml", "run_junit"): ("get", None, API_READ),
+    ("api/runs/<run_id>/compare/<other_id>", "compare_runs"): ("get", None, API_READ),
     ("api/runs/<run_id>/cancel", "cancel_run"): (
         "post",
         {},
@@ -130,6 +131,9 @@ TABLE = {
         {"anon": LOGIN, **members_staff(302, 403, 302)},
     ),
     ("runs/<int:run_id>/log/", "run_log"): ("get", None, STAFF_PAGE),
+    # without ?with=N: back to the run page, saying why
+    ("runs/<int:run_id>/compare/", "compare_pick"): ("get", None, {"anon": LOGIN, **everyone(302)}),
+    ("runs/<int:run_id>/compare/<int:other_id>/", "compare"): ("get", None, VIEW),
     ("tokens/", "tokens"): ("get", None, VIEW),
     ("tokens/<int:token_id>/revoke/", "token_revoke"): (
         "post",
@@ -220,6 +224,7 @@ class UrlWalkTests(BaseTestCase):
             "suite_id": self.suite.pk,
             "config_id": self.extra_config.pk,
             "run_id": run.pk,
+            "other_id": self.outside.pk,  # compared with the outside run
             "token_id": self.own_token.pk,
             "nodeid": NODE,
             "content_type_id": ContentType.objects.get_for_model(Suite).pk,
