@@ -162,11 +162,9 @@ class Run(models.Model):
         """Why speedup, efficiency and measured speedup are null, or "" when they stand."""
         if self.is_active:
             return "still running: speedup and efficiency come when the run ends"
-        if self.status in self.FIGURES_WITHHELD:
-            return self.FIGURES_WITHHELD[self.status]
         if self.tests_total <= self.tests_skipped:
             return "no test ran: there is no work to measure a speedup on"
-        return ""
+        return self.FIGURES_WITHHELD.get(self.status, "")
 
     @property
     def duration(self):
