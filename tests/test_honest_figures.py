@@ -95,6 +95,8 @@ class MeasuredSpeedupTests(BaseTestCase):
         assert measured_speedup(run) == round(6.0 / 2.0, 4)
         run.config_snapshot["keyword"] = "slow"  # another selection
         assert measured_speedup(run) is None
+        baseline = self.one_worker("aaa", 7.0)  # a 1-worker run is the baseline, not a speedup
+        assert measured_speedup(baseline) is None
 
 
 class ReportByWorkersTests(BaseTestCase):

@@ -82,6 +82,7 @@ def compare_page(request, run_id, other_id):
                     "label": label,
                     "meaning": meaning,
                     "total": len(comparison[key]),
+                    "timing": key in ("slower", "faster"),  # the other lists: Δ is noise
                     "entries": with_percent(comparison[key][:SHOWN]),
                 }
                 for key, label, meaning in GROUPS
