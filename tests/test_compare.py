@@ -164,7 +164,7 @@ class DefaultComparisonTests(BaseTestCase):
         response = self.client.get(f"/runs/{current.id}/compare/?with={older.id}")
         assert response.status_code == 302
         assert response["Location"] == f"/runs/{older.id}/compare/{current.id}/"
-        for bad in ("", "x", "999999", "1 OR 1=1"):
+        for bad in ("", "x", "999999", "1 OR 1=1", "9" * 40, "٣"):
             response = self.client.get(f"/runs/{current.id}/compare/", {"with": bad}, follow=True)
             assert response.redirect_chain[-1][0] == f"/runs/{current.id}/"
             assert "choose a run" in response.content.decode()

@@ -4,6 +4,8 @@ never average across worker counts without saying so."""
 
 from __future__ import annotations
 
+import importlib
+
 from runner.pool import RunOutcome
 from runs.execution.sink import finish_run, measured_speedup
 from runs.models import ApiToken, Run
@@ -113,3 +115,24 @@ class ReportByWorkersTests(BaseTestCase):
         html = page.content.decode()
         assert "mean speedup, across 2 worker counts: see per count below" in html
         assert '<tr data-workers="8"><td>8</td><td>1</td>' in html
+
+
+class MigrationTests(BaseTestCase):
+    def test_old_timeouts_become_timed_out_and_cut_runs_lose_their_speedup(self):
+        from django.apps import apps
+
+        migration = importlib.import_module("runs.migrations.0009_compare_timed_out")
+        figures = {"speedup": 1.5, "efficiency": 0.75, "tests_total": 2, "tests_passed": 2}
+        old = make_run(self.suite, status=Run.Status.ERROR, message="Timed out after 5 s. x",
+                       **figures)  # fmt: skip
+        crashed = make_run(self.suite, status=Run.Status.ERROR, message="boom", **figures)
+        cancelled = make_run(self.suite, status=Run.Status.CANCELLED, **figures)
+        empty = make_run(self.suite, speedup=0.0, efficiency=0.0)
+        whole = make_run(self.suite, **figures)
+        migration.forwards(apps, None)
+        for run in (old, crashed, cancelled, empty, whole):
+            run.refresh_from_db()
+        assert old.status == "timed_out" and crashed.status == "error"
+        for run in (old, crashed, cancelled, empty):
+            assert run.speedup is None and run.efficiency is None, run
+        assert whole.speedup == 1.5 and whole.efficiency == 0.75

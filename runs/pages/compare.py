@@ -98,7 +98,8 @@ def compare_pick(request, run_id):
     baseline) with this run. Anything else goes back to the run page, saying why."""
     run = get_object_or_404(Run, pk=run_id)
     other = request.GET.get("with", "").strip()
-    if not (other.isascii() and other.isdigit()) or not Run.objects.filter(pk=other).exists():
+    number = other.isascii() and other.isdigit() and len(other) <= 18  # fits a database id
+    if not number or not Run.objects.filter(pk=int(other)).exists():
         messages.warning(request, "Compare with: choose a run (its number) that exists.")
         return redirect(run)
     return redirect("compare", run_id=int(other), other_id=run.id)
