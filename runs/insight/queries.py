@@ -73,7 +73,9 @@ def caveats(a: Run, b: Run) -> list[str]:
 def compare_runs(a_id: int, b_id: int) -> dict | None:
     """The comparison of run ``a_id`` (the baseline) with run ``b_id``; None if either run does
     not exist."""
-    found = Run.objects.select_related("suite").in_bulk([a_id, b_id])
+    # Exact look-ups, not pk__in: an id out of the column's range then finds nothing.
+    both = Run.objects.select_related("suite").filter(Q(pk=a_id) | Q(pk=b_id))
+    found = {run.id: run for run in both}
     if a_id not in found or b_id not in found:
         return None
     a, b = found[a_id], found[b_id]
