@@ -379,10 +379,8 @@ def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool
 
 
 def measured_speedup(run: Run) -> float | None:
-    """Wall of the latest finished 1-worker run of the same suite, selection and code / this
-    wall. Same code: the same commit when both runs name one (a run without a commit is
-    compared with the latest 1-worker run, as before commits were known). None for a 1-worker
-    run: it is the baseline, and two of them differ by noise or code, not parallelism."""
+    """Wall of the latest whole 1-worker run of the same suite, selection and code (commit, when
+    both name one) / this wall; none for a 1-worker run, the baseline itself (README)."""
     if not run.wall_seconds or run.metrics_note or run.workers == 1:
         return None
     snap = run.config_snapshot
