@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.pages import flaky, load, report, scaling, tokens, trends, views
+from runs.pages import compare, flaky, load, report, scaling, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -39,6 +39,9 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/log/", views.run_log, name="run_log"),
+    # Insight (issue #17)
+    path("runs/<int:run_id>/compare/", compare.compare_pick, name="compare_pick"),
+    path("runs/<int:run_id>/compare/<int:other_id>/", compare.compare_page, name="compare"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("trends/", trends.trends_page, name="trends"),

@@ -15,8 +15,8 @@ DEMO_DIR = Path(settings.PTD_DEMO_SUITE_DIR)
 # rely on.
 SUMMARY_KEYS = {
     "run_id", "status", "engine", "workers", "wall_seconds", "serial_seconds", "speedup",
-    "speedup_measured", "efficiency", "balance", "flakiness_rate", "tests", "per_worker",
-    "time_breakdown",
+    "speedup_measured", "efficiency", "balance", "flakiness_rate", "metrics_note", "tests",
+    "per_worker", "time_breakdown",
 }  # fmt: skip
 _clock = itertools.count()
 

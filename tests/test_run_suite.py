@@ -154,11 +154,22 @@ def test_a_bad_k_expression_is_refused_before_any_run(data_dir, tmp_path):
 
 
 def test_timeout_exit_3(data_dir, tmp_path):
+    """A run that hits its timeout is timed_out, says so once, and claims no speedup."""
     suite = write_suite(
-        tmp_path / "slow", {"test_slow.py": "import time\ndef test_forever(): time.sleep(60)\n"}
+        tmp_path / "slow",
+        {
+            "test_slow.py": "import time\n"
+            "def test_quick(): time.sleep(0.2)\n"
+            "def test_forever(): time.sleep(60)\n"
+        },
     )
-    out = run_suite(data_dir, suite, "--workers", "1", "--timeout", "1", "--json")
+    out = run_suite(data_dir, suite, "--workers", "1", "--timeout", "2", "--json")
     assert out.returncode == 3, out.stderr
     summary = json.loads(out.stdout.splitlines()[-1])
-    assert summary["status"] == "error"
-    assert "Timed out" in out.stderr
+    assert summary["status"] == "timed_out"
+    assert summary["tests"]["passed"] == 1  # test_quick ran: figures could have been computed
+    assert summary["speedup"] is None and summary["efficiency"] is None
+    assert summary["speedup_measured"] is None and summary["wall_seconds"] >= 2
+    assert summary["metrics_note"].startswith("timed out")
+    assert "timed out:" in out.stderr  # the status as people read it
+    assert out.stderr.count("imed out after 2 s") == 1, out.stderr  # one message

@@ -65,6 +65,7 @@ TABLE = {
     ("api/runs/<run_id>/results", "run_results"): ("get", None, API_READ),
     ("api/runs/<run_id>/junit.xml", "run_junit"): ("get", None, API_READ),
     ("api/runs/<run_id>/load/series", "run_load_series"): ("get", None, API_READ),
+    ("api/runs/<run_id>/compare/<other_id>", "compare_runs"): ("get", None, API_READ),
     ("api/runs/<run_id>/cancel", "cancel_run"): (
         "post",
         {},
@@ -152,6 +153,9 @@ TABLE = {
         None,
         {"anon": LOGIN, **members_staff(200, 403, 200)},  # staff and the launcher
     ),
+    # without ?with=N: back to the run page, saying why
+    ("runs/<int:run_id>/compare/", "compare_pick"): ("get", None, {"anon": LOGIN, **everyone(302)}),
+    ("runs/<int:run_id>/compare/<int:other_id>/", "compare"): ("get", None, VIEW),
     ("tokens/", "tokens"): ("get", None, VIEW),
     ("tokens/<int:token_id>/revoke/", "token_revoke"): (
         "post",
@@ -247,6 +251,7 @@ class UrlWalkTests(BaseTestCase):
             "suite_id": self.suite.pk,
             "config_id": self.extra_config.pk,
             "run_id": run.pk,
+            "other_id": self.outside.pk,  # compared with the outside run
             "token_id": self.own_token.pk,
             "nodeid": NODE,
             "content_type_id": ContentType.objects.get_for_model(Suite).pk,

@@ -9,8 +9,8 @@ Runs on CI machines against a remote dashboard: plain Python and requests, never
     ptd upload SPOOL_FILE      (results the pytest plugin kept while the dashboard was down)
 
 Exit codes: 0 passed (or done), 1 tests failed (a load run: a threshold failed; the server
-decides), 2 bad usage or a request the server rejected
-(4xx), 3 the run errored / was cancelled / interrupted, or the server stayed unreachable.
+decides), 2 bad usage or a request the server rejected (4xx), 3 the run errored / timed out /
+was cancelled / interrupted, or the server stayed unreachable.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The dashboard's ingestion API seen from a CI machine: a connection, spool files, the CI's
-commit/branch/job URL, and the command line to upload without its token. Plain Python;
+commit/branch/job URL (else the local git checkout's), and the command line to upload without
+its token. Plain Python;
 requests is imported when a Connection is made (``http.Client``).
 
 Used by the pytest plugin (``plugin``) and by ``ptd upload`` and ``ptd run`` (``cli``); the
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ BODY_MAX = 2_000_000  # bytes per POST: under the server's limit (Django's defau
 TOKEN_OPTION = "--ptd-token"  # noqa: S105 - the option's name, not a secret
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 30.0
+GIT_TIMEOUT = 2.0  # seconds per `git rev-parse`: a hung git must not hold up the test run
 
 # CI systems' variables for the commit, branch and job URL (first set wins).
 _CI_VARS = {
@@ -36,10 +39,44 @@ _CI_VARS = {
 }
 
 
-def ci_metadata(env: dict | None = None) -> dict[str, str]:
-    """Commit, branch and CI job URL from the CI system's environment ("" when unknown)."""
+def git_metadata(cwd: str | os.PathLike | None = None) -> dict[str, str]:
+    """Commit and branch of the git checkout at ``cwd`` (`git rev-parse`), "" each when it is
+    not one, git is missing or slow, or the HEAD is detached (no branch). Never raises: a run
+    outside a checkout is sent without them, as before."""
+    meta = {"commit": "", "branch": ""}
+    for key, args in (("commit", ("HEAD",)), ("branch", ("--abbrev-ref", "HEAD"))):
+        try:
+            done = subprocess.run(
+                ["git", "rev-parse", *args],
+                cwd=cwd,
+                capture_output=True,
+                text=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError, ValueError):
+            return meta
+        if done.returncode != 0:
+            return meta
+        meta[key] = done.stdout.strip()
+    if meta["branch"] == "HEAD":  # detached: a commit, no branch
+        meta["branch"] = ""
+    return meta
+
+
+def ci_metadata(
+    env: dict | None = None, git_dir: str | os.PathLike | None = None
+) -> dict[str, str]:
+    """Commit, branch and CI job URL from the CI system's environment ("" when unknown). With
+    ``git_dir`` (the plugin passes pytest's rootdir), a commit or branch the environment does
+    not name comes from that git checkout: an ingested run off CI still says which code ran,
+    so flakiness on the same commit is seen across machines (issue #17)."""
     env = os.environ if env is None else env
     meta = {key: next((env[v] for v in names if env.get(v)), "") for key, names in _CI_VARS.items()}
+    if git_dir is not None and not (meta["commit"] and meta["branch"]):
+        local = git_metadata(git_dir)
+        meta["commit"] = meta["commit"] or local["commit"]
+        meta["branch"] = meta["branch"] or local["branch"]
     if not meta["ci_url"] and env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
         server = env.get("GITHUB_SERVER_URL", "https://github.com")
         meta["ci_url"] = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"

@@ -222,8 +222,8 @@ def pytest_addoption(parser: Any) -> None:
         TOKEN_OPTION, default=None, help="API token (better: env PTD_TOKEN, kept out of logs)"
     )
     group.addoption("--ptd-suite", default=None, help="name of the suite on the dashboard")
-    group.addoption("--ptd-commit", default=None, help="commit (default: from the CI's env)")
-    group.addoption("--ptd-branch", default=None, help="branch (default: from the CI's env)")
+    group.addoption("--ptd-commit", default=None, help="commit (default: CI's env, else git)")
+    group.addoption("--ptd-branch", default=None, help="branch (default: CI's env, else git)")
     group.addoption("--ptd-ci-url", default=None, help="link to the CI job")
     group.addoption(
         "--ptd-spool",
@@ -287,7 +287,7 @@ def pytest_configure(config: Any) -> None:
         return
     from _ptd_inrun.reporter import Reporter
 
-    meta = ci_metadata()
+    meta = ci_metadata(git_dir=config.rootpath)  # off CI: the checkout's commit and branch
     for key, option in (
         ("commit", "ptd_commit"),
         ("branch", "ptd_branch"),

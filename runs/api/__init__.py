@@ -2,8 +2,9 @@
 
 One NinjaAPI (`api`, mounted by dashboard/urls.py) with its auth (`auth`), its one error schema
 (`common.Detail`: every 4xx is JSON ``{"detail": ...}``) and one module per resource: `suites`,
-`runs` (with the `junit` export), `flaky` (flakiness, trends, a test's history) and `intake`
-(runs made on CI machines, sent by the ingestion plugin). tests/data keeps the reviewed schema.
+`runs` (with the `junit` export, and `compare`: two runs side by side), `flaky` (flakiness,
+trends, a test's history) and `intake` (runs made on CI machines, sent by the ingestion plugin).
+tests/data keeps the reviewed schema.
 """
 
 from django.conf import settings
@@ -12,13 +13,21 @@ from django.db import DataError
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 
-from runs.api import flaky, intake, runs, scaling, suites
+from runs.api import (  # noqa: F401 - compare: on runs' router
+    compare,
+    flaky,
+    intake,
+    runs,
+    scaling,
+    suites,
+)
 from runs.api.auth import ActiveSession, BearerToken, LocalSwagger, docs_login_required
 
 # operationIds are part of the published schema (clients name their methods after them): each keeps
 # the prefix of the module its resource was first declared in, wherever the module lives now.
 OPERATION_PREFIX = {
     "runs.api.runs": "runs_api",
+    "runs.api.compare": "runs_api",
     "runs.api.suites": "runs_api",
     "runs.api.intake": "runs_ingest",
     "runs.api.flaky": "runs_flaky_api",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.shortcuts import get_object_or_404
-from ninja import Router, Schema, Status
+from ninja import Field, Router, Schema, Status
 
 from runs.api.common import Detail
 from runs.flaky import history as flaky_history
@@ -26,7 +26,7 @@ class FlakyOut(Schema):
     runs_flaky: int
     flip_count: int
     flip_rate: float
-    fail_rate: float | None
+    fail_rate: float | None = Field(description="failing attempts / attempts, last 20 runs")
     first_flaky_at: datetime | None
     last_flip_at: datetime | None
     last_seen_at: datetime | None
@@ -89,7 +89,7 @@ class RateRow(Schema):
     key: str
     attempts: int
     failures: int
-    fail_rate: float | None
+    fail_rate: float | None = Field(description="failing attempts / attempts")
 
 
 class History(Schema):

@@ -116,6 +116,7 @@ class RunOut(Schema):
     balance: float | None
     flakiness_rate: float | None
     time_breakdown: BreakdownOut | None
+    metrics_note: str | None  # why speedup and efficiency are null (cancelled, no test ran...)
     tests: TestsOut
     per_worker: list[WorkerOut]
     url: str

@@ -287,8 +287,9 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
         if interrupted:
             return Run.Status.INTERRUPTED, "The server stopped while this run was going."
         return Run.Status.CANCELLED, "Cancelled."
-    if outcome.reason == "timeout":
-        return Run.Status.ERROR, f"Timed out after {outcome.wall_seconds:.0f} s. {outcome.message}"
+    if outcome.reason == "timeout":  # one message: the pool's, which names the limit
+        message = outcome.message or f"timed out after {outcome.wall_seconds:.0f} s"
+        return Run.Status.TIMED_OUT, message[:1].upper() + message[1:] + "."
     if outcome.reason:
         return Run.Status.ERROR, outcome.message or f"The engine failed ({outcome.reason})."
     code = outcome.returncode
@@ -352,6 +353,7 @@ def finish_run(
         setattr(run, column, summary["tests"][key])
     run.speedup_measured = measured_speedup(run)
     run.time_breakdown = time_breakdown(run, executed)
+    run.withhold_figures()  # cancelled, timed out, errored, no test run: no speedup (README)
     with transaction.atomic():
         # Only what finishing decides: a batch stored since the row was read above keeps its
         # warnings and the live messages' count (live_seq) is not set back.
@@ -398,8 +400,9 @@ def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool
 
 
 def measured_speedup(run: Run) -> float | None:
-    """Wall of the latest finished 1-worker run of the same suite and selection / this wall."""
-    if not run.wall_seconds:
+    """Wall of the latest whole 1-worker run of the same suite, selection and code (commit, when
+    both name one) / this wall; none for a 1-worker run, the baseline itself (README)."""
+    if not run.wall_seconds or run.metrics_note or run.workers == 1:
         return None
     snap = run.config_snapshot
     candidates = (
@@ -416,6 +419,7 @@ def measured_speedup(run: Run) -> float | None:
     for other in candidates[:20]:
         o = other.config_snapshot
         same = all(o.get(k) == snap.get(k) for k in ("keyword", "markers", "repeat", "rerun_of"))
-        if same:
+        same_code = not (run.commit and other.commit) or run.commit == other.commit
+        if same and same_code and other.tests_total > other.tests_skipped:
             return round(other.wall_seconds / run.wall_seconds, 4)
     return None

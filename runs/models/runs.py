@@ -37,6 +37,7 @@ class Run(models.Model):
         FAILED = "failed"
         ERROR = "error"
         CANCELLED = "cancelled"
+        TIMED_OUT = "timed_out", "timed out"
         INTERRUPTED = "interrupted"
 
     class Trigger(models.TextChoices):
@@ -48,6 +49,14 @@ class Run(models.Model):
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     # Ran to its end: its results describe the whole selection (trends, flakiness, history).
     COMPLETE = (Status.PASSED, Status.FAILED)
+    # Why a run's speedup, efficiency and measured speedup are withheld (null): they would
+    # describe a part of the run, or nothing (README: Metrics). Shown on the page and in the API.
+    FIGURES_WITHHELD = {
+        Status.CANCELLED: "cancelled: the figures of part of a run are not its speedup",
+        Status.TIMED_OUT: "timed out: the figures of part of a run are not its speedup",
+        Status.ERROR: "the run failed (error): its figures do not describe the suite",
+        Status.INTERRUPTED: "interrupted: the figures of part of a run are not its speedup",
+    }
 
     suite = models.ForeignKey(Suite, on_delete=models.CASCADE, related_name="runs")
     config = models.ForeignKey(RunConfig, null=True, blank=True, on_delete=models.SET_NULL)
@@ -161,6 +170,20 @@ class Run(models.Model):
         return self.config_snapshot.get("rerun_of", "")
 
     @property
+    def status_label(self) -> str:
+        """The status as people read it ("timed out", not "timed_out")."""
+        return self.Status(self.status).label.lower() if self.status in self.Status.values else ""
+
+    @property
+    def metrics_note(self) -> str:
+        """Why speedup, efficiency and measured speedup are null, or "" when they stand."""
+        if self.is_active:
+            return "still running: speedup and efficiency come when the run ends"
+        if self.tests_total <= self.tests_skipped:
+            return "no test ran: there is no work to measure a speedup on"
+        return self.FIGURES_WITHHELD.get(self.status, "")
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
@@ -180,15 +203,23 @@ class Run(models.Model):
             return None
         return {k: v for k, v in tb.items() if k != "marks"}  # marks: the sink's working data
 
+    def withhold_figures(self) -> None:
+        """Null the figures a run that did not run its tests to their end cannot claim
+        (metrics_note says why): finishing calls it before saving."""
+        if self.metrics_note:
+            self.speedup = self.efficiency = self.speedup_measured = None
+
     def metrics_dict(self) -> dict:
+        honest = not self.metrics_note  # rows stored before the rule are not shown either
         return {
             "wall_seconds": self.wall_seconds,
             "serial_seconds": self.serial_seconds,
-            "speedup": self.speedup,
-            "speedup_measured": self.speedup_measured,
-            "efficiency": self.efficiency,
+            "speedup": self.speedup if honest else None,
+            "speedup_measured": self.speedup_measured if honest else None,
+            "efficiency": self.efficiency if honest else None,
             "balance": self.balance,
             "flakiness_rate": self.flakiness_rate,
+            "metrics_note": self.metrics_note or None,
         }
 
     def tests_dict(self) -> dict:
@@ -204,7 +235,7 @@ class Run(models.Model):
     @property
     def ci_exit_code(self) -> int:
         """0 passed, 1 tests failed, 2 pytest refused its arguments (exit code 4: a bad -k, an
-        unknown option), 3 the run itself failed (error, cancelled, interrupted)."""
+        unknown option), 3 the run itself failed (error, timed out, cancelled, interrupted)."""
         if self.status == self.Status.ERROR and self.exit_code == PYTEST_USAGE_ERROR:
             return 2
         return {self.Status.PASSED: 0, self.Status.FAILED: 1}.get(self.status, 3)

@@ -86,6 +86,24 @@ def summary(runs) -> dict:
     return figures
 
 
+def by_workers(runs) -> list[dict]:
+    """The finished runs' figures per worker count: a speedup at 2 workers and one at 8 are not
+    two samples of one thing, so means are taken within a worker count (issue #17)."""
+    return list(
+        runs.filter(status__in=Run.COMPLETE)
+        .values("workers")
+        .annotate(
+            runs=Count("id"),
+            mean_wall=Avg("wall_seconds"),
+            mean_speedup=Avg("speedup"),
+            mean_efficiency=Avg("efficiency"),
+            mean_balance=Avg("balance"),
+            on_target=Count("id", filter=Q(efficiency__gte=EFFICIENCY_TARGET)),
+        )
+        .order_by("workers")
+    )
+
+
 def slowest_tests(runs, limit: int = TOP) -> list[dict]:
     """Mean duration per test (repeats folded in) over the period's finished runs."""
     rows = (
@@ -145,6 +163,7 @@ def report_page(request, name):
             "until": until,
             "query": query,
             "figures": summary(runs),
+            "by_workers": by_workers(runs),
             "flaky": top_flaky(suite, since, until),
             "flaky_total": TestStat.objects.filter(suite=suite, flip_count__gt=0).count(),
             "quarantined": TestStat.objects.filter(suite=suite, quarantined=True).count(),

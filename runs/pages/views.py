@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST
 from runs import permissions
 from runs.execution import environment, launch
 from runs.insight import breakdown
+from runs.insight import queries as insight
 from runs.models import Run, RunConfig, Suite, TestResult
 from runs.pages import load
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
@@ -180,7 +181,7 @@ def run_list(request):
             "query": query,
             "rows_url": f"{reverse('run_rows')}?{urlencode({**filters, 'page': page.number})}",
             "suites": Suite.objects.values_list("name", flat=True),
-            "statuses": Run.Status.values,
+            "statuses": Run.Status.choices,
         },
     )
 
@@ -203,6 +204,7 @@ def run_detail(request, run_id):
     if run.is_load:
         return load.run_page(request, run)
     user = request.user
+    previous = insight.previous(run)  # what "compare with…" offers first
     return render(
         request,
         "runs/run_detail.html",
@@ -215,6 +217,8 @@ def run_detail(request, run_id):
             "output_cap": settings.PTD_MAX_OUTPUT_PER_TEST,
             "failing_outcomes": " ".join(TestResult.FAILING),
             "breakdown_bar": breakdown.bar(run.breakdown) if run.breakdown else None,
+            "compare_default": previous,
+            "compare_choices": insight.choices(run, previous),
         },
     )
 

@@ -51,7 +51,7 @@
     if (!run) return;
     state.setRun(run);
     const badge = document.getElementById("run-status");
-    badge.textContent = run.status;
+    badge.textContent = run.status.replace("_", " ");
     badge.dataset.runStatus = run.status;
     badge.className = "status status-" + run.status;
     document.getElementById("run-message").textContent = run.message || "";
@@ -70,6 +70,11 @@
         node.textContent = Number(value).toFixed(node.dataset.metric === "flakiness_rate" ? 3 : 2);
         delete node.dataset.live;
       }
+    }
+    const note = document.getElementById("metrics-note"); // why there is no speedup
+    if (note && run.metrics_note && !["queued", "running"].includes(run.status)) {
+      note.textContent = `No speedup, efficiency or measured speedup: ${run.metrics_note}.`;
+      note.hidden = false;
     }
     if (!["queued", "running"].includes(run.status)) {
       const cancel = document.getElementById("cancel-form");

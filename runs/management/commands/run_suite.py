@@ -244,7 +244,7 @@ class Command(BaseCommand):
     def report(self, run: Run, as_json: bool) -> None:
         t = run.tests_dict()
         line = (
-            f"run {run.id} {run.status}: {t['passed']} passed, {t['failed']} failed, "
+            f"run {run.id} {run.status_label}: {t['passed']} passed, {t['failed']} failed, "
             f"{t['skipped']} skipped, {t['errors']} errors, {t['flaky']} flaky"
         )
         if run.wall_seconds:
