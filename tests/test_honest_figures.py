@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib
 
 from runner.pool import RunOutcome
-from runs.execution.sink import finish_run, measured_speedup
+from runs.execution.sink import finish_run
+from runs.execution.verdict import measured_speedup
 from runs.models import ApiToken, Run
 from tests.base import BaseTestCase
 from tests.factories import make_run

@@ -19,9 +19,10 @@ from django.db.models.functions import Coalesce, Concat, Greatest, Least
 from django.utils import timezone
 
 from runner import metrics
-from runner.pool import RunOutcome, exit_meaning
+from runner.pool import RunOutcome
 from runs.execution.load_sink import LOAD_EVENTS, LoadSinkMixin
 from runs.execution.timing import add_marks, time_breakdown
+from runs.execution.verdict import measured_speedup, status_for
 from runs.flaky.quarantine import apply_quarantine
 from runs.flaky.recorder import HistoryRecorder, record_run_safely
 from runs.live.publish import chunked
@@ -279,30 +280,6 @@ def live_result(result: ResultRow) -> dict:
     return TestResult.live({key: getattr(result, key) for key in TestResult.FIELDS})
 
 
-def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
-    """The run's status and message from how the engine's process ended."""
-    if outcome.reason == "interrupted":  # close_interrupted: no process left to ask
-        return Run.Status.INTERRUPTED, outcome.message
-    if outcome.reason == "cancelled":
-        if interrupted:
-            return Run.Status.INTERRUPTED, "The server stopped while this run was going."
-        return Run.Status.CANCELLED, "Cancelled."
-    if outcome.reason == "timeout":  # one message: the pool's, which names the limit
-        message = outcome.message or f"timed out after {outcome.wall_seconds:.0f} s"
-        return Run.Status.TIMED_OUT, message[:1].upper() + message[1:] + "."
-    if outcome.reason:
-        return Run.Status.ERROR, outcome.message or f"The engine failed ({outcome.reason})."
-    code = outcome.returncode
-    if code == 0:
-        return Run.Status.PASSED, ""
-    if code == 1:
-        return Run.Status.FAILED, ""
-    if code == 5:
-        return Run.Status.ERROR, "No tests were collected (check the selection)."
-    head = f"pytest exited with code {code}{exit_meaning(code)}"
-    return Run.Status.ERROR, f"{head}. {outcome.message}".strip()
-
-
 # The Run columns finish_run writes.
 FINISH_FIELDS = [
     "status",
@@ -397,29 +374,3 @@ def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool
     outcome = RunOutcome(run_id, None, wall, "interrupted", message)
     finish_run(run_id, outcome, history=history, background_history=True)
     return True
-
-
-def measured_speedup(run: Run) -> float | None:
-    """Wall of the latest whole 1-worker run of the same suite, selection and code (commit, when
-    both name one) / this wall; none for a 1-worker run, the baseline itself (README)."""
-    if not run.wall_seconds or run.metrics_note or run.workers == 1:
-        return None
-    snap = run.config_snapshot
-    candidates = (
-        Run.objects.filter(
-            suite_id=run.suite_id,
-            workers=1,
-            status__in=Run.COMPLETE,
-            wall_seconds__gt=0,
-        )
-        .tests_runs()
-        .exclude(pk=run.pk)
-        .order_by("-created_at")
-    )
-    for other in candidates[:20]:
-        o = other.config_snapshot
-        same = all(o.get(k) == snap.get(k) for k in ("keyword", "markers", "repeat", "rerun_of"))
-        same_code = not (run.commit and other.commit) or run.commit == other.commit
-        if same and same_code and other.tests_total > other.tests_skipped:
-            return round(other.wall_seconds / run.wall_seconds, 4)
-    return None
