@@ -353,3 +353,60 @@ def test_the_recorder_sends_deltas_once_a_second():
     recorder.test("t::a", 20.0, None)
     (tick,) = recorder.take(now=1002.5, final=True)
     assert tick["second"] == 3  # never twice the same second
+
+
+KEEP_ALIVE = """
+import os, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with open(os.path.join(os.path.dirname(__file__), "connections"), "a") as fh:
+            fh.write("c\\n")
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def service():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d/" % server.server_address[1]
+    server.shutdown()
+
+
+def test_get(service):
+    assert requests.get(service).text == "ok"
+
+
+def test_own_session(service):
+    with requests.Session() as session:
+        session.cookies.set("seen", "1")
+        assert session.get(service).status_code == 200
+    assert not requests.Session().cookies  # a new session is still empty
+"""
+
+
+def test_each_user_keeps_its_connections_alive(tmp_path):
+    """requests.get makes a Session per call; a user's sessions share its connections."""
+    root = write_suite(tmp_path, {"test_keep.py": KEEP_ALIVE})
+    run = run_pytest(root, *load_args(users=3, processes=1, iterations=10), timeout=60)
+    assert run.returncode == 0, run.output
+    assert sum(e.count for e in merged(run.events, "requests").values()) == 60
+    assert not run.of_type("load_error")
+    assert len(lines(root, "connections")) == 3  # one per user, not one per request

@@ -168,6 +168,7 @@ class LoadProcess:
     def _user(self, user: int) -> None:
         try:
             isolation.enter_user(self.shared)
+            http.user_started()
             items = [isolation.clone(item) for item in self.items]
             shift = user % len(items)
             items = items[shift:] + items[:shift]
@@ -188,6 +189,8 @@ class LoadProcess:
             self.send(("warning", f"load user {user} in {self.name} stopped on an "
                        f"internal error\n{traceback.format_exc()}"))  # fmt: skip
         finally:
+            with contextlib.suppress(Exception):
+                http.user_stopped()
             with self.active_lock:
                 self.active -= 1
                 self.recorder.set_users(self.active)
