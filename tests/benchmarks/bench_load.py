@@ -15,7 +15,9 @@ pipe): the dashboard's side is not measured here.
      load generator (its processes' user+system time), goal PTD >= 0.5 x Locust; and where
      PTD's time goes: a no-op test (pytest's protocol alone), requests.get alone, and the
      same test with one keep-alive Session (Locust's HttpUser keeps its connection).
-  c  500 users, 0.2 s endpoint, 60 s, PTD: no error of PTD's own, a tick every second.
+  c  500 users, 0.2 s endpoint, 60 s, PTD: no error of PTD's own, no failed iteration, and
+     each process's per-second tick sent within 1 s of its second (p95; the page's update
+     delay before the dashboard's share).
 
 CPU is shared by everything on the machine: the load average is printed with each figure.
 """
@@ -34,8 +36,6 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-
-from _ptd_inrun.load.histogram import Entry
 
 from runner.command import PLUGIN_MODULE, build_argv, build_env
 
@@ -164,6 +164,8 @@ def cpu_of_children() -> float:
 
 
 def run_ptd(suite: Path, test: str, url: str, users: int, seconds: int, processes: int) -> dict:
+    from _ptd_inrun.load.histogram import Entry  # importable once runner is (its sys.path)
+
     argv = build_argv(sys.executable, workers=processes, mode="load", users=users, duration=seconds)
     argv += ["-p", "no:asyncio", f"{test}"]
     r, w = os.pipe()
@@ -195,6 +197,12 @@ def run_ptd(suite: Path, test: str, url: str, users: int, seconds: int, processe
             requests_.merge(Entry.from_dict(data))
         gaps.setdefault(tick["process"], []).append(tick["time"])
     wall = stop["time"] - start["time"]
+    # How late each tick left its process after the second it is dated (the page's update
+    # delay, before the dashboard's own part): p95 over every tick of every process.
+    delays = sorted(
+        e["time"] - (start["time"] + e["second"]) for e in events if e["type"] == "load_tick"
+    )
+    p95_delay = delays[int(0.95 * (len(delays) - 1))] if delays else 0.0
     max_gap = max((b - a for ts in gaps.values() for a, b in zip(ts, ts[1:], strict=False)),
                   default=0.0)  # fmt: skip
     own_errors = [e for e in events if e["type"] in ("warning", "internal_error")]
@@ -211,6 +219,7 @@ def run_ptd(suite: Path, test: str, url: str, users: int, seconds: int, processe
         "it_p50": tests.histogram.percentile(50),
         "it_p95": tests.histogram.percentile(95),
         "max_tick_gap": max_gap,
+        "tick_delay_p95": p95_delay,
         "own_errors": [e.get("message", e.get("error", ""))[:300] for e in own_errors],
     }
 
@@ -314,7 +323,7 @@ def main() -> int:
             show("PTD", ptd)
             ok &= verdict("no error of PTD's own", not ptd["own_errors"] and ptd["exit"] == 0)
             ok &= verdict("no failed iteration", ptd["failures"] == 0)
-            ok &= verdict("a tick every second (gap <= 1.5 s)", ptd["max_tick_gap"] <= 1.5)
+            ok &= verdict("ticks sent within 1 s (p95)", ptd["tick_delay_p95"] <= 1.0)
     finally:
         servers.stop()
     return 0 if ok else 1

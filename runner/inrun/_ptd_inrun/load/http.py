@@ -44,6 +44,14 @@ def endpoint(method: str | None, url: str) -> str:
     return f"{(method or 'GET').upper()} {template(url)}"
 
 
+def preload() -> None:
+    """Import ``requests`` (when installed) before the load processes fork: once, shared."""
+    import importlib.util
+
+    if importlib.util.find_spec("requests") is not None:
+        import requests  # noqa: F401
+
+
 def user_started() -> None:
     """In a user's thread: sessions made here share this user's connection pools."""
     try:
