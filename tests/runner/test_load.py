@@ -438,3 +438,11 @@ def test_the_pool_cancels_a_load_gracefully(service_suite):
     assert events[-1]["type"] == "session_finish"
     done = len(lines(service_suite, "iterations_done"))
     assert sum(e.count for e in merged(events, "tests").values()) == done > 0
+
+
+def test_percentiles_stay_within_the_exact_extremes():
+    entry = Entry()
+    entry.add(139.1)  # its bucket reads 140 ms
+    entry.add(4.74)  # and this one 4.7 ms
+    figures = entry.figures()
+    assert figures["p95_ms"] == 139.1 and figures["p50_ms"] == 4.74
