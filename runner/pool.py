@@ -340,7 +340,8 @@ class Pool:
                 return
             run.terminating = True
             pid = run.proc.pid
-        procs.end_group(pid, self.grace, leader=pid)
+        grace = run.spec.grace if run.spec.grace is not None else self.grace
+        procs.end_group(pid, grace, leader=pid)
 
     def _read_events(self, run: _Run, fd: int) -> None:
         """Parse JSON lines from the run; hand them to the sink in batches, in order."""

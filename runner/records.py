@@ -33,6 +33,13 @@ class RunSpec:
     timeout: float | None
     log_path: str  # stdout + stderr of the run's pytest
     log_max_bytes: int | None = None  # kept: its head and tail halves (None: all of it)
+    # Seconds between SIGTERM and SIGKILL when the run is cancelled or times out (None: the
+    # pool's). A load run asks for more than its engine's stop grace (LOAD_GRACE), so running
+    # iterations finish and its last statistics are sent.
+    grace: float | None = None
+
+
+LOAD_GRACE = 15.0  # a load run's RunSpec.grace: the load engine's 10 s stop grace, and margin
 
 
 @dataclass

@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from runner import command, options
 from runner.pool import RunSpec
+from runner.records import LOAD_GRACE
 from runs import permissions
 from runs.execution import environment
 from runs.execution.pytest_input import (
@@ -336,6 +337,9 @@ def build_spec(run: Run) -> RunSpec:
         timeout=snap.get("timeout"),
         log_path=str(log_path(run)),
         log_max_bytes=settings.PTD_MAX_LOG_BYTES,
+        # A cancelled (or aborted) load lets running iterations end within the engine's own
+        # stop grace before anything is killed.
+        grace=LOAD_GRACE if snap.get("mode") == "load" else None,
     )
 
 

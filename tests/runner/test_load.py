@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -262,7 +263,7 @@ def stream_run(
     r, w = os.pipe()
     run_env = build_env(os.environ, {**FAST_ENV, **env}, w, None, PYCACHE_DIR)
 
-    argv = ["python", "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
+    argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
             *FAST_PLUGINS, *args]  # fmt: skip
     proc = subprocess.Popen(
         argv, cwd=root, env=run_env, pass_fds=(w,), start_new_session=True,
@@ -353,3 +354,95 @@ def test_the_recorder_sends_deltas_once_a_second():
     recorder.test("t::a", 20.0, None)
     (tick,) = recorder.take(now=1002.5, final=True)
     assert tick["second"] == 3  # never twice the same second
+
+
+KEEP_ALIVE = """
+import os, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        with open(os.path.join(os.path.dirname(__file__), "connections"), "a") as fh:
+            fh.write("c\\n")
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="session")
+def service():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d/" % server.server_address[1]
+    server.shutdown()
+
+
+def test_get(service):
+    assert requests.get(service).text == "ok"
+
+
+def test_own_session(service):
+    with requests.Session() as session:
+        session.cookies.set("seen", "1")
+        assert session.get(service).status_code == 200
+    assert not requests.Session().cookies  # a new session is still empty
+"""
+
+
+def test_each_user_keeps_its_connections_alive(tmp_path):
+    """requests.get makes a Session per call; a user's sessions share its connections."""
+    root = write_suite(tmp_path, {"test_keep.py": KEEP_ALIVE})
+    run = run_pytest(root, *load_args(users=3, processes=1, iterations=10), timeout=60)
+    assert run.returncode == 0, run.output
+    assert sum(e.count for e in merged(run.events, "requests").values()) == 60
+    assert not run.of_type("load_error")
+    assert len(lines(root, "connections")) == 3  # one per user, not one per request
+
+
+def test_the_pool_cancels_a_load_gracefully(service_suite):
+    """Through runner.pool, as the dashboard runs it: the pool's own grace (0.5 s here) would
+    kill iterations of 0.3 s; a load run's RunSpec asks for LOAD_GRACE instead."""
+    from runner.pool import Pool, RunSpec
+    from runner.records import LOAD_GRACE
+    from tests.runner.test_runner_pool import Recorder as Sink
+
+    sink = Sink()
+    pool = Pool(sink, max_concurrent=1, batch_interval=0.05, grace=0.5)
+    argv = build_argv(sys.executable, workers=2, mode="load", users=4, duration=60)
+    env = build_env(os.environ, {**FAST_ENV, "DELAY": "0.3"}, None, None, PYCACHE_DIR)
+    log = str(service_suite / "run.log")
+    try:
+        pool.submit(RunSpec(1, argv, str(service_suite), env, None, log, grace=LOAD_GRACE))
+        sink.wait_for(lambda c: c[0] == "events" and any(e["type"] == "load_tick" for e in c[2]))
+        assert pool.cancel(1) is True
+        outcome = pool.wait(1, 30)
+    finally:
+        pool.shutdown(cancel_running=True, timeout=30)
+    assert outcome.reason == "cancelled" and outcome.returncode == 0
+    events = sink.events(1)
+    assert [e["reason"] for e in events if e["type"] == "load_stop"] == ["cancelled"]
+    assert events[-1]["type"] == "session_finish"
+    done = len(lines(service_suite, "iterations_done"))
+    assert sum(e.count for e in merged(events, "tests").values()) == done > 0
+
+
+def test_percentiles_stay_within_the_exact_extremes():
+    entry = Entry()
+    entry.add(139.1)  # its bucket reads 140 ms
+    entry.add(4.74)  # and this one 4.7 ms
+    figures = entry.figures()
+    assert figures["p95_ms"] == 139.1 and figures["p50_ms"] == 4.74

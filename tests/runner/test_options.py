@@ -113,3 +113,14 @@ def test_a_bad_choice_is_a_usage_error_on_the_command_line(capsys):
     with pytest.raises(SystemExit) as caught:
         parser.parse_args(["--engine", "threads"])
     assert caught.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+def test_ptd_run_load_reports_thresholds_and_exits_as_the_server_decided(capsys):
+    load = {"users": 10, "iterations": 500, "failures": 2, "rps": 49.5, "p95_ms": 230.0,
+            "thresholds": [{"expr": "p95<300ms", "value": 230.0, "passed": True},
+                           {"expr": "errors<0.1%", "value": 0.4, "passed": False}]}  # fmt: skip
+    assert cli.report({"id": 7, "status": "failed", "load": load}) == cli.EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "load of 10 users, 500 iterations, 2 failures (rps 49.5, p95_ms 230.0)" in err
+    assert "p95<300ms: passed" in err and "errors<0.1%: FAILED (value 0.4)" in err
+    assert cli.report({"id": 8, "status": "passed", "load": load}) == cli.EXIT_PASSED

@@ -6,8 +6,9 @@ Relative imports only: nothing of ``runner`` outside this package exists in a ru
 
 Owns the event stream (``events``, ``reporter``, ``plugin``, ``terminal``), test ids and groups
 (``ids``, ``groups``), ``scheduling`` (longest-first core and its xdist adapter), ``fork`` (the
-fork engine), ``zygote`` (a kept interpreter that forks runs), ``lifeline`` (runs die with
-their server) and ``compat`` (what differs between pytest/xdist versions).
+fork engine), ``load`` (load mode: the tests as concurrent users), ``zygote`` (a kept
+interpreter that forks runs), ``lifeline`` (runs die with their server) and ``compat`` (what
+differs between pytest/xdist versions).
 """
 
 if __name__ != "_ptd_inrun":  # a second name would load every module twice

@@ -30,8 +30,11 @@ import pytest
 from ..fork.nodes import describe_exit
 from ..fork.wire import FrameReader, LoopWriter, read_available, writer_from_env
 from ..reporter import REPORTER_NAME, warn
+from .histogram import Entry
+from .http import preload
 from .process import Settings, load_main
 
+_UNITS = {"tests": "iterations", "requests": "requests"}
 KILL_MARGIN = 5.0  # seconds after a child's own stop grace before it is killed
 
 
@@ -55,6 +58,8 @@ class LoadEngine:
         self.cancelled = False
         self.kill_at: float | None = None
         self.crashed: list[str] = []
+        self.totals: dict[str, dict[str, Entry]] = {"tests": {}, "requests": {}}
+        self.reason: str | None = None
 
     def open_writer(self) -> LoopWriter | None:
         self.writer = writer_from_env()
@@ -111,6 +116,7 @@ class LoadEngine:
             tests=nodeids,
         )
         prepare_fork()
+        preload()  # requests, once, in the pages the children share
         gc.collect()
         gc.freeze()  # the collected session stays shared (copy-on-write) by the children
         pm = self.config.pluginmanager
@@ -134,6 +140,9 @@ class LoadEngine:
             os.close(write_fd)
             os.set_blocking(read_fd, False)
             self.children[pid] = _Child(f"p{index}", pid, read_fd)
+        if self.cancelled:  # a signal while forking: children forked after it ask too
+            self.cancelled = False
+            self._on_signal(signal.SIGTERM, None)
         self._loop()
         reasons = [c.reason for c in self._done if c.reason]
         if self.cancelled or "cancelled" in reasons or not reasons:
@@ -142,6 +151,7 @@ class LoadEngine:
             reason = "duration"
         else:
             reason = "iterations"
+        self.reason = reason
         self._emit("load_stop", reason=reason)
 
     def _loop(self) -> None:
@@ -172,9 +182,12 @@ class LoadEngine:
         data, eof = read_available(child.fd)
         for message in child.reader.feed(data) if data else ():
             kind = message[0]
-            if kind == "events" and self.writer is not None:
+            if kind == "events":
                 for event in message[1]:
-                    self.writer.emit(event)
+                    if self.writer is not None:
+                        self.writer.emit(event)
+                    if event["type"] == "load_tick":
+                        self._add_up(event)
             elif kind == "warning":
                 warn(self.config, message[1])
             elif kind == "bye":
@@ -219,6 +232,26 @@ class LoadEngine:
                 with contextlib.suppress(OSError):
                     os.close(child.fd)
 
+    def _add_up(self, tick: dict) -> None:
+        for part, totals in self.totals.items():
+            for name, data in tick[part].items():
+                totals.setdefault(name, Entry()).merge(Entry.from_dict(data))
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """The load's figures in the run's log: per test and per endpoint."""
+        if self.reason is None:
+            return
+        write = terminalreporter.write_line
+        terminalreporter.section(f"load: {self.settings.users} users, stopped ({self.reason})")
+        for part, totals in self.totals.items():
+            for name, entry in sorted(totals.items()):
+                f = entry.figures()
+                write(
+                    f"{name}: {f['count']} {_UNITS[part]}, {f['failures']} failed, "
+                    f"mean {f['mean_ms'] or 0:.1f} ms, p50 {f['p50_ms'] or 0:g} ms, "
+                    f"p95 {f['p95_ms'] or 0:g} ms, max {f['max_ms'] or 0:.1f} ms"
+                )
+
     def _emit(self, type_: str, **fields: Any) -> None:
         reporter = self.config.pluginmanager.get_plugin(REPORTER_NAME)
         if reporter is not None:
@@ -247,6 +280,11 @@ def _child_main(
     from ..fork.safety import isolate_inherited
     from ..fork.worker import die_with_parent, setup_worker
 
+    # Until the load process listens (load_main), a SIGTERM only asks it to stop; never the
+    # controller's handler, inherited with the fork.
+    early: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: early.append(signum))
     die_with_parent(parent_pid)
     for fd in close_fds:
         with contextlib.suppress(OSError):
@@ -259,4 +297,4 @@ def _child_main(
         "mainargs": list(session.config.args),
     }
     setup_worker(session.config, f"gw{index}", workerinput, controller_only, None)
-    return load_main(session, index, settings, start, res_fd)
+    return load_main(session, index, settings, start, res_fd, stopped=bool(early))

@@ -113,7 +113,12 @@ class Entry:
             "max_ms": self.max_ms,
         }
         for q in PERCENTILES:
-            out[f"p{str(q).replace('.', '_')}_ms"] = self.histogram.percentile(q)
+            value = self.histogram.percentile(q)
+            if value is not None and self.min_ms is not None and self.max_ms is not None:
+                # A bucket's rounded value may lie past the exact extremes: never report a
+                # p95 above the max (or a p50 below the min).
+                value = min(max(value, self.min_ms), self.max_ms)
+            out[f"p{str(q).replace('.', '_')}_ms"] = value
         return out
 
     def to_dict(self) -> dict:

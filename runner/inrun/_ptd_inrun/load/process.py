@@ -83,6 +83,10 @@ class LoadProcess:
         self.active_lock = threading.Lock()
         self.send_lock = threading.Lock()
         self.items = list(session.items)
+        # Each item's idle copies (isolation.clone): a user takes one to run the item and
+        # gives it back, so copies number the peak concurrency per test, not users x tests.
+        self.idle: list[list[Any]] = [[] for _ in self.items]
+        self.idle_lock = threading.Lock()
 
     # -- to the controller -----------------------------------------------------------------
 
@@ -96,9 +100,12 @@ class LoadProcess:
 
     # -- the process -----------------------------------------------------------------------
 
-    def run(self) -> int:
+    def listen(self) -> None:
+        """SIGTERM / SIGINT: a graceful stop (first thing in the child, before any setup)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+
+    def run(self) -> int:
         config = self.session.config
         isolation.quiet_capture(config)
         self.shared = isolation.prepare_session(self.session)
@@ -168,17 +175,18 @@ class LoadProcess:
     def _user(self, user: int) -> None:
         try:
             isolation.enter_user(self.shared)
-            items = [isolation.clone(item) for item in self.items]
-            shift = user % len(items)
-            items = items[shift:] + items[:shift]
+            http.user_started()
+            order = list(range(len(self.items)))
+            shift = user % len(order)
+            order = order[shift:] + order[:shift]
             passes = 0
             limit = self.settings.iterations
             think = self.settings.think_time
             while not self.stop.is_set():
-                for item in items:
+                for index in order:
                     if self.stop.is_set() or self._past_deadline():
                         return
-                    self._iteration(item)
+                    self._run_item(index)
                     if think and self.stop.wait(think):
                         return
                 passes += 1
@@ -188,9 +196,23 @@ class LoadProcess:
             self.send(("warning", f"load user {user} in {self.name} stopped on an "
                        f"internal error\n{traceback.format_exc()}"))  # fmt: skip
         finally:
+            with contextlib.suppress(Exception):
+                http.user_stopped()
             with self.active_lock:
                 self.active -= 1
                 self.recorder.set_users(self.active)
+
+    def _run_item(self, index: int) -> None:
+        with self.idle_lock:
+            idle = self.idle[index]
+            item = idle.pop() if idle else None
+        if item is None:
+            item = isolation.clone(self.items[index])
+        try:
+            self._iteration(item)
+        finally:
+            with self.idle_lock:
+                self.idle[index].append(item)
 
     def _iteration(self, item: Any) -> None:
         isolation.fresh_instance(item)
@@ -247,11 +269,21 @@ def _longrepr(report: Any) -> str:
 
 
 def load_main(
-    session: pytest.Session, index: int, settings: Settings, start: float, res_fd: int
+    session: pytest.Session,
+    index: int,
+    settings: Settings,
+    start: float,
+    res_fd: int,
+    stopped: bool = False,
 ) -> int:
-    """The forked child's body (``fork.worker.run_forked_child`` exits with its code)."""
+    """The forked child's body (``fork.worker.run_forked_child`` exits with its code);
+    ``stopped``: a stop was asked before it could listen."""
     try:
-        return LoadProcess(session, index, settings, start, res_fd).run()
+        process = LoadProcess(session, index, settings, start, res_fd)
+        process.listen()
+        if stopped:
+            process._on_signal(signal.SIGTERM, None)
+        return process.run()
     except BaseException:  # noqa: BLE001 - reported, then the process exits
         text = traceback.format_exc()
         sys.stderr.write(text)
