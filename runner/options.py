@@ -9,6 +9,7 @@ for the caller to check. ``add_arguments`` puts the options on an argparse parse
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,12 +19,15 @@ ENGINES = ("fork", "xdist")
 DIST_MODES = MODES
 MAX_WORKERS = 64
 AUTO_WORKERS = 0  # how "auto" (one worker per CPU core, like -n auto) is stored
+MAX_MACHINES = 64
+ALL_MACHINES = 0  # how "all" (every idle agent of the queue) is stored
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
 @dataclass(frozen=True)
 class Option:
     name: str
-    kind: str  # "workers", "int", "choice" or "expression"
+    kind: str  # "workers", "machines", "int", "choice", "queue" or "expression"
     help: str
     flags: tuple[str, ...]
     low: int = 0
@@ -46,6 +50,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", "int", "the run's timeout, seconds", ("--timeout",), 1, 7 * 24 * 3600),
     Option("keyword", "expression", "pytest -k expression", ("-k", "--keyword")),
     Option("markers", "expression", "pytest -m expression", ("-m", "--markers")),
+    Option(
+        "machines",
+        "machines",
+        "machines (agents) the run is spread over, or 'all' idle agents of the queue",
+        ("--machines",),
+        1,
+        MAX_MACHINES,
+    ),
+    Option("queue", "queue", "the agents' queue a run over machines draws from", ("--queue",)),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 NAMES = tuple(BY_NAME)
@@ -72,6 +85,16 @@ def clean(name: str, value: Any) -> Any:
         if str(value).strip().lower() == "auto":
             return AUTO_WORKERS
         return _whole(name, value, option.low, option.high)
+    if option.kind == "machines":
+        if str(value).strip().lower() == "all":
+            return ALL_MACHINES
+        return _whole(name, value, option.low, option.high)
+    if option.kind == "queue":
+        if not isinstance(value, str) or not QUEUE_NAME.match(value):
+            raise ValueError(
+                f"{name}: letters, digits, '.', '_' or '-' (at most 40), got {value!r}"
+            )
+        return value
     if option.kind == "int":
         return _whole(name, value, option.low, option.high)
     if option.kind == "choice":

@@ -12,7 +12,7 @@ from django.db import DataError
 from ninja import NinjaAPI
 from ninja.errors import HttpError
 
-from runs.api import flaky, intake, runs, suites
+from runs.api import flaky, intake, runs, shards, suites
 from runs.api.auth import ActiveSession, BearerToken, LocalSwagger, docs_login_required
 
 # operationIds are part of the published schema (clients name their methods after them): each keeps
@@ -22,6 +22,7 @@ OPERATION_PREFIX = {
     "runs.api.suites": "runs_api",
     "runs.api.intake": "runs_ingest",
     "runs.api.flaky": "runs_flaky_api",
+    "runs.api.shards": "runs_agents_api",
 }
 
 
@@ -45,6 +46,7 @@ api.add_router("/suites", suites.router)
 api.add_router("/runs", runs.router)
 api.add_router("/", flaky.router)  # issue #6: flaky, trends, test history
 api.add_router("/ingest", intake.router)
+api.add_router("/", shards.router)  # issue #15: agents and their shards
 
 
 @api.exception_handler(HttpError)

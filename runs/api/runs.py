@@ -30,6 +30,10 @@ class RunIn(Schema):
     timeout: int | None = None
     keyword: Text | None = Field(None, max_length=500)
     markers: Text | None = Field(None, max_length=500)
+    machines: int | Text | None = Field(
+        None, description="machines (agents) to spread the run over, or 'all'; default 1"
+    )
+    queue: Text | None = Field(None, max_length=40, description="the agents' queue")
     commit: Text = Field("", max_length=64)
     branch: Text = Field("", max_length=200)
     ci_url: Text = Field("", max_length=1000)

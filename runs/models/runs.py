@@ -225,7 +225,7 @@ class Run(models.Model):
 
 class WorkerStat(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="worker_stats")
-    worker = models.CharField(max_length=20)
+    worker = models.CharField(max_length=64)
     tests = models.PositiveIntegerField(default=0)
     busy_seconds = models.FloatField(default=0.0)
     first_start = models.FloatField(null=True, blank=True)
@@ -285,7 +285,7 @@ class TestResult(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
-    worker = models.CharField(max_length=20)
+    worker = models.CharField(max_length=64)
     outcome = models.CharField(max_length=10, choices=OUTCOMES)
     attempt = models.PositiveSmallIntegerField(default=0)
     when = models.CharField(max_length=10, blank=True)

@@ -165,6 +165,18 @@ class RunConfig(models.Model):
     )
     keyword = models.CharField(max_length=500, blank=True, help_text="pytest -k expression")
     markers = models.CharField(max_length=500, blank=True, help_text="pytest -m expression")
+    # Runs across machines (runs.execution.fleet): 1 and no queue is a run on this server.
+    machines = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(options.MAX_MACHINES)],
+        help_text="Machines (agents) to spread the run over; 0 means every idle agent.",
+    )
+    queue = models.CharField(
+        max_length=40,
+        blank=True,
+        validators=[RegexValidator(options.QUEUE_NAME.pattern, "Letters, digits, '.', '_', '-'.")],
+        help_text="The agents' queue (empty: 'default' when machines is not 1).",
+    )
 
     class Meta:
         ordering = ["suite", "-is_default", "name"]
@@ -188,4 +200,6 @@ class RunConfig(models.Model):
             "timeout": self.timeout,
             "keyword": self.keyword,
             "markers": self.markers,
+            "machines": self.machines,
+            "queue": self.queue,
         }

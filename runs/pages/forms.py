@@ -56,7 +56,10 @@ class SuiteForm(StackedForm):
 class RunConfigForm(StackedForm):
     class Meta:
         model = RunConfig
-        fields = ["workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers"]
+        fields = [
+            "workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers",
+            "machines", "queue",
+        ]  # fmt: skip
 
 
 class NamedRunConfigForm(RunConfigForm):
@@ -114,6 +117,10 @@ class LaunchForm(forms.Form):
     timeout = forms.IntegerField(required=False, min_value=1, label="Timeout (s)")
     keyword = forms.CharField(required=False, max_length=500, label="-k")
     markers = forms.CharField(required=False, max_length=500, label="-m")
+    machines = forms.CharField(
+        required=False, help_text="agents to spread the run over, or 'all'; empty: as configured"
+    )
+    queue = forms.CharField(required=False, max_length=40, help_text="the agents' queue")
 
     def __init__(self, suite: Suite, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -125,6 +132,21 @@ class LaunchForm(forms.Form):
         if value and value.lower() != "auto":
             try:
                 Overrides.clean({"workers": value})
+            except LaunchError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return value
+
+    def clean_machines(self):
+        return self._option("machines")
+
+    def clean_queue(self):
+        return self._option("queue")
+
+    def _option(self, name: str) -> str:
+        value = self.cleaned_data[name].strip()
+        if value:
+            try:
+                Overrides.clean({name: value})
             except LaunchError as exc:
                 raise forms.ValidationError(exc.message) from None
         return value
