@@ -60,6 +60,17 @@ class WorkerOut(Schema):
     busy_seconds: float
 
 
+class MachineOut(Schema):
+    number: int
+    agent: str
+    state: str
+    workers: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    message: str
+
+
 class RunOut(Schema):
     run_id: int
     id: int
@@ -87,6 +98,9 @@ class RunOut(Schema):
     flakiness_rate: float | None
     tests: TestsOut
     per_worker: list[WorkerOut]
+    machines: list[MachineOut] = Field(
+        [], description="a run over several machines: each machine's shard and its state"
+    )
     url: str
 
 

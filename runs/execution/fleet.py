@@ -129,9 +129,10 @@ class FleetRunner:
                 message = f"machine {shard.agent.name} lost (no heartbeat for {silent:.0f} s)"
                 fleet_queue.lose_shard(shard, message, self.env.sink)
                 self.publish_machines(run)
-        if run.shards.filter(state__in=Shard.ACTIVE).exists():
-            return
-        self.complete(run, list(run.shards.select_related("agent")))
+        shards = list(run.shards.select_related("agent"))
+        failed = any(s.state == Shard.State.FAILED for s in shards)
+        if failed or not any(s.is_active for s in shards):  # a refused shard ends the run
+            self.complete(run, shards)
 
     def assign(self, run: Run) -> None:
         snap = run.config_snapshot

@@ -220,6 +220,12 @@ class Run(models.Model):
         }
         if workers:
             data["per_worker"] = [w.to_dict() for w in self.worker_stats.all()]
+        # A run over several machines (runs.execution.fleet): each machine's shard and state.
+        data["machines"] = (
+            [s.to_dict() for s in self.shards.select_related("agent")]
+            if self.config_snapshot.get("fleet")
+            else []
+        )
         return data
 
 
