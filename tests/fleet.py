@@ -64,12 +64,16 @@ SUITE = {
             time.sleep(0.02)
     """,
     "tests/test_slow.py": """
+        import pathlib
         import time
         import pytest
 
         @pytest.mark.parametrize("i", range(6))
         def test_slow(i):
-            time.sleep(float(__import__("os").environ.get("SLOW_SECONDS", "1.5")))
+            running = pathlib.Path(__file__).parent / f"running-{i}"  # seen by the tests
+            running.touch()
+            time.sleep(1.0)
+            running.unlink()
     """,
 }
 
@@ -129,6 +133,7 @@ class Fleet:
             "PTD_TOKEN": self.token,
             "PTD_BROKER_URL": BROKER,
             "PTD_AGENT_HEARTBEAT": str(HEARTBEAT),
+            "PTD_AGENT_LOGLEVEL": "INFO",
         }
         env.pop("DJANGO_SETTINGS_MODULE", None)
         proc = subprocess.Popen(
@@ -199,6 +204,17 @@ class Fleet:
                 return value
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def machines_busy(self) -> set[str]:
+        """The machines with a process in their copy of the suite."""
+        busy = set()
+        for pid in self.processes_in_copies():
+            try:
+                cwd = os.readlink(f"/proc/{pid}/cwd")
+            except OSError:
+                continue
+            busy |= {n for n, p in self.copies.items() if cwd.startswith(str(p.resolve()))}
+        return busy
 
     def processes_in_copies(self) -> list[int]:
         """Processes whose working directory is one of the machines' copies of the suite."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -217,6 +218,7 @@ class ShardJob:
         self.pool.shutdown(cancel_running=True)
         if outcome.returncode not in (0, 1, None) and not outcome.message:
             outcome.message = _log_tail(logdir / "pytest.log")
+        shutil.rmtree(logdir, ignore_errors=True)
         return outcome
 
     def cancel(self) -> None:

@@ -94,6 +94,12 @@ class UnitsIn(Schema):
     held: int = Field(0, ge=0, le=1_000_000)
     held_seconds: float = Field(0.0, ge=0, le=1e7, allow_inf_nan=False)
     done: list[int] = Field([], max_length=100_000)
+    holding: list[int] = Field(
+        [],
+        max_length=100_000,
+        description="the units the shard holds: any other unit leased to this worker was "
+        "answered to a request whose answer never arrived, and is sent again",
+    )
 
 
 class UnitOut(Schema):
@@ -226,11 +232,15 @@ def shard_collection(request, shard_id: int, payload: CollectionIn):
 )
 def shard_units(request, shard_id: int, payload: UnitsIn):
     shard = shard_of(request, shard_id)
-    fleet_queue.complete(shard, payload.done)
-    units: list[RunUnit] = []
-    if payload.worker:
-        units = fleet_queue.lease(shard, payload.worker, payload.held, payload.held_seconds)
-    state = "more" if units else fleet_queue.queue_state(shard)
+    with transaction.atomic():  # all or nothing: a failed request leases nothing
+        fleet_queue.complete(shard, payload.done)
+        units: list[RunUnit] = []
+        if payload.worker:
+            units = fleet_queue.unanswered(shard, payload.worker, payload.holding)
+            units = units or fleet_queue.lease(
+                shard, payload.worker, payload.held, payload.held_seconds
+            )
+        state = fleet_queue.queue_state(shard)  # "more" only while units are queued
     return {
         "units": [{"id": u.id, "nodeids": u.nodeids, "seconds": u.seconds} for u in units],
         "state": state,

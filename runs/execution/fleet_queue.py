@@ -138,6 +138,16 @@ def lease(shard: Shard, worker: str, held: int, held_seconds: float) -> list[Run
     return taken
 
 
+def unanswered(shard: Shard, worker: str, holding: list[int]) -> list[RunUnit]:
+    """Units leased to this worker that its controller does not hold: the answer to an
+    earlier request was lost (a timeout, then the request sent again). Sent once more."""
+    return list(
+        RunUnit.objects.filter(shard=shard, worker=worker[:20], state=RunUnit.State.LEASED)
+        .exclude(pk__in=holding)
+        .order_by("leased_at", "id")
+    )
+
+
 def complete(shard: Shard, unit_ids: list[int]) -> None:
     if unit_ids:
         RunUnit.objects.filter(pk__in=unit_ids, shard=shard, state=RunUnit.State.LEASED).update(
@@ -152,6 +162,24 @@ def queue_state(shard: Shard) -> str:
         return "more"
     if units.filter(state=RunUnit.State.LEASED).exclude(shard=shard).exists():
         return "wait"
+    # A unit another machine completed counts once its results are stored: were that machine
+    # lost first, its unreported tests come back to the queue (lose_shard).
+    others = Shard.objects.filter(run_id=shard.run_id, state__in=Shard.ACTIVE).exclude(pk=shard.pk)
+    if others.exists():
+        done = {
+            n
+            for unit in units.filter(state=RunUnit.State.DONE).values_list("nodeids", flat=True)
+            for n in unit
+        }
+        stored = (
+            TestResult.objects.filter(run_id=shard.run_id)
+            .exclude(outcome="rerun")
+            .values("nodeid")
+            .distinct()
+            .count()
+        )
+        if stored < len(done):
+            return "wait"
     return "finished"
 
 

@@ -101,7 +101,13 @@ class RemoteScheduler(LPTScheduler):
 
     def _ask(self, worker: str | None, held: int = 0, held_seconds: float = 0.0) -> dict:
         done, self.done = self.done, []
-        body = {"worker": worker, "held": held, "held_seconds": held_seconds, "done": done}
+        body = {
+            "worker": worker,
+            "held": held,
+            "held_seconds": held_seconds,
+            "done": done,
+            "holding": sorted(self.left),
+        }
         try:
             return self.remote.post("/units", body)
         except QueueRefused:
@@ -141,7 +147,9 @@ class RemoteScheduler(LPTScheduler):
             self.left[int(unit["id"])] = set(indices)
             state.in_flight.extend(indices)
             sent += indices
-        if not sent:
+        # Nothing queued on the dashboard any more: the worker must be told so now (shutdown)
+        # or it would wait, holding its last item, for a next one that never comes.
+        if not sent or answer.get("state") != "more":
             self.server_empty = True
         return sent
 
