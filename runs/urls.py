@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.pages import flaky, report, tokens, trends, views
+from runs.pages import agents, flaky, report, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -30,6 +30,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
     path("runs/<int:run_id>/log/", views.run_log, name="run_log"),
+    path("agents/", agents.agent_list, name="agents"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("trends/", trends.trends_page, name="trends"),

@@ -61,6 +61,14 @@ class RunConfigForm(StackedForm):
             "machines", "queue",
         ]  # fmt: skip
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["machines"].required = False  # empty: 1, a run on this server
+
+    def clean_machines(self):
+        value = self.cleaned_data.get("machines")
+        return 1 if value is None else value
+
 
 class NamedRunConfigForm(RunConfigForm):
     """A suite's configuration of its own (name, default flag and options)."""

@@ -209,6 +209,7 @@ def run_detail(request, run_id):
             "rerun_here": permissions.can_rerun(user, run) and run.is_launchable,
             "log_half": settings.PTD_MAX_LOG_BYTES // 2,
             "failing_outcomes": " ".join(TestResult.FAILING),
+            "machines": [s.to_dict() for s in run.shards.select_related("agent")],
         },
     )
 

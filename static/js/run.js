@@ -89,6 +89,7 @@
         mb >= 1 ? `${mb.toFixed(1)} MB` : `${(run.log_bytes_cut / 1024).toFixed(1)} KB`;
       cut.hidden = false;
     }
+    setMachines(run.machines);
     const warnings = document.getElementById("run-warnings");
     if (warnings && run.warnings) warnings.replaceChildren(...run.warnings.map((w) => el("li", w)));
     for (const node of document.querySelectorAll("[data-metric]")) {
@@ -101,6 +102,23 @@
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.remove();
     }
+  }
+
+  // A run over several machines: one row per machine (agent) and its shard's state.
+  function setMachines(machines) {
+    const section = document.getElementById("machines");
+    if (!section || !machines || !machines.length) return;
+    section.hidden = false;
+    const rows = machines.map((m) => {
+      const row = el("tr");
+      row.dataset.agent = m.agent;
+      const state = el("span", m.state, "status status-" + m.state);
+      const cell = el("td");
+      cell.append(state);
+      row.append(el("td", m.agent, "mono"), cell, el("td", String(m.workers)), el("td", m.message || ""));
+      return row;
+    });
+    section.querySelector("tbody").replaceChildren(...rows);
   }
 
   // Remaining time: from the tests' past durations when history exists, else extrapolated.
@@ -141,9 +159,17 @@
       a.localeCompare(b, undefined, { numeric: true }));
     if (lanes.children.length !== ids.length ||
         ids.some((id, i) => lanes.children[i].dataset.worker !== id)) {
+      const lanesOf = new Set();
       lanes.replaceChildren(...ids.map((id) => {
         const lane = el("div", null, "lane");
         lane.dataset.worker = id;
+        // Runs over several machines: workers are AGENT/gwN, their lanes grouped by machine.
+        const machine = id.includes("/") ? id.split("/")[0] : "";
+        if (machine && !lanesOf.has(machine)) {
+          lanesOf.add(machine);
+          lane.classList.add("machine-start");
+          lane.dataset.machine = machine;
+        }
         lane.append(el("strong", id), el("span"), el("div", null, "current"));
         return lane;
       }));
@@ -385,9 +411,14 @@
         if (state.run && state.run.status === "queued") state.run.status = "running";
         render(false);
         break;
+      case "machines":
+        setMachines(msg.machines);
+        if (state.run) state.run.machines = msg.machines;
+        break;
       case "status":
         if (state.run) {
           state.run.status = msg.status;
+          if (typeof msg.message === "string") state.run.message = msg.message;
           if (!state.startedAt) state.startedAt = Date.now();
           setRun(state.run);
         }

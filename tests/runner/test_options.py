@@ -20,10 +20,13 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "timeout",
         "keyword",
         "markers",
+        "machines",
+        "queue",
     )
     args = cli.build_parser().parse_args(
         ["run", "--suite", "s", "--workers", "auto", "--engine", "xdist", "--dist", "loadgroup"]
         + ["--repeat", "2", "--reruns", "1", "--timeout", "60", "-k", "a", "-m", "b"]
+        + ["--machines", "all", "--queue", "ci"]
     )
     assert {name: getattr(args, name) for name in options.NAMES} == {
         "workers": "auto",
@@ -34,6 +37,8 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "timeout": 60,
         "keyword": "a",
         "markers": "b",
+        "machines": "all",
+        "queue": "ci",
     }
 
 
@@ -41,6 +46,9 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
     ("name", "value", "stored"),
     [
         ("workers", "auto", options.AUTO_WORKERS),
+        ("machines", "all", options.ALL_MACHINES),
+        ("machines", 3, 3),
+        ("queue", "ci-linux", "ci-linux"),
         ("workers", "8", 8),
         ("engine", "fork", "fork"),
         ("dist", "loadscope", "loadscope"),
@@ -62,6 +70,8 @@ def test_clean_keeps_valid_values(name, value, stored):
         ("engine", "threads", "engine must be one of fork, xdist"),
         ("dist", "each", "dist must be one of load, loadscope, loadfile, loadgroup"),
         ("color", "yes", "unknown option 'color'"),
+        ("machines", 0, "machines must be between 1 and 64, got 0"),
+        ("queue", "a b", "queue: letters, digits, '.', '_' or '-' (at most 40), got 'a b'"),
     ],
 )
 def test_clean_refuses_with_one_line(name, value, message):
