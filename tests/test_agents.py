@@ -155,3 +155,22 @@ def test_a_machine_killed_mid_run_loses_nothing(fleet):
     for r in crashed:
         (rerun,) = finals(results)[r["nodeid"]]
         assert not rerun["worker"].startswith(victim + "/") and "lost" in r["longrepr"]
+
+
+def test_ptd_run_spreads_a_run_over_machines_from_ci(fleet):
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    all_idle(fleet, 2)
+    env = {**__import__("os").environ, "PTD_SERVER": fleet.server.url, "PTD_TOKEN": fleet.token}
+    out = subprocess.run(
+        [sys.executable, "-m", "runner.client.cli", "run", "--suite", "mix", "--machines", "2",
+         "--workers", "1", "-k", "test_files", "--wait"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    run = fleet.get("/api/runs?limit=1")["items"][0]
+    assert run["status"] == "passed" and run["tests"]["total"] == 6
+    assert len(run["machines"]) == 2
