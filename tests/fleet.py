@@ -97,35 +97,36 @@ def redis_up() -> bool:
 class Fleet:
     """A dashboard served on its own data, a staff token, a suite and its agents."""
 
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, maker=None, lost_seconds: float = LOST_SECONDS):
         self.tmp = tmp
+        self.maker = maker or write_suite
         self.tag = uuid.uuid4().hex[:6]
         env = isolated_env(tmp / "data")
         env.update(
             PTD_BROKER_URL=BROKER,
-            PTD_AGENT_LOST_SECONDS=str(LOST_SECONDS),
+            PTD_AGENT_LOST_SECONDS=str(lost_seconds),
             PTD_AGENT_WAIT_SECONDS="2",
             PTD_WARM_START="0",
         )
         self.server = ServeProcess(tmp / "data", env=env)
-        self.base = write_suite(tmp / "registered")
+        self.base = self.maker(tmp / "registered")
         self.copies: dict[str, Path] = {}
         self.agents: dict[str, subprocess.Popen] = {}
         self.token = ""
         self.http = requests.Session()
 
-    def start(self, machines: int = 3) -> Fleet:
+    def start(self, machines: int = 3, workers: int = 2) -> Fleet:
         self.server.start()
         self.token = self.server.create_token("admin")
         self.http.headers["Authorization"] = f"Bearer {self.token}"
         self.post("/api/suites", {"name": "mix", "path": str(self.base)})
         for i in range(machines):
-            self.start_agent(f"m{i}-{self.tag}")
+            self.start_agent(f"m{i}-{self.tag}", workers)
         self.wait(lambda: len(self.idle()) == machines, 30, "agents to say hello")
         return self
 
     def start_agent(self, name: str, workers: int = 2) -> subprocess.Popen:
-        copy = self.copies.get(name) or write_suite(self.tmp / "machines" / name)
+        copy = self.copies.get(name) or self.maker(self.tmp / "machines" / name)
         self.copies[name] = copy
         env = {
             **os.environ,
@@ -176,6 +177,18 @@ class Fleet:
         response = self.http.get(self.server.url + path, timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def alive(self) -> list[str]:
+        return [n for n, p in self.agents.items() if p.poll() is None]
+
+    def results_all(self, run_id: int) -> list[dict]:
+        items, offset = [], 0
+        while True:
+            page = self.get(f"/api/runs/{run_id}/results?limit=1000&offset={offset}")["items"]
+            items += page
+            if len(page) < 1000:
+                return items
+            offset += 1000
 
     def idle(self) -> list[str]:
         return [a["name"] for a in self.get("/api/agents") if a["state"] == "idle"]
