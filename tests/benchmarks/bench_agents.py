@@ -82,8 +82,22 @@ def static_baseline(fleet: Fleet, run_id: int) -> dict:
     for i, copy in enumerate(list(fleet.copies.values())[:MACHINES]):
         path = copy / ".test_durations"
         path.write_text(json.dumps(durations))
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", str(WORKERS),
-                "--splits", str(MACHINES), "--group", str(i + 1), "--durations-path", str(path)]
+        argv = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            str(WORKERS),
+            "--splits",
+            str(MACHINES),
+            "--group",
+            str(i + 1),
+            "--durations-path",
+            str(path),
+        ]
         procs.append(subprocess.Popen(argv, cwd=copy, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))  # fmt: skip
     for proc in procs:
