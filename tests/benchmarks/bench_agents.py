@@ -148,7 +148,7 @@ def main() -> None:
                 - healthy["wall_seconds"],
                 "killed_budget": 30 + 2 * longest,
             },
-            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "cpus": os.cpu_count(),
         }  # fmt: skip
         print(json.dumps(report, indent=2))
