@@ -103,3 +103,30 @@ class FleetQueueTests(BaseTestCase):
         snap = spread.config_snapshot
         assert snap["fleet"] and snap["machines"] == 0 and snap["queue"] == "linux"
         assert snap["engine"] == "fork" and spread.workers == 0
+
+    def test_a_shard_key_opens_its_own_queue_and_nothing_else(self):
+        from runs.models import ApiToken
+
+        staff = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.create_for(self.staff, 'a')[1]}"}
+        first, second = self.shards
+        answer = self.client.post(
+            f"/api/shards/{first.pk}/start", {}, content_type="application/json", **staff
+        ).json()
+        assert answer["go"] and answer["key"].startswith("ptdshard_")
+        key = {"HTTP_AUTHORIZATION": f"Bearer {answer['key']}"}
+        body = {"nodeids": IDS}
+        ok = self.client.post(
+            f"/api/shards/{first.pk}/collection", body, content_type="application/json", **key
+        )
+        assert ok.status_code == 200, ok.json()
+        other = self.client.post(
+            f"/api/shards/{second.pk}/units", {}, content_type="application/json", **key
+        )
+        assert other.status_code == 403
+        events = self.client.post(
+            f"/api/shards/{first.pk}/events",
+            {"first_seq": 0, "events": []},
+            content_type="application/json",
+            **key,
+        )
+        assert events.status_code == 401  # results come from the agent, with its token

@@ -124,6 +124,7 @@ class ShardJob:
         self.sink = ShardSink(self.client, self.shard_id)
         self.stop = threading.Event()
         self.pool: Pool | None = None
+        self.key = ""
 
     # -- the steps -------------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class ShardJob:
             return f"not started: {exc}"  # a run over (redelivered shard) or cancelled
         if not answer.get("go", False):
             return "not wanted"
+        self.key = str(answer.get("key") or "")
         problem, cwd, python = self.prepare()
         if problem:
             self.finish(None, 0.0, "refused", problem)
@@ -189,7 +191,9 @@ class ShardJob:
             argv[at:at] = ["--ptd-workers", "1", "--ptd-dist", dist]
         env = command.build_env(dict(os.environ), dict(spec.get("env") or {}), None, None)
         env["PTD_SHARD_URL"] = f"{self.options.server}/api/shards/{self.shard_id}"
-        env["PTD_SHARD_TOKEN"] = self.options.token  # the controller takes it out of os.environ
+        # The shard's own key (its collection and leases only), never the agent's token: the
+        # suite's code runs in that process. The controller takes it out of os.environ.
+        env["PTD_SHARD_TOKEN"] = self.key
         return argv, env
 
     def execute(self, cwd: str, python: str) -> RunOutcome:

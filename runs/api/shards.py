@@ -15,23 +15,28 @@ schema and checks, and stored by the same sink, with each worker named ``AGENT/g
 
 from __future__ import annotations
 
+import secrets
 import time
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema
 from ninja.errors import HttpError
+from ninja.security import HttpBearer
 from pydantic import ConfigDict
 
 from runs import permissions
+from runs.api.auth import BearerToken
 from runs.api.common import Detail, Text
 from runs.api.intake import EventIn, check_event, time_window
 from runs.execution import environment, fleet, fleet_queue, launch
-from runs.models import Agent, Run, RunUnit, Shard
+from runs.models import Agent, Run, RunUnit, Shard, hash_token
 
 router = Router(tags=["agents"])
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
+KEY_PREFIX = "ptdshard_"  # noqa: S105 - a prefix, not a secret
 
 
 class HeartbeatIn(Schema):
@@ -70,6 +75,7 @@ class StartIn(Schema):
 
 class Go(Schema):
     go: bool
+    key: str = Field("", description="the shard's own key, for its collection and leases")
 
 
 class Stop(Schema):
@@ -138,13 +144,35 @@ class ShardFinishIn(Schema):
     message: Text = Field("", max_length=5000)
 
 
+class ShardKey(HttpBearer):
+    """A shard's own key (given by /start): only its collection and units, only its shard."""
+
+    def authenticate(self, request, token: str):
+        if not token.startswith(KEY_PREFIX):
+            return None
+        shard = Shard.objects.filter(key_hash=hash_token(token), key_hash__gt="").first()
+        return None if shard is None else ShardPrincipal(shard.pk)
+
+
+@dataclass(frozen=True)
+class ShardPrincipal:
+    shard_id: int
+
+
+SHARD_AUTH = [ShardKey(), BearerToken()]
+
+
 def agent_only(request) -> None:
     if not permissions.can_serve_as_agent(request.auth):
         raise HttpError(403, "only a staff user's token may serve as an agent")
 
 
 def shard_of(request, shard_id: int, *, active: bool = True) -> Shard:
-    agent_only(request)
+    if isinstance(request.auth, ShardPrincipal):
+        if request.auth.shard_id != shard_id:
+            raise HttpError(403, "a shard's key is for that shard only")
+    else:
+        agent_only(request)
     if not 0 < shard_id < 2**63:
         raise HttpError(404, f"no shard {shard_id}")
     shard = get_object_or_404(Shard.objects.select_related("run", "agent"), pk=shard_id)
@@ -187,12 +215,16 @@ def shard_start(request, shard_id: int, payload: StartIn):
     shard = shard_of(request, shard_id)
     if shard.state != Shard.State.QUEUED:  # a redelivered task: the shard ran already
         return {"go": False}
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
     Shard.objects.filter(pk=shard.pk).update(
-        state=Shard.State.COLLECTING, started_at=timezone.now(), last_heartbeat=time.time()
+        state=Shard.State.COLLECTING,
+        started_at=timezone.now(),
+        last_heartbeat=time.time(),
+        key_hash=hash_token(key),
     )
     Agent.objects.filter(pk=shard.agent_id).update(runs_served=shard.agent.runs_served + 1)
     publish_machines(shard.run)
-    return {"go": True}
+    return {"go": True, "key": key}
 
 
 @router.post("/shards/{shard_id}/heartbeat", response={200: Stop, 403: Detail, 404: Detail})
@@ -207,6 +239,7 @@ def shard_heartbeat(request, shard_id: int):
 @router.post(
     "/shards/{shard_id}/collection",
     response={200: Collected, 403: Detail, 404: Detail, 409: Detail, 422: Detail},
+    auth=SHARD_AUTH,
 )
 def shard_collection(request, shard_id: int, payload: CollectionIn):
     shard = shard_of(request, shard_id)
@@ -228,7 +261,9 @@ def shard_collection(request, shard_id: int, payload: CollectionIn):
 
 
 @router.post(
-    "/shards/{shard_id}/units", response={200: UnitsOut, 403: Detail, 404: Detail, 409: Detail}
+    "/shards/{shard_id}/units",
+    response={200: UnitsOut, 403: Detail, 404: Detail, 409: Detail},
+    auth=SHARD_AUTH,
 )
 def shard_units(request, shard_id: int, payload: UnitsIn):
     shard = shard_of(request, shard_id)

@@ -99,6 +99,9 @@ class Shard(models.Model):
     exit_code = models.IntegerField(null=True, blank=True)
     wall_seconds = models.FloatField(null=True, blank=True)
     message = models.TextField(blank=True)
+    # The hash of the key its pytest uses for its collection and leases (runs.api.shards):
+    # scoped to this shard, so the suite's code never holds the agent's staff token.
+    key_hash = models.CharField(max_length=64, blank=True, db_index=True)
 
     class Meta:
         ordering = ["run", "number"]

@@ -83,5 +83,6 @@ def test_the_shard_runs_the_fork_engine_with_the_run_options(tmp_path):
     assert argv[argv.index("--ptd-dist") + 1] == "loadfile" and "-n" not in argv
     assert argv[argv.index("-k") + 1] == "not slow"
     assert env["PTD_SHARD_URL"] == "http://127.0.0.1:9/api/shards/7"
+    assert env["PTD_SHARD_TOKEN"] != "tok"  # the shard's own key, never the agent's token
     one, _ = job(tmp_path, workers=1).argv_env(str(tmp_path), sys.executable)
     assert one[one.index("--ptd-workers") + 1] == "1"  # one worker still pulls from the queue
