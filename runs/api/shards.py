@@ -341,5 +341,4 @@ def shard_finish(request, shard_id: int, payload: ShardFinishIn):
 
 
 def publish_machines(run: Run) -> None:
-    machines = [s.to_dict() for s in run.shards.select_related("agent")]
-    environment.current().publisher.publish(run.id, {"type": "machines", "machines": machines})
+    fleet.publish_machines(environment.current().publisher, run)

@@ -124,7 +124,12 @@ class FleetRunner:
         for shard in shards:
             if not shard.is_active:
                 continue
-            silent = now - max(shard.agent.last_heartbeat, shard.last_heartbeat)
+            # A started shard's own heartbeat (its process may die while its agent lives on);
+            # before that, its agent's.
+            beat = shard.agent.last_heartbeat
+            if shard.state != Shard.State.QUEUED:
+                beat = shard.last_heartbeat
+            silent = now - beat
             if silent > settings.PTD_AGENT_LOST_SECONDS:
                 message = f"machine {shard.agent.name} lost (no heartbeat for {silent:.0f} s)"
                 fleet_queue.lose_shard(shard, message, self.env.sink)
@@ -247,5 +252,11 @@ class FleetRunner:
             self.publish_machines(Run.objects.get(pk=run_id))
 
     def publish_machines(self, run: Run) -> None:
+        publish_machines(self.env.publisher, run)
+
+
+def publish_machines(publisher, run: Run) -> None:
+    """The live page's machines: each shard of the run and its state."""
+    if publisher.reachable(run.id):
         machines = [s.to_dict() for s in run.shards.select_related("agent")]
-        self.env.publisher.publish(run.id, {"type": "machines", "machines": machines})
+        publisher.publish(run.id, {"type": "machines", "machines": machines})

@@ -16,6 +16,9 @@ copy of the suite, --path-map) of 4 fork workers each, after one recording run:
     PYTHONPATH=$PWD python -m tests.benchmarks.bench_agents
 
 Needs Redis on 127.0.0.1:6379 (PTD_TEST_BROKER_URL). Prints one JSON object.
+
+`--rate`: what one dashboard serves instead: 8 agents of 1 worker running 2,000 tests of ~1 ms
+(the uniform profile): results stored and units leased per second over the engine's wall.
 """
 
 from __future__ import annotations
@@ -107,7 +110,41 @@ def static_baseline(fleet: Fleet, run_id: int) -> dict:
             "exit_codes": [p.returncode for p in procs]}  # fmt: skip
 
 
+def rate(agents: int = 8, tests: int = 2000) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="ptd-bench-rate-"))
+
+    def maker(path: Path) -> Path:
+        make_suite(path, "--profile", "uniform", "--tests", str(tests), "--seed", str(SEED))
+        return path
+
+    fleet = Fleet(tmp, maker=maker, lost_seconds=LOST_SECONDS)
+    try:
+        fleet.server.start()
+        fleet.token = fleet.server.create_token("admin")
+        fleet.http.headers["Authorization"] = f"Bearer {fleet.token}"
+        fleet.post("/api/suites", {"name": "skewed", "path": str(fleet.base)})
+        for i in range(agents):
+            fleet.start_agent(f"r{i}-{fleet.tag}", 1)
+        fleet.wait(lambda: len(fleet.idle()) == agents, 120, "agents")
+        global MACHINES, WORKERS
+        MACHINES, WORKERS = agents, 1
+        first = ptd_run(fleet)
+        second = ptd_run(fleet)
+        for r in (first, second):
+            r["results_per_second"] = r["tests_reported"] / r["engine_wall"]
+        report = {
+            "agents": agents, "tests": tests, "runs": [first, second],
+            "loadavg": Path("/proc/loadavg").read_text().split()[:3], "cpus": os.cpu_count(),
+        }  # fmt: skip
+        print(json.dumps(report, indent=2))
+    finally:
+        fleet.stop()
+
+
 def main() -> None:
+    if "--rate" in sys.argv:
+        rate()
+        return
     tmp = Path(tempfile.mkdtemp(prefix="ptd-bench-agents-"))
     made = {}
 
