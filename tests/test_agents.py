@@ -55,8 +55,8 @@ def test_a_run_over_three_machines_reports_every_outcome_once(fleet):
     assert len(finals(results)) == 23
     pattern = re.compile(rf"^m[012]-{fleet.tag}/gw[01]$")
     assert all(pattern.match(r["worker"]) for r in results), {r["worker"] for r in results}
-    machines = {r["worker"].split("/")[0] for r in results}
-    assert len(machines) >= 2  # shared out, not all on the first machine
+    # (How the tests spread depends on when each machine is up: a machine that starts late
+    # may find the queue empty. The killed-machine test below needs all three busy.)
     assert [m["state"] for m in run["machines"]] == ["done"] * 3
     served = {a["name"]: a["runs_served"] for a in fleet.get("/api/agents")}
     assert all(n >= 1 for n in served.values())

@@ -328,8 +328,11 @@ def shard_finish(request, shard_id: int, payload: ShardFinishIn):
         message = f"pytest ended with {payload.reason or f'exit code {payload.exitstatus}'}"
     if not ok:
         message = f"machine {shard.agent.name}: {message}"
+    state = Shard.State.DONE if ok else Shard.State.FAILED
+    if shard.run.status != Run.Status.RUNNING:  # stopped because the run was cancelled
+        state = Shard.State.CANCELLED
     Shard.objects.filter(pk=shard.pk, state__in=Shard.ACTIVE).update(
-        state=Shard.State.DONE if ok else Shard.State.FAILED,
+        state=state,
         exit_code=payload.exitstatus,
         wall_seconds=payload.wall_seconds,
         message="" if ok else message[:2000],
