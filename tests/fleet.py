@@ -19,7 +19,7 @@ import requests
 from tests.servers import ROOT, ServeProcess, isolated_env
 
 BROKER = os.environ.get("PTD_TEST_BROKER_URL", "redis://127.0.0.1:6379/0")
-LOST_SECONDS = 1.5
+LOST_SECONDS = 3.0
 HEARTBEAT = 0.3
 
 SUITE = {
