@@ -1,7 +1,8 @@
 """Runs across machines, end to end: a served dashboard, a real Redis broker, three real
 Celery agents (separate processes, each with its own copy of the suite, mapped with
 --path-map), runs through serve's dispatcher. Heartbeats every 0.3 s, an agent lost after
-3 s of silence (a loaded machine delays heartbeats), a run waits 2 s for agents (the defaults are 5, 15 and 300 s)."""
+3 s of silence (a loaded machine delays heartbeats), a run waits 2 s for agents (the
+defaults are 5, 15 and 300 s)."""
 
 from __future__ import annotations
 
