@@ -130,10 +130,15 @@ def test_a_machine_killed_mid_run_loses_nothing(fleet):
     for copy in fleet.copies.values():
         for mark in (copy / "tests").glob("running-*"):  # left by the cancelled run
             mark.unlink()
-    victim = f"m0-{fleet.tag}"
     run_id = fleet.launch(machines=3, workers=1, keyword="slow or test_pass")
-    victim_tests = fleet.copies[victim] / "tests"
-    fleet.wait(lambda: any(victim_tests.glob("running-*")), 20, "a slow test on the victim")
+
+    def busy_machine():  # one running a slow test now (the tests mark it in their copy)
+        return next(
+            (n for n, p in fleet.copies.items() if p.exists() and any(p.glob("tests/running-*"))),
+            None,
+        )
+
+    victim = fleet.wait(busy_machine, 30, "a machine running a slow test")
     fleet.kill_agent(victim)
     try:
         run = fleet.wait_run(run_id, timeout=20)
