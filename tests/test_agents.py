@@ -117,6 +117,9 @@ def test_cancel_stops_every_shard_on_every_machine(fleet):
     fleet.post(f"/api/runs/{run_id}/cancel", {})
     run = fleet.wait_run(run_id)
     assert run["status"] == "cancelled"
+    fleet.wait(
+        lambda: fleet.get(f"/api/runs/{run_id}")["wall_seconds"] is not None, 10, "its figures"
+    )
     fleet.wait(lambda: fleet.processes_in_copies() == [], 15, "every shard's processes to end")
     fleet.wait(
         lambda: {m["state"] for m in fleet.get(f"/api/runs/{run_id}")["machines"]} == {"cancelled"},

@@ -31,6 +31,7 @@ from runner.agent import app as agent_app
 from runner.pool import RunOutcome
 from runs.execution import fleet_queue
 from runs.execution.pytest_input import LaunchError
+from runs.execution.sink import finish_run
 from runs.models import Agent, Run, RunUnit, Shard
 
 log = logging.getLogger(__name__)
@@ -249,7 +250,13 @@ class FleetRunner:
             state=Shard.State.CANCELLED, finished_at=timezone.now()
         )
         for run_id in {s.run_id for s in shards}:
-            self.publish_machines(Run.objects.get(pk=run_id))
+            run = Run.objects.get(pk=run_id)
+            if run.status == Run.Status.CANCELLED:  # its figures, from what was stored
+                began = run.started_at or run.created_at
+                wall = max(0.0, ((run.finished_at or timezone.now()) - began).total_seconds())
+                outcome = RunOutcome(run.id, None, wall, "cancelled", "Cancelled.")
+                finish_run(run.id, outcome, history=self.env.history, background_history=True)
+            self.publish_machines(run)
 
     def publish_machines(self, run: Run) -> None:
         publish_machines(self.env.publisher, run)
