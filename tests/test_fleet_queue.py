@@ -130,3 +130,12 @@ class FleetQueueTests(BaseTestCase):
             **key,
         )
         assert events.status_code == 401  # results come from the agent, with its token
+
+    def test_the_run_page_lists_its_machines_and_their_state(self):
+        Shard.objects.filter(pk=self.shards[1].pk).update(state=Shard.State.LOST)
+        self.login_member()
+        page = self.client.get(f"/runs/{self.run.pk}/")
+        self.assertContains(page, 'id="machines"')
+        self.assertContains(page, '<tr data-agent="m1">')
+        self.assertContains(page, "status-lost")
+        self.assertContains(page, "over 2 machines (queue default)")
