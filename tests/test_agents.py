@@ -183,3 +183,32 @@ def test_ptd_run_spreads_a_run_over_machines_from_ci(fleet):
     run = fleet.get("/api/runs?limit=1")["items"][0]
     assert run["status"] == "passed" and run["tests"]["total"] == 6
     assert len(run["machines"]) == 2
+
+
+@pytest.mark.browser
+def test_the_live_page_groups_lanes_by_machine_and_shows_their_state(fleet):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser import launch, login_admin, require_chromium
+
+    require_chromium()
+    all_idle(fleet, 2)
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_context().new_page()  # the pages' CSP enforced
+            page.set_default_timeout(30_000)
+            login_admin(page, fleet.server)
+            run_id = fleet.launch(machines=2, workers=2, keyword="test_pass or test_files")
+            page.goto(f"{fleet.server.url}/runs/{run_id}/")
+            expect(page.locator("#run-status")).to_have_text("passed")
+            rows = page.locator("#machines tbody tr")
+            expect(rows).to_have_count(2)
+            for i in range(2):
+                expect(rows.nth(i).locator(".status")).to_have_text("done")
+            ran = {r["worker"].split("/")[0] for r in fleet.results(run_id)}
+            groups = page.locator("#lanes .lane.machine-start")
+            expect(groups).to_have_count(len(ran))
+            assert {groups.nth(i).get_attribute("data-machine") for i in range(len(ran))} == ran
+        finally:
+            browser.close()
