@@ -97,8 +97,11 @@ def _crashes_run_again(tests: list[Mapping[str, Any]]) -> set[str]:
     run again on another in a run over several machines: runs.execution.fleet_queue). The
     crash is superseded, as a ``rerun`` attempt is: counted neither as a failure nor as
     flakiness (the machine was lost, not the test's doing). Elsewhere a crash is final."""
+    crashed = {t.get("nodeid") for t in tests if t.get("outcome") == "crashed"} - {None}
+    if not crashed:
+        return set()
     ended = {t.get("nodeid") for t in tests if t.get("outcome") not in ("crashed", "rerun")}
-    return {t.get("nodeid") for t in tests if t.get("outcome") == "crashed"} & ended
+    return crashed & ended
 
 
 def executed_tests(tests: Iterable[Mapping[str, Any]]) -> set[str]:
