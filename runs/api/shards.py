@@ -187,7 +187,7 @@ def alive(shard: Shard) -> None:
     Agent.objects.filter(pk=shard.agent_id).update(last_heartbeat=now)
 
 
-@router.post("/agents/heartbeat", response={200: HeartbeatOut, 403: Detail, 422: Detail})
+@router.post("/agents/heartbeat", response={200: HeartbeatOut, 403: Detail})
 def heartbeat(request, payload: HeartbeatIn):
     agent_only(request)
     agent, _ = Agent.objects.get_or_create(name=payload.name)
@@ -238,13 +238,13 @@ def shard_heartbeat(request, shard_id: int):
 
 @router.post(
     "/shards/{shard_id}/collection",
-    response={200: Collected, 403: Detail, 404: Detail, 409: Detail, 422: Detail},
+    response={200: Collected, 400: Detail, 403: Detail, 404: Detail, 409: Detail},
     auth=SHARD_AUTH,
 )
 def shard_collection(request, shard_id: int, payload: CollectionIn):
     shard = shard_of(request, shard_id)
     if payload.groups is not None and len(payload.groups) != len(payload.nodeids):
-        raise HttpError(422, "groups: one (or null) per node id")
+        raise HttpError(400, "groups: one (or null) per node id")
     durations = launch.duration_history(shard.run.suite)
     try:
         units = fleet_queue.accept_collection(shard, payload.nodeids, payload.groups, durations)
@@ -284,7 +284,7 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
 
 @router.post(
     "/shards/{shard_id}/events",
-    response={200: Stored, 400: Detail, 403: Detail, 404: Detail, 409: Detail, 422: Detail},
+    response={200: Stored, 400: Detail, 403: Detail, 404: Detail, 409: Detail},
 )
 def shard_events(request, shard_id: int, payload: ShardBatch):
     shard = shard_of(request, shard_id)
