@@ -186,6 +186,12 @@ PTD_MAX_OUTPUT_PER_RUN = env_int("PTD_MAX_OUTPUT_PER_RUN", 4 * 1024 * 1024, mini
 PTD_PYCACHE_DIR = env_str("PTD_PYCACHE_DIR", str(DATA_DIR / "pycache"))
 PTD_DEMO_SUITE_DIR = BASE_DIR / "runs" / "demo_suite"
 PTD_SERVE_POLL_SECONDS = 1.0
+# Runs across machines (runs.execution.fleet): the broker agents take shards from, how long an
+# agent may be silent before it is lost (its heartbeat: PTD_AGENT_HEARTBEAT on the agent), how
+# long a run waits for its machines before it fails.
+PTD_BROKER_URL = env_str("PTD_BROKER_URL", "") or (REDIS_URL or "")
+PTD_AGENT_LOST_SECONDS = float(env_str("PTD_AGENT_LOST_SECONDS", "15"))
+PTD_AGENT_WAIT_SECONDS = float(env_str("PTD_AGENT_WAIT_SECONDS", "300"))
 
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False

@@ -81,13 +81,27 @@ def flaky_tests(tests: Iterable[Mapping[str, Any]]) -> set[str]:
     """Base node ids with both a passing and a failing attempt in the run."""
     passing: set[str] = set()
     failing: set[str] = set()
+    tests = list(tests)
+    superseded = _crashes_run_again(tests)
     for t in tests:
         outcome = t.get("outcome")
         if outcome in PASSING:
             passing.add(base_nodeid(t["nodeid"]))
-        elif outcome in FAILING:
+        elif outcome in FAILING and not (outcome == "crashed" and t["nodeid"] in superseded):
             failing.add(base_nodeid(t["nodeid"]))
     return passing & failing
+
+
+def _crashes_run_again(tests: list[Mapping[str, Any]]) -> set[str]:
+    """Node ids with a crashed attempt *and* a later attempt that ended (a lost machine's test,
+    run again on another in a run over several machines: runs.execution.fleet_queue). The
+    crash is superseded, as a ``rerun`` attempt is: counted neither as a failure nor as
+    flakiness (the machine was lost, not the test's doing). Elsewhere a crash is final."""
+    crashed = {t.get("nodeid") for t in tests if t.get("outcome") == "crashed"} - {None}
+    if not crashed:
+        return set()
+    ended = {t.get("nodeid") for t in tests if t.get("outcome") not in ("crashed", "rerun")}
+    return crashed & ended
 
 
 def executed_tests(tests: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -105,9 +119,11 @@ def flakiness_rate(tests: Sequence[Mapping[str, Any]]) -> float | None:
 def count_outcomes(tests: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     """Final attempts only (``rerun`` attempts are superseded by a later attempt)."""
     counts = {"total": 0, "passed": 0, "failed": 0, "skipped": 0, "errors": 0}
+    tests = list(tests)
+    ran_again = _crashes_run_again(tests)
     for t in tests:
         outcome = t.get("outcome")
-        if outcome == "rerun":
+        if outcome == "rerun" or (outcome == "crashed" and t.get("nodeid") in ran_again):
             continue
         counts["total"] += 1
         if outcome in PASSING:

@@ -15,25 +15,29 @@ ignored in "tests" mode; ``workers`` is then the number of load processes.
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from _ptd_inrun.scheduling.core import MODES
+from _ptd_inrun.scheduling.core import MODES as DIST_MODES
 
 ENGINES = ("fork", "xdist")
-DIST_MODES = MODES
 MAX_WORKERS = 64
 AUTO_WORKERS = 0  # how "auto" (one worker per CPU core, like -n auto) is stored
-MODES = ("tests", "load")
+MODES = ("tests", "load")  # a run's mode: each test once, or as a load (issue #16)
 MAX_USERS = 1000
 MAX_THRESHOLDS = 20
 MAX_THRESHOLD_CHARS = 200
+MAX_MACHINES = 64
+ALL_MACHINES = 0  # how "all" (every idle agent of the queue) is stored
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 
 
 @dataclass(frozen=True)
 class Option:
     name: str
-    kind: str  # "workers", "int", "number", "choice", "expression", "flag" or "list"
+    # "workers", "machines", "int", "number", "choice", "queue", "expression", "flag" or "list"
+    kind: str
     help: str
     flags: tuple[str, ...]
     low: float = 0
@@ -83,6 +87,15 @@ OPTIONS: tuple[Option, ...] = (
         "load: a pass/fail criterion such as p95<300ms (repeatable)",
         ("--threshold",),
     ),
+    Option(
+        "machines",
+        "machines",
+        "machines (agents) the run is spread over, or 'all' idle agents of the queue",
+        ("--machines",),
+        1,
+        MAX_MACHINES,
+    ),
+    Option("queue", "queue", "the agents' queue a run over machines draws from", ("--queue",)),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 NAMES = tuple(BY_NAME)
@@ -136,6 +149,16 @@ def clean(name: str, value: Any) -> Any:
         if str(value).strip().lower() == "auto":
             return AUTO_WORKERS
         return _whole(name, value, int(option.low), int(option.high))
+    if option.kind == "machines":
+        if str(value).strip().lower() == "all":
+            return ALL_MACHINES
+        return _whole(name, value, int(option.low), int(option.high))
+    if option.kind == "queue":
+        if not isinstance(value, str) or not QUEUE_NAME.match(value):
+            raise ValueError(
+                f"{name}: letters, digits, '.', '_' or '-' (at most 40), got {value!r}"
+            )
+        return value
     if option.kind == "int":
         return _whole(name, value, int(option.low), int(option.high))
     if option.kind == "number":

@@ -122,3 +122,9 @@ def context(request) -> dict:
             "admin": is_staff(user),
         }
     }
+
+
+def can_serve_as_agent(user) -> bool:
+    """Register as an agent, take shards of runs (the suite's environment goes to the agent)
+    and send their results: staff tokens only."""
+    return is_staff(user)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from runs.pages import compare, flaky, load, report, scaling, tokens, trends, views
+from runs.pages import agents, compare, flaky, load, report, scaling, tokens, trends, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -42,6 +42,7 @@ urlpatterns = [
     # Insight (issue #17)
     path("runs/<int:run_id>/compare/", compare.compare_pick, name="compare_pick"),
     path("runs/<int:run_id>/compare/<int:other_id>/", compare.compare_page, name="compare"),
+    path("agents/", agents.agent_list, name="agents"),
     path("tokens/", tokens.token_list, name="tokens"),
     path("tokens/<int:token_id>/revoke/", tokens.token_revoke, name="token_revoke"),
     path("trends/", trends.trends_page, name="trends"),

@@ -20,7 +20,16 @@ from django.test import Client
 from django.urls import URLResolver, get_resolver
 
 from runs.execution import launch
-from runs.models import RESERVED_SUITE_NAMES, ApiToken, Run, RunConfig, Suite, TestStat
+from runs.models import (
+    RESERVED_SUITE_NAMES,
+    Agent,
+    ApiToken,
+    Run,
+    RunConfig,
+    Shard,
+    Suite,
+    TestStat,
+)
 from tests.base import BaseTestCase
 from tests.factories import DEMO_DIR, make_run
 
@@ -40,6 +49,7 @@ def members_staff(member, other, staff):
 VIEW = {"anon": LOGIN, **everyone(200)}
 STAFF_PAGE = {"anon": LOGIN, **members_staff(403, 403, 200)}
 API_READ = {"anon": 401, **everyone(200)}
+AGENT_ONLY = {"anon": 401, **members_staff(403, 403, 200)}
 # Django's admin keeps its own rule (is_staff, then model permissions): one row for all its
 # addresses, ADMIN_STAFF / ADMIN_OUTSIDERS below, so a new model's pages are walked too.
 ADMIN = "admin/"
@@ -163,6 +173,24 @@ TABLE = {
         {"anon": LOGIN, **members_staff(302, 404, 404)},
     ),
     ("trends/", "trends"): ("get", None, VIEW),
+    ("agents/", "agents"): ("get", None, VIEW),
+    # Agents (runs across machines): staff tokens only
+    ("api/agents/heartbeat", "heartbeat"): ("post", {"name": "walker"}, AGENT_ONLY),
+    ("api/agents", "agent_list"): ("get", None, API_READ),
+    ("api/shards/<shard_id>/start", "shard_start"): ("post", {}, AGENT_ONLY),
+    ("api/shards/<shard_id>/heartbeat", "shard_heartbeat"): ("post", {}, AGENT_ONLY),
+    ("api/shards/<shard_id>/collection", "shard_collection"): (
+        "post",
+        {"nodeids": [NODE]},
+        AGENT_ONLY,
+    ),
+    ("api/shards/<shard_id>/units", "shard_units"): ("post", {"worker": "gw0"}, AGENT_ONLY),
+    ("api/shards/<shard_id>/events", "shard_events"): (
+        "post",
+        {"first_seq": 0, "events": []},
+        AGENT_ONLY,
+    ),
+    ("api/shards/<shard_id>/finish", "shard_finish"): ("post", {"exitstatus": 0}, AGENT_ONLY),
     ("trends/<str:name>/data/", "trends_data"): ("get", None, VIEW),
 }
 # The admin's own rule: outsiders and members are sent to its login page; staff without
@@ -235,6 +263,8 @@ class UrlWalkTests(BaseTestCase):
         TestStat.objects.create(suite=cls.suite, nodeid=NODE, runs_seen=1, flip_count=1)
         cls.extra_config = RunConfig.objects.create(suite=cls.suite, name="extra", workers=1)
         Group.objects.create(name="testers")  # an object for each admin page
+        agent = Agent.objects.create(name="walker", ptd_version="0")
+        cls.shard = Shard.objects.create(run=cls.own_run, agent=agent, number=0, task_id="t")
 
     def setUp(self):
         log = launch.log_path(self.own_run)
@@ -253,6 +283,7 @@ class UrlWalkTests(BaseTestCase):
             "run_id": run.pk,
             "other_id": self.outside.pk,  # compared with the outside run
             "token_id": self.own_token.pk,
+            "shard_id": self.shard.pk,
             "nodeid": NODE,
             "content_type_id": ContentType.objects.get_for_model(Suite).pk,
             "object_id": admin_object_id(route),

@@ -19,6 +19,7 @@ from runs.api import (  # noqa: F401 - compare: on runs' router
     intake,
     runs,
     scaling,
+    shards,
     suites,
 )
 from runs.api.auth import ActiveSession, BearerToken, LocalSwagger, docs_login_required
@@ -32,6 +33,7 @@ OPERATION_PREFIX = {
     "runs.api.intake": "runs_ingest",
     "runs.api.flaky": "runs_flaky_api",
     "runs.api.scaling": "runs_scaling_api",
+    "runs.api.shards": "runs_agents_api",
 }
 
 
@@ -56,6 +58,7 @@ api.add_router("/runs", runs.router)
 api.add_router("/", flaky.router)  # issue #6: flaky, trends, test history
 api.add_router("/ingest", intake.router)
 api.add_router("/", scaling.router)  # issue #17: sweeps and the speedup curve
+api.add_router("/", shards.router)  # issue #15: agents and their shards
 
 
 @api.exception_handler(HttpError)

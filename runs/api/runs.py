@@ -39,6 +39,10 @@ class RunIn(Schema):
     iterations: int | None = None
     think_time: float | None = None
     thresholds: list[Text] | None = Field(None, description='e.g. ["p95<300ms", "errors<1% abort"]')
+    machines: int | Text | None = Field(
+        None, description="machines (agents) to spread the run over, or 'all'; default 1"
+    )
+    queue: Text | None = Field(None, max_length=40, description="the agents' queue")
     commit: Text = Field("", max_length=64)
     branch: Text = Field("", max_length=200)
     ci_url: Text = Field("", max_length=1000)
@@ -90,6 +94,17 @@ class BreakdownOut(Schema):
     findings: list[Finding] = []
 
 
+class MachineOut(Schema):
+    number: int
+    agent: str
+    state: str
+    workers: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    exit_code: int | None
+    message: str
+
+
 class RunOut(Schema):
     run_id: int
     id: int
@@ -119,6 +134,9 @@ class RunOut(Schema):
     metrics_note: str | None  # why speedup and efficiency are null (cancelled, no test ran...)
     tests: TestsOut
     per_worker: list[WorkerOut]
+    machines: list[MachineOut] = Field(
+        [], description="a run over several machines: each machine's shard and its state"
+    )
     url: str
 
 

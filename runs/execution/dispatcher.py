@@ -16,10 +16,12 @@ from django.utils import timezone
 
 from runner.pool import Pool
 from runs.execution import launch
+from runs.execution.fleet import FleetRunner
 from runs.models import Run
 
 log = logging.getLogger(__name__)
 SWEEP_SECONDS = 60.0  # how often silent outside runs are looked for
+FLEET_POLL = 0.25  # seconds between ticks while runs over several machines are going
 
 
 class Dispatcher:
@@ -31,6 +33,8 @@ class Dispatcher:
         self.poll = poll if poll is not None else settings.PTD_SERVE_POLL_SECONDS
         self._stop = threading.Event()
         self._last_sweep = float("-inf")
+        self.fleet = FleetRunner(env)
+        self._fleet_active = False
         self._thread = threading.Thread(target=self._loop, name="ptd-dispatcher", daemon=True)
 
     def start(self) -> Dispatcher:
@@ -39,7 +43,9 @@ class Dispatcher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.env.run_queued.wait(self.poll)
+            self.env.run_queued.wait(
+                min(self.poll, FLEET_POLL) if self._fleet_active else self.poll
+            )
             self.env.run_queued.clear()
             if self._stop.is_set():
                 break
@@ -47,6 +53,7 @@ class Dispatcher:
                 close_old_connections()
                 self.dispatch()
                 self.cancel_requested()
+                self._fleet_active = self.fleet.tick()
                 if time.monotonic() - self._last_sweep > SWEEP_SECONDS:
                     self._last_sweep = time.monotonic()
                     launch.expire_silent_external_runs(history=self.env.history)
@@ -73,6 +80,8 @@ class Dispatcher:
 
     @staticmethod
     def start_run(pool: Pool, run: Run) -> None:
+        if run.config_snapshot.get("fleet"):  # over several machines: the fleet tick runs it
+            return
         try:
             spec = launch.build_spec(run)
         except Exception as exc:

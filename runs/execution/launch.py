@@ -23,7 +23,7 @@ from runner import command, options
 from runner.pool import RunSpec
 from runner.records import LOAD_GRACE
 from runs import permissions
-from runs.execution import environment
+from runs.execution import environment, fleet
 from runs.execution.pytest_input import (
     LaunchError,
     check_args,
@@ -184,9 +184,12 @@ def launch(
         snap["extra_args"].append(check_nodeid(rerun_of, rerun=True))
         snap["rerun_of"] = rerun_of
     check_selection(snap)  # the configuration's own expressions too, not only overrides
-    if not Path(suite.path).is_dir():
-        raise LaunchError(f"the suite's directory {suite.path} does not exist", "suite")
-    check_engine_available(suite, snap)
+    if fleet.over_machines(snap):  # the suite lives on the agents (path maps): they check it
+        fleet.check_launch(snap)
+    else:
+        if not Path(suite.path).is_dir():
+            raise LaunchError(f"the suite's directory {suite.path} does not exist", "suite")
+        check_engine_available(suite, snap)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
     if config.pk is None:  # the suite's first launch saves its default configuration
@@ -200,7 +203,8 @@ def launch(
         commit=commit[:64],
         branch=branch[:200],
         ci_url=ci_url,
-        workers=command.resolve_workers(snap["workers"] or "auto"),
+        # A run over machines: K x N, known once its shards start (an agent's own N for auto).
+        workers=0 if snap.get("fleet") else command.resolve_workers(snap["workers"] or "auto"),
     )
     # The dispatcher of this process (if it serves) starts it at once, not at its next poll.
     transaction.on_commit(environment.current().run_queued.set)

@@ -32,6 +32,7 @@ from runs.models import Run, TestResult, WorkerStat
 log = logging.getLogger(__name__)
 LONGREPR_MAX = 4000
 OUTPUT_MAX = 2 * settings.PTD_MAX_OUTPUT_PER_TEST + 200  # characters of a stream (cap: bytes)
+WORKER_MAX = 64  # TestResult.worker: "AGENT/gwN" on runs over several machines
 COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 # runner.metrics.summarize's figures stored as they are on the Run.
 SUMMARY_FIGURES = (
@@ -77,7 +78,7 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
     return ResultRow(
         run_id=run_id,
         nodeid=str(event.get("nodeid", ""))[:1000],
-        worker=str(event.get("worker") or "gw0")[:20],
+        worker=str(event.get("worker") or "gw0")[:WORKER_MAX],
         outcome=event.get("outcome", "failed"),
         attempt=event.get("attempt") or 0,
         when=event.get("when") or "",
@@ -197,7 +198,7 @@ class DbSink(LoadSinkMixin):
                 log.warning("run %s: %s", run_id, line)
                 warnings.append(line + "\n")
             elif kind in ("worker_up", "worker_down"):
-                deltas.setdefault(str(event.get("worker"))[:20], WorkerDelta())
+                deltas.setdefault(str(event.get("worker"))[:WORKER_MAX], WorkerDelta())
         # The run's counts so far, as finish_run counts them at the end (which overwrites them).
         counts = metrics.count_outcomes([{"outcome": r.outcome} for r in results])
         for key, value in counts.items():

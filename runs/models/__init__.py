@@ -6,6 +6,7 @@ lives with the rest of flakiness in `runs.flaky.models` and is re-exported here 
 """
 
 from runs.flaky.models import TestStat
+from runs.models.fleet import Agent, RunUnit, Shard
 from runs.models.load import LoadEntry, LoadError, LoadSecond, LoadSummary
 from runs.models.runs import Run, RunQuerySet, TestResult, WorkerStat
 from runs.models.suites import (
@@ -43,11 +44,14 @@ __all__ = [
     "LoadSecond",
     "LoadSummary",
     "TOKEN_RE",
+    "Agent",
     "ApiToken",
     "ApiTokenQuerySet",
     "Run",
     "RunConfig",
     "RunQuerySet",
+    "RunUnit",
+    "Shard",
     "Suite",
     "SuiteQuerySet",
     "TestResult",

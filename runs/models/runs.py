@@ -284,12 +284,18 @@ class Run(models.Model):
         }
         if workers:
             data["per_worker"] = [w.to_dict() for w in self.worker_stats.all()]
+        # A run over several machines (runs.execution.fleet): each machine's shard and state.
+        data["machines"] = (
+            [s.to_dict() for s in self.shards.select_related("agent")]
+            if self.config_snapshot.get("fleet")
+            else []
+        )
         return data
 
 
 class WorkerStat(models.Model):
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="worker_stats")
-    worker = models.CharField(max_length=20)
+    worker = models.CharField(max_length=64)
     tests = models.PositiveIntegerField(default=0)
     busy_seconds = models.FloatField(default=0.0)
     first_start = models.FloatField(null=True, blank=True)
@@ -354,7 +360,7 @@ class TestResult(models.Model):
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="results")
     nodeid = models.CharField(max_length=1000)
-    worker = models.CharField(max_length=20)
+    worker = models.CharField(max_length=64)
     outcome = models.CharField(max_length=10, choices=OUTCOMES)
     attempt = models.PositiveSmallIntegerField(default=0)
     when = models.CharField(max_length=10, blank=True)

@@ -191,6 +191,18 @@ class RunConfig(models.Model):
     thresholds = models.JSONField(
         default=list, blank=True, help_text='e.g. ["p95<300ms", "errors<1% abort"]'
     )
+    # Runs across machines (runs.execution.fleet): 1 and no queue is a run on this server.
+    machines = models.PositiveSmallIntegerField(
+        default=1,
+        validators=[MaxValueValidator(options.MAX_MACHINES)],
+        help_text="Machines (agents) to spread the run over; 0 means every idle agent.",
+    )
+    queue = models.CharField(
+        max_length=40,
+        blank=True,
+        validators=[RegexValidator(options.QUEUE_NAME.pattern, "Letters, digits, '.', '_', '-'.")],
+        help_text="The agents' queue (empty: 'default' when machines is not 1).",
+    )
 
     class Meta:
         ordering = ["suite", "-is_default", "name"]
@@ -229,4 +241,6 @@ class RunConfig(models.Model):
             "iterations": self.iterations,
             "think_time": self.think_time,
             "thresholds": list(self.thresholds),
+            "machines": self.machines,
+            "queue": self.queue,
         }

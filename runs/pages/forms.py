@@ -87,7 +87,7 @@ class RunConfigForm(StackedForm):
         model = RunConfig
         fields = [
             "workers", "engine", "dist", "repeat", "reruns", "timeout", "keyword", "markers",
-            "capture_passed", *LOAD_FIELDS,
+            "capture_passed", *LOAD_FIELDS, "machines", "queue",
         ]  # fmt: skip
         labels = {
             "mode": "Mode",
@@ -101,6 +101,11 @@ class RunConfigForm(StackedForm):
         super().__init__(*args, **kwargs)
         for name in LOAD_FIELDS:
             self.fields[name].required = False
+        self.fields["machines"].required = False  # empty: 1, a run on this server
+
+    def clean_machines(self):
+        value = self.cleaned_data.get("machines")
+        return 1 if value is None else value
 
     def clean(self):
         data = super().clean()
@@ -181,6 +186,10 @@ class LaunchForm(forms.Form):
     iterations = forms.IntegerField(required=False, min_value=1, label="Iterations per user")
     think_time = forms.FloatField(required=False, min_value=0, label="Think time (s)")
     thresholds = ThresholdsField(help_text=THRESHOLDS_HELP + "; empty: as configured")
+    machines = forms.CharField(
+        required=False, help_text="agents to spread the run over, or 'all'; empty: as configured"
+    )
+    queue = forms.CharField(required=False, max_length=40, help_text="the agents' queue")
 
     def __init__(self, suite: Suite, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -192,6 +201,21 @@ class LaunchForm(forms.Form):
         if value and value.lower() != "auto":
             try:
                 Overrides.clean({"workers": value})
+            except LaunchError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return value
+
+    def clean_machines(self):
+        return self._option("machines")
+
+    def clean_queue(self):
+        return self._option("queue")
+
+    def _option(self, name: str) -> str:
+        value = self.cleaned_data[name].strip()
+        if value:
+            try:
+                Overrides.clean({name: value})
             except LaunchError as exc:
                 raise forms.ValidationError(exc.message) from None
         return value

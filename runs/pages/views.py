@@ -219,6 +219,7 @@ def run_detail(request, run_id):
             "breakdown_bar": breakdown.bar(run.breakdown) if run.breakdown else None,
             "compare_default": previous,
             "compare_choices": insight.choices(run, previous),
+            "machines": [s.to_dict() for s in run.shards.select_related("agent")],
         },
     )
 

@@ -62,6 +62,7 @@
         mb >= 1 ? `${mb.toFixed(1)} MB` : `${(run.log_bytes_cut / 1024).toFixed(1)} KB`;
       cut.hidden = false;
     }
+    setMachines(run.machines);
     const warnings = document.getElementById("run-warnings");
     if (warnings && run.warnings) warnings.replaceChildren(...run.warnings.map((w) => el("li", w)));
     for (const node of document.querySelectorAll("[data-metric]")) {
@@ -80,6 +81,23 @@
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.remove();
     }
+  }
+
+  // A run over several machines: one row per machine (agent) and its shard's state.
+  function setMachines(machines) {
+    const section = document.getElementById("machines");
+    if (!section || !machines || !machines.length) return;
+    section.hidden = false;
+    const rows = machines.map((m) => {
+      const row = el("tr");
+      row.dataset.agent = m.agent;
+      const state = el("span", m.state, "status status-" + m.state);
+      const cell = el("td");
+      cell.append(state);
+      row.append(el("td", m.agent, "mono"), cell, el("td", String(m.workers)), el("td", m.message || ""));
+      return row;
+    });
+    section.querySelector("tbody").replaceChildren(...rows);
   }
 
   // The progress line and, while the run goes, the wall and work cards "so far".
@@ -111,9 +129,17 @@
     const lanes = document.getElementById("lanes");
     if (lanes.children.length !== workers.length ||
         workers.some((w, i) => lanes.children[i].dataset.worker !== w.id)) {
+      const lanesOf = new Set();
       lanes.replaceChildren(...workers.map((w) => {
         const lane = el("div", null, "lane");
         lane.dataset.worker = w.id;
+        // Runs over several machines: workers are AGENT/gwN, their lanes grouped by machine.
+        const machine = w.id.includes("/") ? w.id.split("/")[0] : "";
+        if (machine && !lanesOf.has(machine)) {
+          lanesOf.add(machine);
+          lane.classList.add("machine-start");
+          lane.dataset.machine = machine;
+        }
         lane.append(el("strong", w.id), el("span"), el("div", null, "current"));
         return lane;
       }));
@@ -278,9 +304,14 @@
         if (state.run && state.run.status === "queued") state.run.status = "running";
         render(false);
         break;
+      case "machines":
+        setMachines(msg.machines);
+        if (state.run) state.run.machines = msg.machines;
+        break;
       case "status":
         if (state.run) {
           state.run.status = msg.status;
+          if (typeof msg.message === "string") state.run.message = msg.message;
           if (!state.startedAt) state.startedAt = Date.now();
           showRun(state.run);
         }

@@ -28,6 +28,8 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "iterations",
         "think_time",
         "thresholds",
+        "machines",
+        "queue",
     )
     args = cli.build_parser().parse_args(
         ["run", "--suite", "s", "--workers", "auto", "--engine", "xdist", "--dist", "loadgroup"]
@@ -36,6 +38,7 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         + ["--load", "--users", "100", "--spawn-rate", "2.5", "--duration", "30"]
         + ["--iterations", "5", "--think-time", "0.5"]
         + ["--threshold", "p95<300ms", "--threshold", "errors<1%"]
+        + ["--machines", "all", "--queue", "ci"]
     )
     assert {name: getattr(args, name) for name in options.NAMES} == {
         "workers": "auto",
@@ -54,6 +57,8 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
         "iterations": 5,
         "think_time": 0.5,
         "thresholds": ["p95<300ms", "errors<1%"],
+        "machines": "all",
+        "queue": "ci",
     }
     # A flag left out means "as configured" (None), not off.
     assert cli.build_parser().parse_args(["run", "--suite", "s"]).capture_passed is None
@@ -63,6 +68,9 @@ def test_every_option_is_declared_once_and_the_cli_offers_each():
     ("name", "value", "stored"),
     [
         ("workers", "auto", options.AUTO_WORKERS),
+        ("machines", "all", options.ALL_MACHINES),
+        ("machines", 3, 3),
+        ("queue", "ci-linux", "ci-linux"),
         ("workers", "8", 8),
         ("engine", "fork", "fork"),
         ("dist", "loadscope", "loadscope"),
@@ -99,6 +107,8 @@ def test_clean_keeps_valid_values(name, value, stored):
         ("thresholds", [3], "thresholds must be a list of strings"),
         ("thresholds", ["p95<1s\nx"], "thresholds: each one line of at most 200 characters"),
         ("thresholds", ["a"] * 21, "thresholds: at most 20, got 21"),
+        ("machines", 0, "machines must be between 1 and 64, got 0"),
+        ("queue", "a b", "queue: letters, digits, '.', '_' or '-' (at most 40), got 'a b'"),
     ],
 )
 def test_clean_refuses_with_one_line(name, value, message):

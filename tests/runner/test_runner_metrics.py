@@ -133,3 +133,17 @@ def test_summarize_empty_run():
     assert s["speedup"] is None and s["efficiency"] is None  # shown as "-", not 0.00x
     assert s["tests"]["total"] == 0 and s["per_worker"] == []
     assert metrics.summarize([], wall=None, workers=2)["speedup"] is None
+
+
+def test_a_crash_superseded_by_a_later_attempt_counts_once_and_is_not_flaky():
+    """A lost machine's test (runs across machines) crashed there and passed elsewhere."""
+    tests = [
+        {"nodeid": "t.py::a", "outcome": "crashed", "duration": 0.0},
+        {"nodeid": "t.py::a", "outcome": "passed", "duration": 1.0},
+        {"nodeid": "t.py::b", "outcome": "crashed", "duration": 0.5},
+    ]
+    counts = metrics.count_outcomes(tests)
+    assert (counts["total"], counts["passed"], counts["failed"]) == (2, 1, 1)
+    assert metrics.flaky_tests(tests) == set()
+    # Without node ids (the sink's running counts) every crash counts.
+    assert metrics.count_outcomes([{"outcome": "crashed"}, {"outcome": "passed"}])["total"] == 2

@@ -213,6 +213,13 @@ class Command(BaseCommand):
             raise usage_error(exc.message) from None
 
     def execute_run(self, run: Run) -> Run:
+        if run.config_snapshot.get("fleet"):
+            # Over several machines: agents reach a dashboard over HTTP, so `serve` runs it.
+            self.stderr.write(
+                f"run {run.id} queued for the agents of queue {run.config_snapshot['queue']!r}:"
+                " a `manage.py serve` on this database dispatches it; following it here"
+            )
+            return self.follow(run)
         if not launch.claim(run.pk):  # a server's dispatcher took it: follow it there
             return self.follow(run)
         run.refresh_from_db()

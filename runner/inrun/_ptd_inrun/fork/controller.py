@@ -92,7 +92,7 @@ class ForkEngine:
         if self.mode == "loadgroup":  # from the marks: the collected items are here
             groups = item_groups(items)
             publish(self.config, ids, groups)
-        self.core = LPTScheduler(ids, durations, self.mode, groups=groups)
+        self.core = self.make_core(session, ids, durations, groups)
         factory = getattr(self.config, "_tmp_path_factory", None)
         if factory is not None:
             with contextlib.suppress(Exception):
@@ -111,6 +111,10 @@ class ForkEngine:
         for i in range(self.workers):
             self._spawn(f"gw{i}")
         self._loop()
+
+    def make_core(self, session, ids, durations, groups) -> LPTScheduler:
+        """The scheduler (a shard of a run over several machines: fork.remote's)."""
+        return LPTScheduler(ids, durations, self.mode, groups=groups)
 
     def _loop(self) -> None:
         have_pidfd = hasattr(os, "pidfd_open")

@@ -99,6 +99,11 @@ def configure(config: pytest.Config) -> ForkEngine | None:
         from . import compat
 
         config.pluginmanager.register(compat, "ptd-fork-compat")
-    engine = ForkEngine(config, workers, mode)
+    if os.environ.get("PTD_SHARD_URL"):  # a shard of a run over several machines
+        from .remote import RemoteForkEngine
+
+        engine: ForkEngine = RemoteForkEngine(config, workers, mode)
+    else:
+        engine = ForkEngine(config, workers, mode)
     config.pluginmanager.register(engine, PLUGIN_NAME)
     return engine
