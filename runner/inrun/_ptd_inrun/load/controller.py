@@ -35,6 +35,7 @@ from .http import preload
 from .process import Settings, load_main
 
 _UNITS = {"tests": "iterations", "requests": "requests"}
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 KILL_MARGIN = 5.0  # seconds after a child's own stop grace before it is killed
 
 
@@ -131,8 +132,14 @@ class LoadEngine:
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):
                     stream.flush()
+            # A cancel (the pool's killpg reaches every process) must not land in a child
+            # before it has its own handlers: the controller's, inherited, would swallow it.
+            # Blocked across the fork, it waits pending until the child listens.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             pid = os.fork()
-            if pid == 0:
+            if pid:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            else:
                 run_forked_child(
                     _child_main, session, index, settings, start, write_fd, close_in_child,
                     controller_only, os.getppid(),
@@ -281,10 +288,11 @@ def _child_main(
     from ..fork.worker import die_with_parent, setup_worker
 
     # Until the load process listens (load_main), a SIGTERM only asks it to stop; never the
-    # controller's handler, inherited with the fork.
+    # controller's handler, inherited with the fork (the signals were blocked across it).
     early: list[int] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda signum, frame: early.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     die_with_parent(parent_pid)
     for fd in close_fds:
         with contextlib.suppress(OSError):
@@ -297,4 +305,4 @@ def _child_main(
         "mainargs": list(session.config.args),
     }
     setup_worker(session.config, f"gw{index}", workerinput, controller_only, None)
-    return load_main(session, index, settings, start, res_fd, stopped=bool(early))
+    return load_main(session, index, settings, start, res_fd, early=early)

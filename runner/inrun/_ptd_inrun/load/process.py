@@ -274,14 +274,15 @@ def load_main(
     settings: Settings,
     start: float,
     res_fd: int,
-    stopped: bool = False,
+    early: list[int] | None = None,
 ) -> int:
     """The forked child's body (``fork.worker.run_forked_child`` exits with its code);
-    ``stopped``: a stop was asked before it could listen."""
+    ``early``: the stop signals that came before it could listen (read once it listens, so
+    none falls between the two handlers)."""
     try:
         process = LoadProcess(session, index, settings, start, res_fd)
         process.listen()
-        if stopped:
+        if early:
             process._on_signal(signal.SIGTERM, None)
         return process.run()
     except BaseException:  # noqa: BLE001 - reported, then the process exits
