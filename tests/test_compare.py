@@ -139,6 +139,15 @@ class CompareApiAndPageTests(BaseTestCase):
         assert any("Worker counts differ" in c for c in data["caveats"])
         assert any(f"#{other.id} is cancelled" in c for c in data["caveats"])
 
+    def test_caveats_name_the_same_run_twice_and_a_load_run(self):
+        data = queries.compare_runs(self.a.id, self.a.id)
+        assert data["caveats"] == [f"Both sides are run #{self.a.id}: nothing can differ."]
+        load = make_run(self.suite, workers=2)
+        load.config_snapshot["mode"] = "load"
+        load.save(update_fields=["config_snapshot"])
+        data = queries.compare_runs(self.a.id, load.id)
+        assert any(f"#{load.id} is a load run" in c for c in data["caveats"])
+
 
 class DefaultComparisonTests(BaseTestCase):
     def test_previous_run_of_the_same_suite_configuration_and_branch(self):

@@ -84,6 +84,14 @@ def test_sweep_refusals(tmp_path, staff):
     )
     form = staff.post(f"/suites/{suite.name}/sweep/", {"workers": "1, two"})
     assert form.status_code == 400 and "whole numbers" in form.content.decode()
+    RunConfig.objects.create(suite=suite, name="load", mode="load", users=2, duration=3)
+    answer = staff.post(
+        f"/api/suites/{suite.id}/sweep",
+        {"workers": [1, 2], "config": "load"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 400 and "tests mode" in answer.json()["detail"]
+    assert not Run.objects.exists()
 
 
 # Phases this suite controls: start-up (the rootdir conftest.py is imported before the

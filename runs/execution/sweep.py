@@ -54,6 +54,12 @@ def start(
 ) -> list[Run]:
     """Queue one run per worker count, chained; all or none (one transaction)."""
     counts = clean_workers(workers)
+    if getattr(config, "mode", "tests") == "load":  # a Suite has no mode: its default runs tests
+        raise LaunchError(
+            "a sweep measures how a run of the tests scales: choose a configuration in tests "
+            "mode (a load run loops the tests; its figures are load's)",
+            "config",
+        )
     overrides = {k: v for k, v in (overrides or {}).items() if k != "workers"}
     sweep_id = uuid.uuid4().hex[:12]
     runs: list[Run] = []

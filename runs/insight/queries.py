@@ -49,7 +49,7 @@ def side(run: Run, results: list[tuple]) -> dict:
 
 def caveats(a: Run, b: Run) -> list[str]:
     """What the reader must know before trusting the lists (different suites, selections,
-    worker counts, an unfinished side)."""
+    worker counts, the same run twice, a load run, an unfinished side)."""
     notes = []
     if a.suite_id != b.suite_id:
         notes.append(f"The runs are of different suites ({a.suite.name}, {b.suite.name}).")
@@ -62,7 +62,14 @@ def caveats(a: Run, b: Run) -> list[str]:
         notes.append(
             f"Worker counts differ ({a.workers} and {b.workers}): wall times are not like for like."
         )
+    if a.id == b.id:
+        notes.append(f"Both sides are run #{a.id}: nothing can differ.")
     for run in (a, b):
+        if run.is_load:
+            notes.append(
+                f"Run #{run.id} is a load run: it loops the tests and keeps no per-test results "
+                "(compare load runs on the suite's load trend)."
+            )
         if not run.is_complete:
             notes.append(
                 f"Run #{run.id} is {run.status_label}: its results cover part of the suite at most."
