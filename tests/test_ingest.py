@@ -229,3 +229,26 @@ def test_the_default_spool_is_private_and_holds_no_token(server, tmp_path):
     text = spool.read_text()
     assert server.token not in text and "--ptd-token" not in text
     assert str(spool) in out.stdout  # the warning says where it is, for `ptd upload`
+
+
+def test_the_plugin_registers_no_logger_from_its_thread(tmp_path):
+    """pytest walks the logging manager's loggers on the main thread each time it captures
+    logs: the ingestion thread must not register one meanwhile (it ended a CI run with
+    "dictionary changed size during iteration"). A fresh interpreter, the HTTP stack not yet
+    imported, the dashboard unreachable: the thread's work adds no logger."""
+    code = f"""
+import logging, time
+from pathlib import Path
+from runner.client.plugin import Sender
+sender = Sender("http://127.0.0.1:{free_port()}", "t", {{"suite": "demo"}},
+                Path({str(tmp_path / "spool.jsonl")!r}), started=time.time())
+before = set(logging.root.manager.loggerDict)
+sender.emit({{"type": "session_start", "time": time.time()}})
+sender.close(timeout=30)
+print(sorted(set(logging.root.manager.loggerDict) - before))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"

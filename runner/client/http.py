@@ -32,6 +32,16 @@ class Unreachable(Exception):
     """No usable answer after the retries (connection refused, timeouts, 5xx)."""
 
 
+def preload() -> None:
+    """Import the HTTP stack now, in the calling (main) thread. Importing it registers
+    loggers (urllib3's, requests', charset_normalizer's); pytest walks the logging manager's
+    dictionary of loggers on the main thread whenever it starts capturing logs, and a logger
+    registered by another thread meanwhile ends the run ("dictionary changed size during
+    iteration")."""
+    import requests  # noqa: F401
+    import urllib3.util.retry  # noqa: F401
+
+
 @functools.cache
 def _retry_class() -> type:
     from urllib3.util.retry import Retry

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .http import Rejected, Unreachable
+from .http import Rejected, Unreachable, preload
 from .ingestion import (
     BATCH_MAX,
     TOKEN_OPTION,
@@ -56,7 +56,7 @@ class Sender:
     def __init__(self, url: str, token: str, header: dict, spool_path: Path | None, started: float):
         self.url = url.rstrip("/")
         self.token = token
-        self.conn: Connection | None = None  # made in the thread: importing requests takes time
+        self.conn: Connection | None = None  # made in the thread (its first request may wait)
         self.header = header
         self.spool_path = spool_path  # None: a new private one, made if the dashboard is down
         self._own_spool_dir = spool_path is None
@@ -74,6 +74,7 @@ class Sender:
         self._closing = threading.Event()
         self._closed = False
         self._spool = None
+        preload()  # here, not in the thread: its loggers must not appear while pytest reads them
         self._thread = threading.Thread(target=self._run, name="ptd-ingest", daemon=True)
         self._thread.start()
 
