@@ -77,6 +77,9 @@ def streams_of(sections: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
+CAP_REACHED = "[the run's output cap (PTD_MAX_OUTPUT_PER_RUN) is reached]\n"
+
+
 class OutputBudget:
     """The caps of one run: what each attempt may keep, and what the run has left."""
 
@@ -102,12 +105,18 @@ class OutputBudget:
         if not self.capture_passed and outcome not in FAILING:
             return {}
         out = {}
-        for stream, text in streams_of(sections).items():
+        streams = streams_of(sections)
+        if self.left <= 0:  # spent: one short line per attempt, not a notice per stream
+            for stream, text in streams.items():
+                if text:
+                    return {stream: CAP_REACHED}
+            return {}
+        for stream, text in streams.items():
             size = len(text.encode("utf-8", "replace"))
             limit = min(self.per_test, self.left)
             kept = cut(text, limit)
             if limit < self.per_test and size > limit:
-                kept += "[the run's output cap (PTD_MAX_OUTPUT_PER_RUN) is reached]\n"
+                kept += CAP_REACHED
             self.left = max(0, self.left - min(size, limit))
             out[stream] = kept
         return out
