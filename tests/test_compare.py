@@ -178,6 +178,22 @@ class DefaultComparisonTests(BaseTestCase):
             assert response.redirect_chain[-1][0] == f"/runs/{current.id}/"
             assert "choose a run" in response.content.decode()
 
+    def test_without_a_previous_run_the_menu_asks_and_lists_complete_runs_first(self):
+        # Review L6: with no earlier comparable run the menu silently selected the newest other
+        # run, even a cancelled one.
+        complete = make_run(self.suite, results=A, workers=8)  # another configuration
+        cancelled = make_run(self.suite, results=A, status=Run.Status.CANCELLED)
+        current = make_run(self.suite, results=B, workers=4)
+        assert queries.previous(current) is None
+        assert queries.choices(current) == [complete, cancelled]
+        self.login_member()
+        html = self.client.get(f"/runs/{current.id}/").content.decode()
+        assert '<select name="with"><option value="" selected disabled>choose a run…</option>' in (
+            html
+        )
+        assert " selected>" not in html.split('id="compare-form"')[1].split("</select>")[0]
+        assert html.index(f'value="{complete.id}"') < html.index(f'value="{cancelled.id}"')
+
 
 class IngestedAgainstServedTests(BaseTestCase):
     def test_an_ingested_run_compares_with_a_served_one(self):

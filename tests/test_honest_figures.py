@@ -80,6 +80,45 @@ class WithheldFiguresTests(BaseTestCase):
         assert [r["id"] for r in found["items"]] == [run.id]
 
 
+class NotesOfUnfinishedAndLoadRunsTests(BaseTestCase):
+    def test_a_queued_or_running_run_has_no_note(self):
+        # Review L2: the API said "still running" of a queued run; an active run says nothing.
+        _, token = ApiToken.create_for(self.member, "ci")
+        for status in (Run.Status.QUEUED, Run.Status.RUNNING):
+            with self.subTest(status=status):
+                run = make_run(self.suite, status=status)
+                assert run.metrics_note == ""
+                data = self.client.get(
+                    f"/api/runs/{run.id}", HTTP_AUTHORIZATION=f"Bearer {token}"
+                ).json()
+                assert data["metrics_note"] is None and data["speedup"] is None
+
+    def test_a_load_run_has_no_note_no_breakdown_and_lists_its_iterations(self):
+        # Review L1: a load run is not a run of tests: no "no test ran", no time breakdown, and
+        # the runs list shows its iterations, not "0/0 (45 not run)".
+        from tests.test_load_pages import stored_load_run
+
+        run = stored_load_run(self.suite)
+        Run.objects.filter(pk=run.pk).update(
+            collected=45, tests_total=0, tests_passed=0,
+            time_breakdown={"startup": 0.5, "collection": 0.2, "tests": 0.3, "idle": 0.0,
+                            "teardown": 3.5, "wall": 4.5},
+        )  # fmt: skip
+        run.refresh_from_db()
+        assert run.metrics_note == "" and run.breakdown is None
+        assert run.load_totals == {"iterations": 150, "failures": 3}
+        _, token = ApiToken.create_for(self.member, "ci")
+        data = self.client.get(f"/api/runs/{run.id}", HTTP_AUTHORIZATION=f"Bearer {token}").json()
+        assert data["metrics_note"] is None and data["time_breakdown"] is None
+        self.login_member()
+        listed = self.client.get("/runs/").content.decode()
+        assert '<td class="load-iterations">150 iterations <span class="bad">3 failed</span>' in (
+            listed
+        )
+        assert "not run)" not in listed and "no speedup:" not in listed
+        assert "Teardown" not in self.client.get(f"/runs/{run.id}/").content.decode()
+
+
 class MeasuredSpeedupTests(BaseTestCase):
     def one_worker(self, commit: str, wall: float, **fields) -> Run:
         return make_run(self.suite, results=ONE, workers=1, commit=commit, wall_seconds=wall,

@@ -28,11 +28,35 @@ def test_fit_needs_a_one_worker_point_and_is_clamped():
 
 
 def test_recommendation_is_the_smallest_count_within_ten_percent_of_the_best():
-    pts = scaling.points(runs_at({1: 10.0, 2: 5.4, 4: 5.0, 8: 5.2}))
+    pts = scaling.points(runs_at({1: 10.0, 2: 3.6, 4: 3.3, 8: 3.4}))
     workers, reason = scaling.recommend(pts)
-    assert workers == 2  # 5.4 <= 1.1 × 5.0; 1 worker (10 s) is not
+    assert workers == 2  # 3.6 <= 1.1 × 3.3 (4 is at efficiency 0.76); 1 worker (10 s) is not
     assert "smallest count within 10 % of the best wall" in reason and "4" in reason
     assert scaling.recommend([]) == (None, scaling.recommend([])[1])
+
+
+def test_recommendation_stays_among_counts_at_efficiency_target():
+    # 8 workers is fastest but at efficiency 0.74: the page must not recommend it while saying
+    # the largest count at efficiency >= 0.75 is 4 (review M6).
+    runs = runs_at({1: 10.0, 2: 5.0, 4: 3.3, 8: 10.0 / (8 * 0.74)})
+    data = scaling.analyse(runs, cores=2)
+    assert data["recommended_workers"] == 4
+    kinds = {e["kind"]: e["message"] for e in data["explanations"]}
+    assert "is 4 (0.76)" in kinds["efficiency"]
+    assert "efficiency 0.74, below 0.75" in data["reason"]
+    assert "efficiency ≥ 0.75" in data["rule"]
+
+
+def test_recommendation_without_efficiencies_says_so():
+    workers, reason = scaling.recommend(scaling.points(runs_at({2: 5.0, 4: 3.0})))
+    assert workers == 4 and "No count is known to reach efficiency 0.75" in reason
+
+
+def test_serial_fraction_has_one_format():
+    runs = runs_at({1: 10.0, 2: 5.23, 4: 2.95})
+    data = scaling.analyse(runs, cores=2)
+    kinds = {e["kind"]: e["message"] for e in data["explanations"]}
+    assert f"serial fraction is {data['serial_fraction']:.3f}" in kinds["amdahl"]  # as the page
 
 
 def test_point_is_the_median_of_the_latest_runs_at_that_count():

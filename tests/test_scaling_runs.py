@@ -164,3 +164,21 @@ def test_an_ingested_run_has_its_breakdown_too(staff):
     b = staff.get(f"/api/runs/{run_id}").json()["time_breakdown"]
     assert (b["startup"], b["collection"], b["tests"], b["teardown"]) == (1.0, 0.5, 1.0, 0.5)
     assert b["idle"] == 0.5
+
+
+def test_latest_sweep_table_is_of_the_chosen_configuration(staff):
+    """Review L5: the "Latest sweep" table showed the suite's latest sweep of any configuration."""
+    from tests.factories import DEMO_DIR, make_run
+
+    suite = Suite.objects.create(name="demo", path=str(DEMO_DIR))
+    RunConfig.objects.create(suite=suite, name="default", is_default=True)
+    RunConfig.objects.create(suite=suite, name="fast", keyword="fast")
+    ids = {}
+    for name, sweep_id in (("default", "s-default"), ("fast", "s-fast")):
+        run = make_run(suite, workers=2)
+        run.config_snapshot.update(name=name, sweep={"id": sweep_id, "step": 1, "steps": 1})
+        run.save(update_fields=["config_snapshot"])
+        ids[name] = run.id
+    for name in ("default", "fast"):
+        page = staff.get("/suites/demo/scaling/", {"config": name})
+        assert [r.id for r in page.context["sweep_runs"]] == [ids[name]], name

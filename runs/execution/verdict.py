@@ -34,7 +34,7 @@ def status_for(outcome: RunOutcome, interrupted: bool) -> tuple[str, str]:
 def measured_speedup(run: Run) -> float | None:
     """Wall of the latest whole 1-worker run of the same suite, selection and code (commit, when
     both name one) / this wall; none for a 1-worker run, the baseline itself (README)."""
-    if not run.wall_seconds or run.metrics_note or run.workers == 1:
+    if not run.wall_seconds or run.figures_withheld or run.workers == 1:
         return None
     snap = run.config_snapshot
     candidates = (

@@ -122,9 +122,11 @@ def previous(run: Run) -> Run | None:
 
 def choices(run: Run, default: Run | None = None) -> list[Run]:
     """What the "compare with…" control offers: the suite's latest ended runs (any branch or
-    configuration), newest first, and ``default`` (previous()) wherever it is."""
-    qs = Run.objects.filter(suite_id=run.suite_id).exclude(pk=run.pk)
-    runs = list(qs.exclude(status__in=Run.ACTIVE).order_by("-created_at", "-id")[:CHOICES])
+    configuration), complete ones (passed, failed) first as the comparisons that say most,
+    each part newest first; and ``default`` (previous()) wherever it is."""
+    qs = Run.objects.filter(suite_id=run.suite_id).exclude(pk=run.pk).order_by("-created_at", "-id")
+    runs = list(qs.filter(status__in=Run.COMPLETE)[:CHOICES])
+    runs += qs.exclude(status__in=Run.ACTIVE + Run.COMPLETE)[: CHOICES - len(runs)]
     if default is not None and default not in runs:
         runs.append(default)
     return runs

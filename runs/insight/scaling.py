@@ -8,8 +8,10 @@ Scaling page too:
 - Amdahl's law, wall(N) = wall(1) · (s + (1 − s) / N), is fitted by least squares on the serial
   fraction s: with x = 1 − 1/N and y = wall(N)/wall(1) − 1/N, s = Σxy / Σx² (clamped to 0..1).
   The speedup can never pass 1/s.
-- ``recommended_workers``: the smallest N whose wall is within TOLERANCE (10 %) of the best
-  wall: more workers than that cost machine time (start-up, memory, CPU) for little gain.
+- ``recommended_workers`` (RULE): the smallest N whose wall is within TOLERANCE (10 %) of the
+  best wall among the counts at efficiency ≥ EFFICIENCY_TARGET (0.75); when no count is known
+  to reach it, the smallest N within 10 % of the best wall, and the reason says so. More
+  workers than that cost machine time (start-up, memory, CPU) for little gain.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ from statistics import median
 TOLERANCE = 0.10
 RUNS_PER_POINT = 5
 EFFICIENCY_TARGET = 0.75
+RULE = (
+    f"the smallest worker count within {round(TOLERANCE * 100)} % of the best wall among the "
+    f"counts at efficiency ≥ {EFFICIENCY_TARGET}; when none is known to reach it, the smallest "
+    f"count within {round(TOLERANCE * 100)} % of the best wall"
+)
 STARTUP_DOMINATES = 0.30  # start-up share of the wall at the largest N worth saying
 LONGEST_BOUNDS = 0.50  # longest test share of the best wall worth saying
 
@@ -73,26 +80,44 @@ def amdahl(serial_fraction: float, n: float) -> float:
 
 
 def recommend(pts: list[dict], tolerance: float = TOLERANCE) -> tuple[int | None, str]:
-    """(the smallest N whose wall is within ``tolerance`` of the best, why)."""
+    """(the worker count to use, why), by RULE: the smallest N within ``tolerance`` of the best
+    wall among the counts at efficiency ≥ EFFICIENCY_TARGET; when none is known to reach it
+    (no 1-worker run gives efficiencies), the smallest N within ``tolerance`` of the best wall,
+    saying so."""
     if not pts:
         return None, "No complete whole run of this selection yet: start a sweep."
-    best = min(pts, key=lambda p: (p["wall_seconds"], p["workers"]))
+    efficient = [p for p in pts if (p["efficiency"] or 0) >= EFFICIENCY_TARGET]
+    pool = efficient or pts
+    best = min(pool, key=lambda p: (p["wall_seconds"], p["workers"]))
     pick = min(
-        (p for p in pts if p["wall_seconds"] <= best["wall_seconds"] * (1 + tolerance)),
+        (p for p in pool if p["wall_seconds"] <= best["wall_seconds"] * (1 + tolerance)),
         key=lambda p: p["workers"],
     )
-    limit = f"within {round(tolerance * 100)} % of the best wall"
+    among = f"at efficiency ≥ {EFFICIENCY_TARGET}" if efficient else "measured"
+    limit = f"within {round(tolerance * 100)} % of the best wall of the counts {among}"
+    workers = f"{pick['workers']} worker{'s' if pick['workers'] != 1 else ''}"
     if pick is best:
-        reason = (
-            f"{pick['workers']} worker{'s' if pick['workers'] != 1 else ''}: the best wall "
-            f"({best['wall_seconds']:.1f} s), and no smaller count is {limit}."
-        )
+        reason = f"{workers}: the best wall of the counts {among} ({best['wall_seconds']:.1f} s)"
+        reason += f", and no smaller count is {limit}."
     else:
         gain = 1 - best["wall_seconds"] / pick["wall_seconds"]
         reason = (
-            f"{pick['workers']} worker{'s' if pick['workers'] != 1 else ''}: the smallest count "
-            f"{limit} ({pick['wall_seconds']:.1f} s against {best['wall_seconds']:.1f} s at "
-            f"{best['workers']}); the extra workers would save only {round(gain * 100)} %."
+            f"{workers}: the smallest count {limit} ({pick['wall_seconds']:.1f} s against "
+            f"{best['wall_seconds']:.1f} s at {best['workers']}); the extra workers would save "
+            f"only {round(gain * 100)} %."
+        )
+    faster = [p for p in pts if p not in pool and p["wall_seconds"] < pick["wall_seconds"]]
+    if efficient and faster:
+        top = min(faster, key=lambda p: (p["wall_seconds"], p["workers"]))
+        reason += (
+            f" {top['workers']} workers were faster ({top['wall_seconds']:.1f} s) but at "
+            f"efficiency {top['efficiency']:.2f}, below {EFFICIENCY_TARGET}: they waste the "
+            "machine."
+        )
+    elif not efficient:
+        reason += (
+            f" No count is known to reach efficiency {EFFICIENCY_TARGET}"
+            f"{' (it needs a 1-worker run)' if not any(p['efficiency'] for p in pts) else ''}."
         )
     if len(pts) == 1:
         reason += " Only one worker count measured: sweep several to compare."
@@ -160,7 +185,7 @@ def explain(pts: list[dict], cores: int, serial_fraction: float | None, longest:
         out.append(
             {
                 "kind": "amdahl",
-                "message": f"The fitted serial fraction is {serial_fraction:.2f}: by Amdahl's "
+                "message": f"The fitted serial fraction is {serial_fraction:.3f}: by Amdahl's "
                 f"law the speedup cannot pass {cap} however many workers (start-up, "
                 "collection, teardown and the longest test do not shrink with more workers).",
             }
@@ -190,8 +215,7 @@ def analyse(runs: list[dict], cores: int, longest: dict | None = None) -> dict:
         "serial_fraction": s,
         "recommended_workers": recommended,
         "reason": reason,
-        "rule": f"the smallest worker count whose wall is within {round(TOLERANCE * 100)} % "
-        "of the best wall",
+        "rule": RULE,
         "cores": cores,
         "fit": (
             [{"workers": n, "speedup": round(amdahl(s, n), 4)} for n in curve_n]

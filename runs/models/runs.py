@@ -139,8 +139,8 @@ class Run(models.Model):
     @property
     def tests_left_out(self) -> int:
         """Collected tests an unfinished run (cancelled, timed out...) never reported."""
-        if self.is_active or self.is_complete or not self.collected:
-            return 0
+        if self.is_active or self.is_complete or self.is_load or not self.collected:
+            return 0  # a load run loops its tests for a time: none is "left out"
         return max(0, self.collected - self.tests_total)
 
     @property
@@ -176,12 +176,36 @@ class Run(models.Model):
 
     @property
     def metrics_note(self) -> str:
-        """Why speedup, efficiency and measured speedup are null, or "" when they stand."""
-        if self.is_active:
-            return "still running: speedup and efficiency come when the run ends"
+        """Why a finished test run's speedup, efficiency and measured speedup are null, or ""
+        when they stand. "" for a queued or running run (its figures come when it ends; saying
+        "still running" of a queued run would be false) and for a load run (its figures are
+        load's: iterations, latencies; it has no speedup to explain)."""
+        if self.is_active or self.is_load:
+            return ""
         if self.tests_total <= self.tests_skipped:
             return "no test ran: there is no work to measure a speedup on"
         return self.FIGURES_WITHHELD.get(self.status, "")
+
+    @property
+    def load_totals(self) -> dict | None:
+        """A load run's ``iterations`` and ``failures`` (failures + exceptions) over the whole
+        load, from its stored total (runs.models.load.LoadEntry); None for a run of tests. The
+        runs list shows them instead of tests passed / collected, which a load run does not
+        have."""
+        if not self.is_load:
+            return None
+        row = self.load_entries.filter(kind="total", name="").first()
+        entry = row.entry if row else None
+        return {
+            "iterations": entry.count if entry else 0,
+            "failures": entry.failures + entry.exceptions if entry else 0,
+        }
+
+    @property
+    def figures_withheld(self) -> bool:
+        """Whether speedup, efficiency and measured speedup are null: a run not yet finished, a
+        load run, or one metrics_note explains."""
+        return self.is_active or self.is_load or bool(self.metrics_note)
 
     @property
     def duration(self):
@@ -197,20 +221,22 @@ class Run(models.Model):
 
     @property
     def breakdown(self) -> dict | None:
-        """The finished breakdown (None while running, or for a run without timings)."""
+        """The finished breakdown (None while running, for a run without timings, or for a
+        load run: its processes loop tests for a set time, so "teardown" or "idle" would
+        describe the load's schedule, not the suite)."""
         tb = self.time_breakdown
-        if not tb or "startup" not in tb:
+        if self.is_load or not tb or "startup" not in tb:
             return None
         return {k: v for k, v in tb.items() if k != "marks"}  # marks: the sink's working data
 
     def withhold_figures(self) -> None:
         """Null the figures a run that did not run its tests to their end cannot claim
         (metrics_note says why): finishing calls it before saving."""
-        if self.metrics_note:
+        if self.figures_withheld:
             self.speedup = self.efficiency = self.speedup_measured = None
 
     def metrics_dict(self) -> dict:
-        honest = not self.metrics_note  # rows stored before the rule are not shown either
+        honest = not self.figures_withheld  # rows stored before the rule are not shown either
         return {
             "wall_seconds": self.wall_seconds,
             "serial_seconds": self.serial_seconds,

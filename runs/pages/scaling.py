@@ -31,7 +31,10 @@ def scaling_page(request, name, status=200, sweep_error=""):
     suite = get_object_or_404(Suite, name=name)
     config = _config(suite, request.GET.get("config", "").strip())
     data = suite_scaling(suite, config)
-    latest = Run.objects.filter(suite=suite, config_snapshot__has_key="sweep").first()
+    # The latest sweep of the configuration shown, like the curve above it.
+    latest = Run.objects.filter(
+        suite=suite, config_snapshot__has_key="sweep", config_snapshot__name=config.name
+    ).first()
     sweep_runs = (
         Run.objects.filter(suite=suite, config_snapshot__sweep__id=latest.sweep["id"]).order_by(
             "id"
