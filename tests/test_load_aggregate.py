@@ -233,3 +233,16 @@ class PromptnessTests(BaseTestCase):
         row = LoadSecond.objects.get(run=run)
         assert (row.second, row.iterations, row.users) == (0, 2, 2)
         assert [s["second"] for s in messages[0]["seconds"]] == [0]
+
+
+class WorkersTests(BaseTestCase):
+    def test_a_load_runs_workers_are_its_load_processes(self):
+        run = load_run(self.suite)
+        env = Environment()
+        self.addCleanup(env.stop)
+        env.sink.handle_events(run.pk, [{"type": "session_start", "time": T0, "workers": 1}])
+        env.sink.handle_events(
+            run.pk, [{"type": "load_start", "time": T0, "users": 4, "processes": 3}]
+        )
+        run.refresh_from_db()
+        self.assertEqual(run.workers, 3)

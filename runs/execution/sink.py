@@ -193,6 +193,10 @@ class DbSink(LoadSinkMixin):
                 run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
                 run_fields["workers"] = int(event["workers"])
+            elif kind == "load_start" and event.get("processes"):
+                # A load run's workers are its load processes: its session_start (after it,
+                # never later) speaks for the controller alone and says 1.
+                run_fields["workers"] = int(event["processes"])
             elif kind == "warning":  # the engine works in a degraded way: say it on the page
                 line = " ".join(str(event.get("message") or "").split())[:1000]
                 log.warning("run %s: %s", run_id, line)
