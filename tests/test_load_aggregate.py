@@ -246,3 +246,16 @@ class WorkersTests(BaseTestCase):
         )
         run.refresh_from_db()
         self.assertEqual(run.workers, 3)
+
+
+class StopReasonTests(BaseTestCase):
+    def test_a_timed_out_load_run_says_timed_out_not_cancelled(self):
+        run = load_run(self.suite)
+        aggregator = LoadAggregator.for_run(run)
+        aggregator.feed([tick("p0", 0, 1, {TEST: entry([10.0])})])
+        aggregator.feed([{"type": "load_stop", "time": T0 + 1, "reason": "cancelled"}])
+        aggregator.finish()
+        self.assertEqual(queries.load_dict(run)["stop_reason"], "cancelled")
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.TIMED_OUT)
+        run.refresh_from_db()
+        self.assertEqual(queries.load_dict(run)["stop_reason"], "timed out")

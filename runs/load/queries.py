@@ -103,9 +103,17 @@ def load_dict(run: Run) -> dict | None:
         ],
         "tests": stats["tests"],
         "endpoints": stats["endpoints"],
-        "stop_reason": summary.stop_reason,
+        "stop_reason": stop_reason(run, summary),
         "aborted_by": summary.aborted_by,
     }
+
+
+def stop_reason(run: Run, summary: LoadSummary) -> str:
+    """Why the load stopped. The engine says "cancelled" for any SIGTERM, the timeout's too:
+    the run's status knows better."""
+    if run.status == Run.Status.TIMED_OUT:
+        return "timed out"
+    return summary.stop_reason
 
 
 def series(run: Run) -> list[dict]:
