@@ -9,6 +9,7 @@ import re
 
 from runner.loadstats import Entry
 from runs.live.consumers import snapshot
+from runs.load import export
 from runs.load.aggregate import LoadAggregator
 from runs.models import ApiToken, Run
 from runs.pages.load import _static_text
@@ -183,6 +184,12 @@ class LoadPageTests(BaseTestCase):
         )
         assert [r["second"] for r in series] == ["0", "1", "2"]
         assert series[1]["iterations"] == "50"
+
+    def test_csv_exports_quote_a_cell_starting_with_a_tab_or_carriage_return(self):
+        # Stored names are stripped; the rule is the report's too (runs.csvcell, one rule).
+        body = export._csv(("name", "n"), [{"name": "\t=SUM(1)", "n": -3}, {"name": "\r=1"}])
+        rows = list(csv.reader(io.StringIO(body, newline="")))
+        assert rows[1:] == [["'\t=SUM(1)", "-3"], ["'\r=1", ""]]
 
     def test_html_report_is_self_contained(self):
         response = self.client.get(f"/runs/{self.load.pk}/load/report.html")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
+from runs.csvcell import csv_cell
 from runs.load import queries
 from runs.models import Run
 
@@ -26,20 +27,12 @@ SERIES_COLUMNS = (
 )
 
 
-def _safe(value):
-    """A cell a spreadsheet shows as text: names starting with = + - @ are quoted (CSV
-    injection), numbers stay numbers."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return "" if value is None else value
-
-
 def _csv(columns, rows) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_safe(row.get(column)) for column in columns])
+        writer.writerow([csv_cell(row.get(column)) for column in columns])
     return out.getvalue()
 
 
