@@ -130,6 +130,7 @@ def live_snapshot(run: Run) -> dict:
     data = load_dict(run) or {}
     summary = summary_of(run)
     return {
+        "users": data.get("users"),  # the run's users: what the page shows once it is over
         "series": series(run),
         "stats": {
             "total": {k: data.get(k) for k in FIGURES},
