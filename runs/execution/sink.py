@@ -210,7 +210,9 @@ class DbSink(LoadSinkMixin):
                 column = COUNT_COLUMNS[key]
                 run_fields[column] = F(column) + value
         stats: list[WorkerStat] = []
-        publishing = bool(results or deltas or run_fields) and self.publisher.reachable(run_id)
+        # The workers alone are not progress: a load run's load_start publishes its "load" only.
+        news = results or deltas or run_fields.keys() - {"workers"}
+        publishing = bool(news) and self.publisher.reachable(run_id)
         with transaction.atomic():
             if results:
                 insert_results(results)
