@@ -65,7 +65,7 @@
       users: running ? (last ? last.users : null) : (last || state.users !== null ? over : null),
       rps: total.rps, iterations: total.iterations, failures: total.failures,
       p50_ms: total.p50_ms, p95_ms: total.p95_ms, p99_ms: total.p99_ms,
-      duration: seconds.length ? seconds.length : null,
+      duration: last ? last.second + (last.span || 1) : null,  // a drawn point spans seconds
     };
     for (const node of app.querySelectorAll("[data-load]")) {
       const key = node.dataset.load;
