@@ -233,3 +233,29 @@ class PromptnessTests(BaseTestCase):
         row = LoadSecond.objects.get(run=run)
         assert (row.second, row.iterations, row.users) == (0, 2, 2)
         assert [s["second"] for s in messages[0]["seconds"]] == [0]
+
+
+class WorkersTests(BaseTestCase):
+    def test_a_load_runs_workers_are_its_load_processes(self):
+        run = load_run(self.suite)
+        env = Environment()
+        self.addCleanup(env.stop)
+        env.sink.handle_events(run.pk, [{"type": "session_start", "time": T0, "workers": 1}])
+        env.sink.handle_events(
+            run.pk, [{"type": "load_start", "time": T0, "users": 4, "processes": 3}]
+        )
+        run.refresh_from_db()
+        self.assertEqual(run.workers, 3)
+
+
+class StopReasonTests(BaseTestCase):
+    def test_a_timed_out_load_run_says_timed_out_not_cancelled(self):
+        run = load_run(self.suite)
+        aggregator = LoadAggregator.for_run(run)
+        aggregator.feed([tick("p0", 0, 1, {TEST: entry([10.0])})])
+        aggregator.feed([{"type": "load_stop", "time": T0 + 1, "reason": "cancelled"}])
+        aggregator.finish()
+        self.assertEqual(queries.load_dict(run)["stop_reason"], "cancelled")
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.TIMED_OUT)
+        run.refresh_from_db()
+        self.assertEqual(queries.load_dict(run)["stop_reason"], "timed out")

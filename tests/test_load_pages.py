@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from runner.loadstats import Entry
 from runs.live.consumers import snapshot
+from runs.load import export
 from runs.load.aggregate import LoadAggregator
-from runs.models import ApiToken, Run
+from runs.models import ApiToken, LoadSecond, Run
 from runs.pages.load import _static_text
 from tests.base import BaseTestCase
 from tests.factories import make_run
@@ -177,12 +182,20 @@ class LoadPageTests(BaseTestCase):
         series = list(
             csv.DictReader(
                 io.StringIO(
-                    self.client.get(f"/runs/{self.load.pk}/load/series.csv").content.decode()
+                    b"".join(
+                        self.client.get(f"/runs/{self.load.pk}/load/series.csv").streaming_content
+                    ).decode()
                 )
             )
         )
         assert [r["second"] for r in series] == ["0", "1", "2"]
         assert series[1]["iterations"] == "50"
+
+    def test_csv_exports_quote_a_cell_starting_with_a_tab_or_carriage_return(self):
+        # Stored names are stripped; the rule is the report's too (runs.csvcell, one rule).
+        body = export._csv(("name", "n"), [{"name": "\t=SUM(1)", "n": -3}, {"name": "\r=1"}])
+        rows = list(csv.reader(io.StringIO(body, newline="")))
+        assert rows[1:] == [["'\t=SUM(1)", "-3"], ["'\r=1", ""]]
 
     def test_html_report_is_self_contained(self):
         response = self.client.get(f"/runs/{self.load.pk}/load/report.html")
@@ -233,3 +246,71 @@ class LoadRunsStayOutOfTestTrendsTests(BaseTestCase):
         assert [p["run_id"] for p in series(self.suite, {})] == [plain.pk]
         assert list(Run.objects.whole()) == [plain]
         assert duration_history(self.suite) == {TEST: 0.5}
+
+
+def long_load_run(suite, seconds: int):
+    """A finished load run of ``seconds`` stored seconds, written in bulk (the aggregator's
+    rows, as a long run leaves them)."""
+    run = make_run(suite, status=Run.Status.PASSED)
+    run.config_snapshot.update(mode="load", users=5)
+    run.save(update_fields=["config_snapshot"])
+    rows = []
+    for second in range(seconds):
+        row = LoadSecond(run=run, second=second, users=5 if second % 1000 else 9)
+        row.iterations, row.failures, row.total_ms = 10, second % 2, 1000.0
+        row.p50_ms, row.p95_ms, row.p99_ms = 100.0, 150.0 + (second == 777) * 1000, 190.0
+        rows.append(row)
+    LoadSecond.objects.bulk_create(rows, batch_size=5000)
+    return run
+
+
+class LongLoadRunTests(BaseTestCase):
+    @classmethod
+    def setUpTestData(cls):
+        super().setUpTestData()
+        _, cls.token = ApiToken.create_for(cls.member, "ci")
+        cls.long = long_load_run(cls.suite, 10_000)
+
+    def test_page_and_report_draw_at_most_2000_points_with_the_spikes(self):
+        self.login_member()
+        for url in (f"/runs/{self.long.pk}/", f"/runs/{self.long.pk}/load/report.html"):
+            html = self.client.get(url).content.decode()
+            data = html[html.index('id="load-data"') :]
+            data = json.loads(data[data.index(">") + 1 : data.index("</script>")])
+            points = data["series"]
+            assert 1000 <= len(points) <= 2000, len(points)
+            assert points[-1]["second"] + points[-1]["span"] == 10_000
+            assert sum(p["iterations"] for p in points) == 100_000  # counts summed
+            assert max(p["p95_ms"] for p in points) == 1150.0  # the spike stays
+            assert max(p["users"] for p in points) == 9
+            assert {p["rps"] for p in points} == {10.0}
+
+    def test_page_and_report_read_the_load_once(self):
+        self.login_member()
+        for url in (f"/runs/{self.long.pk}/", f"/runs/{self.long.pk}/load/report.html"):
+            with CaptureQueriesContext(connection) as queries:
+                assert self.client.get(url).status_code == 200
+            entries = [q for q in queries.captured_queries if "runs_loadentry" in q["sql"]]
+            assert len(entries) == 1, url  # one snapshot: its entries read once
+
+    def test_api_series_is_bounded_and_pages_with_a_next_cursor(self):
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {self.token}"}
+        url = f"/api/runs/{self.long.pk}/load/series"
+        first = self.client.get(url, **auth)
+        assert [r["second"] for r in first.json()] == list(range(3600))
+        assert first["X-Next-Since"] == "3600"
+        assert first["Link"].endswith(f'{url}?since=3600&limit=3600>; rel="next"')
+        last = self.client.get(f"{url}?since=9000&limit=5000", **auth)
+        assert [r["second"] for r in last.json()] == list(range(9000, 10_000))
+        assert "Link" not in last and "X-Next-Since" not in last
+        for bad in ("limit=0", "limit=86401", "since=-1", "limit=x"):
+            response = self.client.get(f"{url}?{bad}", **auth)
+            assert response.status_code == 422 and "detail" in response.json(), bad
+
+    def test_series_csv_streams_every_second(self):
+        self.login_member()
+        response = self.client.get(f"/runs/{self.long.pk}/load/series.csv")
+        assert response.streaming
+        body = b"".join(response.streaming_content).decode()
+        rows = list(csv.DictReader(io.StringIO(body)))
+        assert len(rows) == 10_000 and rows[-1]["second"] == "9999"

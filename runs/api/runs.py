@@ -301,13 +301,26 @@ def run_detail(request, run_id: int):
     return {**run.to_dict(), "load": load_queries.load_dict(run)}
 
 
+class SeriesWindow(Schema):
+    since: int = Field(0, ge=0, le=10**8, description="the first second wanted")
+    limit: int = Field(3600, ge=1, le=86400, description="the most seconds in one answer")
+
+
 @router.get("/{run_id}/load/series", response={200: list[LoadSecondOut], 404: Detail})
-def run_load_series(request, run_id: int):
-    """A load run's per-second series (all processes merged); 404 for a run of tests."""
+def run_load_series(request, run_id: int, window: Query[SeriesWindow], response: HttpResponse):
+    """A load run's per-second series (all processes merged), ``limit`` seconds from
+    ``since``; when more follow, the ``Link`` header (rel="next") and ``X-Next-Since`` say
+    where the next page starts. 404 for a run of tests."""
     run = get_run(run_id)
     if not run.is_load:
         raise HttpError(404, f"run {run.id} is not a load run")
-    return load_queries.series(run)
+    rows = load_queries.series(run, window.since, window.limit + 1)
+    if len(rows) > window.limit:
+        following = rows.pop()["second"]
+        url = request.build_absolute_uri(request.path)
+        response["Link"] = f'<{url}?since={following}&limit={window.limit}>; rel="next"'
+        response["X-Next-Since"] = str(following)
+    return rows
 
 
 @router.get("/{run_id}/results", response=list[ResultOut])

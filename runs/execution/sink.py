@@ -193,6 +193,10 @@ class DbSink(LoadSinkMixin):
                 run_fields["collected"] = int(event.get("count") or 0)
             elif kind == "session_start" and event.get("workers"):
                 run_fields["workers"] = int(event["workers"])
+            elif kind == "load_start" and event.get("processes"):
+                # A load run's workers are its load processes: its session_start (after it,
+                # never later) speaks for the controller alone and says 1.
+                run_fields["workers"] = int(event["processes"])
             elif kind == "warning":  # the engine works in a degraded way: say it on the page
                 line = " ".join(str(event.get("message") or "").split())[:1000]
                 log.warning("run %s: %s", run_id, line)
@@ -206,7 +210,9 @@ class DbSink(LoadSinkMixin):
                 column = COUNT_COLUMNS[key]
                 run_fields[column] = F(column) + value
         stats: list[WorkerStat] = []
-        publishing = bool(results or deltas or run_fields) and self.publisher.reachable(run_id)
+        # The workers alone are not progress: a load run's load_start publishes its "load" only.
+        news = results or deltas or run_fields.keys() - {"workers"}
+        publishing = bool(news) and self.publisher.reachable(run_id)
         with transaction.atomic():
             if results:
                 insert_results(results)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 
+from runs.csvcell import csv_cell
 from runs.load import queries
-from runs.models import Run
+from runs.models import LoadSecond, Run
 
 STATS_COLUMNS = ("type", "name", *queries.FIGURES, *queries.EXTRA)
 SERIES_COLUMNS = (
@@ -26,20 +28,12 @@ SERIES_COLUMNS = (
 )
 
 
-def _safe(value):
-    """A cell a spreadsheet shows as text: names starting with = + - @ are quoted (CSV
-    injection), numbers stay numbers."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return "" if value is None else value
-
-
 def _csv(columns, rows) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_safe(row.get(column)) for column in columns])
+        writer.writerow([csv_cell(row.get(column)) for column in columns])
     return out.getvalue()
 
 
@@ -56,5 +50,17 @@ def stats_csv(run: Run) -> str:
     return _csv(STATS_COLUMNS, rows)
 
 
-def series_csv(run: Run) -> str:
-    return _csv(SERIES_COLUMNS, queries.series(run))
+def series_csv(run: Run) -> Iterator[str]:
+    """The series' CSV, a line at a time (read from the database in chunks)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(SERIES_COLUMNS)
+    rows = LoadSecond.objects.filter(run=run).order_by("second").iterator(chunk_size=2000)
+    for row in rows:
+        data = row.to_dict()
+        writer.writerow([csv_cell(data.get(column)) for column in SERIES_COLUMNS])
+        if out.tell() > 64_000:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()

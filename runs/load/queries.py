@@ -7,6 +7,8 @@ Every figure comes from the stored histograms (``runner.loadstats``), merged exa
 
 from __future__ import annotations
 
+from django.db.models import Count, F, Max, Min, Sum
+
 from runner.loadstats import Entry
 from runs.models import LoadEntry, LoadError, LoadSecond, LoadSummary, Run
 
@@ -26,6 +28,7 @@ FIGURES = (
 EXTRA = ("exceptions", "p99_9_ms")
 MAX_ERRORS = 100
 LOAD_OPTIONS = ("users", "spawn_rate", "duration", "iterations", "think_time")
+DRAWN_POINTS = 2000  # the most points a page or a report draws: a day of load stays light
 
 
 def _round(value):
@@ -103,13 +106,77 @@ def load_dict(run: Run) -> dict | None:
         ],
         "tests": stats["tests"],
         "endpoints": stats["endpoints"],
-        "stop_reason": summary.stop_reason,
+        "stop_reason": stop_reason(run, summary),
         "aborted_by": summary.aborted_by,
     }
 
 
-def series(run: Run) -> list[dict]:
-    return [row.to_dict() for row in LoadSecond.objects.filter(run=run).order_by("second")]
+def stop_reason(run: Run, summary: LoadSummary) -> str:
+    """Why the load stopped. The engine says "cancelled" for any SIGTERM, the timeout's too:
+    the run's status knows better."""
+    if run.status == Run.Status.TIMED_OUT:
+        return "timed out"
+    return summary.stop_reason
+
+
+def series(run: Run, since: int = 0, limit: int | None = None) -> list[dict]:
+    """The stored seconds from ``since`` on, ``limit`` of them at most (None: all, for the
+    CSV export, which streams them)."""
+    rows = LoadSecond.objects.filter(run=run, second__gte=since).order_by("second")
+    if limit is not None:
+        rows = rows[:limit]
+    return [row.to_dict() for row in rows.iterator(chunk_size=2000)]
+
+
+def drawn_series(run: Run, points: int = DRAWN_POINTS) -> list[dict]:
+    """The series as the page and the HTML report draw it: every second while there are at
+    most ``points``, else buckets of ``span`` seconds computed by the database (one query, at
+    most ``points`` rows, whatever the run's length): counts summed, users and the p50 / p95 /
+    p99 the highest of their seconds' (an upper bound, the spikes stay visible), the mean and
+    the rates over the bucket's stored seconds."""
+    seconds = LoadSecond.objects.filter(run=run)
+    last = seconds.aggregate(last=Max("second"))["last"]
+    if last is None:
+        return []
+    span = -(-(last + 1) // points)  # ceiling: (last + 1) / span <= points
+    if span == 1:
+        return series(run)
+    buckets = (
+        seconds.annotate(bucket=F("second") / span)
+        .values("bucket")
+        .annotate(
+            first=Min("second"),
+            stored=Count("id"),
+            most_users=Max("users"),
+            its_iterations=Sum("iterations"),
+            its_failures=Sum("failures"),
+            its_requests=Sum("requests"),
+            its_request_failures=Sum("request_failures"),
+            total=Sum("total_ms"),
+            **{f"top_{q}": Max(f"{q}_ms") for q in ("p50", "p95", "p99")},
+        )
+        .order_by("bucket")
+    )
+    out = []
+    for b in buckets:
+        iterations, stored = b["its_iterations"] or 0, b["stored"]
+        out.append(
+            {
+                "second": b["bucket"] * span,
+                "span": span,
+                "users": b["most_users"],
+                "iterations": iterations,
+                "rps": round(iterations / stored, 3),
+                "failures": round((b["its_failures"] or 0) / stored, 3),
+                "requests": b["its_requests"] or 0,
+                "request_failures": b["its_request_failures"] or 0,
+                "p50_ms": b["top_p50"],
+                "p95_ms": b["top_p95"],
+                "p99_ms": b["top_p99"],
+                "mean_ms": round(b["total"] / iterations, 3) if iterations else None,
+            }
+        )
+    return out
 
 
 def errors_of(run_or_id) -> list[dict]:
@@ -122,7 +189,8 @@ def live_snapshot(run: Run) -> dict:
     data = load_dict(run) or {}
     summary = summary_of(run)
     return {
-        "series": series(run),
+        "users": data.get("users"),  # the run's users: what the page shows once it is over
+        "series": drawn_series(run),
         "stats": {
             "total": {k: data.get(k) for k in FIGURES},
             "tests": data.get("tests", []),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.staticfiles import finders
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.template.loader import render_to_string
 
@@ -39,19 +39,17 @@ def load_run(run_id: int) -> Run:
     return run
 
 
-def options(run: Run) -> dict:
-    return queries.live_snapshot(run)["options"]
-
-
 def run_page(request, run: Run):
-    """The page of a load run (runs.pages.views.run_detail sends load runs here)."""
+    """The page of a load run (runs.pages.views.run_detail sends load runs here): its
+    snapshot read once, its series downsampled (queries.drawn_series)."""
+    load = queries.live_snapshot(run)
     return render(
         request,
         "runs/load_run.html",
         {
             "run": run,
-            "opts": options(run),
-            "load": queries.live_snapshot(run),
+            "opts": load["options"],
+            "load": load,
             "can_cancel": permissions.can_cancel(request.user, run),
             "can_read_log": permissions.can_read_log(request.user, run),
         },
@@ -70,8 +68,11 @@ def stats_csv(request, run_id):
 
 
 def series_csv(request, run_id):
+    """Every stored second, streamed: a day of load is 86,400 rows, never held whole."""
     run = load_run(run_id)
-    return _attachment(export.series_csv(run), "text/csv", f"ptd-load-{run.id}-series.csv")
+    response = StreamingHttpResponse(export.series_csv(run), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="ptd-load-{run.id}-series.csv"'
+    return response
 
 
 def _inline(text: str) -> str:
@@ -91,12 +92,13 @@ def report(request, run_id):
     inline, to keep or mail; opened from disk it fetches nothing. Sent as an attachment: the
     server's CSP (no inline script) would refuse it in the browser's tab."""
     run = load_run(run_id)
+    load = queries.live_snapshot(run)
     body = render_to_string(
         "runs/load_report.html",
         {
             "run": run,
-            "opts": options(run),
-            "load": queries.live_snapshot(run),
+            "opts": load["options"],
+            "load": load,
             "css": _inline(_static_text("css/ptd.css")),
             "plotly": _inline(_static_text("plotly/plotly.min.js")),
             "script": _inline(_static_text("js/load.js")),

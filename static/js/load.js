@@ -10,7 +10,7 @@
   const inert = window.ptd.inert;
   const config = { displayModeBar: false, responsive: true };
   const CHART_EVERY_MS = 1000;
-  const state = { series: new Map(), stats: null, errors: [], thresholds: [], run: null };
+  const state = { series: new Map(), stats: null, errors: [], thresholds: [], run: null, users: null };
   const sorting = { tests: { key: "iterations", desc: true }, endpoints: { key: "iterations", desc: true } };
   let drawTimer = null;
   let seq = null;
@@ -35,6 +35,7 @@
     if (load.stats) state.stats = load.stats;
     if (load.errors) state.errors = load.errors;
     if (load.thresholds) state.thresholds = load.thresholds;
+    if (load.users !== undefined && load.users !== null) state.users = load.users;
   }
 
   function setRun(run) {
@@ -57,11 +58,14 @@
     const running = state.run ? ["queued", "running"].includes(state.run.status) : app.dataset.wsUrl;
     const last = seconds.length ? seconds[seconds.length - 1] : null;
     const peak = seconds.reduce((most, s) => Math.max(most, s.users), 0);
+    // Now while it goes; once over, the run's users (its last stored second may come after
+    // the users stopped: 0), else the peak of the stored seconds.
+    const over = state.users !== null ? state.users : peak;
     const values = {
-      users: last ? (running ? last.users : peak) : null,  // now while it goes, then its peak
+      users: running ? (last ? last.users : null) : (last || state.users !== null ? over : null),
       rps: total.rps, iterations: total.iterations, failures: total.failures,
       p50_ms: total.p50_ms, p95_ms: total.p95_ms, p99_ms: total.p99_ms,
-      duration: seconds.length ? seconds.length : null,
+      duration: last ? last.second + (last.span || 1) : null,  // a drawn point spans seconds
     };
     for (const node of app.querySelectorAll("[data-load]")) {
       const key = node.dataset.load;
@@ -149,20 +153,24 @@
     if (!window.Plotly) return;
     const rows = [...state.series.values()].sort((a, b) => a.second - b.second);
     const x = rows.map((r) => r.second);
+    // One point is no line: markers too while the series is short (a short run's one second).
+    const mode = rows.length < 30 ? "lines+markers" : "lines";
+    const mostUsers = rows.reduce((most, r) => Math.max(most, r.users), 0);
     const layout = (title, extra) => Object.assign({
       title: { text: title }, margin: { t: 50, l: 60, r: 60, b: 40 }, hovermode: "x unified",
       legend: { orientation: "h", x: 0, y: 1.15 }, xaxis: { title: { text: "second of load" } },
       yaxis: { rangemode: "tozero" },
     }, extra || {});
     Plotly.react("chart-load-rps", [
-      { type: "scatter", mode: "lines", name: "iterations/s", x, y: rows.map((r) => r.rps) },
-      { type: "scatter", mode: "lines", name: "failures/s", x, y: rows.map((r) => r.failures), line: { color: "#dc2626" } },
-      { type: "scatter", mode: "lines", name: "users", x, y: rows.map((r) => r.users), yaxis: "y2", line: { dash: "dot", color: "#6b7280" } },
+      { type: "scatter", mode, name: "iterations/s", x, y: rows.map((r) => r.rps) },
+      { type: "scatter", mode, name: "failures/s", x, y: rows.map((r) => r.failures), line: { color: "#dc2626" } },
+      { type: "scatter", mode, name: "users", x, y: rows.map((r) => r.users), yaxis: "y2", line: { dash: "dot", color: "#6b7280" } },
     ], layout("Users, iterations/s and failures/s", {
-      yaxis2: { title: { text: "users" }, overlaying: "y", side: "right", rangemode: "tozero" },
+      yaxis2: { title: { text: "users" }, overlaying: "y", side: "right", rangemode: "tozero",
+                tickformat: "d", dtick: Math.max(1, Math.ceil(mostUsers / 5)) },  // whole users
     }), config);
     Plotly.react("chart-load-latency", ["p50_ms", "p95_ms", "p99_ms"].map((key) => ({
-      type: "scatter", mode: "lines", name: inert(key.replace("_ms", "")), x, y: rows.map((r) => r[key]),
+      type: "scatter", mode, name: inert(key.replace("_ms", "")), x, y: rows.map((r) => r[key]),
     })), layout("Latency percentiles of iterations (ms)"), config);
   }
 
