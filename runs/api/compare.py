@@ -10,7 +10,7 @@ from ninja import Schema
 from ninja.errors import HttpError
 
 from runs.api.common import Detail
-from runs.api.runs import TestsOut, WorkerOut, router
+from runs.api.runs import RunFigures, TestsOut, WorkerOut, router
 from runs.insight import queries
 
 
@@ -25,7 +25,7 @@ class CompareEntry(Schema):
     ratio: float | None  # duration_b / duration_a
 
 
-class CompareSide(Schema):
+class CompareSide(RunFigures):
     id: int
     url: str
     suite: str
@@ -39,14 +39,6 @@ class CompareSide(Schema):
     commit: str
     branch: str
     created_at: datetime
-    wall_seconds: float | None
-    serial_seconds: float | None
-    speedup: float | None
-    speedup_measured: float | None
-    efficiency: float | None
-    balance: float | None
-    flakiness_rate: float | None
-    metrics_note: str | None
     tests: TestsOut
     per_worker: list[WorkerOut]
 

@@ -105,7 +105,21 @@ class MachineOut(Schema):
     message: str
 
 
-class RunOut(Schema):
+class RunFigures(Schema):
+    """A run's figures (README "Metrics"; DESIGN section 3), one declaration for every answer
+    that carries them: null, with ``metrics_note`` saying why, where the run cannot claim them."""
+
+    wall_seconds: float | None
+    serial_seconds: float | None
+    speedup: float | None
+    speedup_measured: float | None
+    efficiency: float | None
+    balance: float | None
+    flakiness_rate: float | None
+    metrics_note: str | None  # why speedup and efficiency are null (cancelled, no test ran...)
+
+
+class RunOut(RunFigures):
     run_id: int
     id: int
     suite: str
@@ -123,15 +137,7 @@ class RunOut(Schema):
     message: str
     warnings: list[str]
     collected: int | None
-    wall_seconds: float | None
-    serial_seconds: float | None
-    speedup: float | None
-    speedup_measured: float | None
-    efficiency: float | None
-    balance: float | None
-    flakiness_rate: float | None
     time_breakdown: BreakdownOut | None
-    metrics_note: str | None  # why speedup and efficiency are null (cancelled, no test ran...)
     tests: TestsOut
     per_worker: list[WorkerOut]
     machines: list[MachineOut] = Field(
