@@ -31,7 +31,7 @@ from ..compat import fork_gaps, terminal_gaps
 from ..groups import item_groups, publish
 from ..reporter import REPORTER_NAME, warn
 from ..scheduling.core import LPTScheduler, load_durations
-from .nodes import Handle, WorkerNode, describe_exit
+from .nodes import Handle, WorkerNode, describe_exit, stop_on_collection_errors
 from .plugins import handle_crash, node_down, track_status_db
 from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
 
@@ -62,11 +62,7 @@ class ForkEngine:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        if session.testsfailed and not session.config.option.continue_on_collection_errors:
-            raise session.Interrupted(
-                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
-                "during collection"
-            )
+        stop_on_collection_errors(session)
         if session.config.option.collectonly:
             return None
         self.session = session

@@ -57,6 +57,14 @@ class Handle:
         return [fd for fd in (self.cmd_fd, self.res_fd, self.pidfd) if fd is not None]
 
 
+def stop_on_collection_errors(session) -> None:
+    """What pytest's own runtestloop does first, for a controller that replaces it: collection
+    errors end the session (unless --continue-on-collection-errors)."""
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        errors = session.testsfailed
+        raise session.Interrupted(f"{errors} error{'s' if errors != 1 else ''} during collection")
+
+
 def describe_exit(status: int) -> str:
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)

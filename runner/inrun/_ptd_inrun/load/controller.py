@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ..fork.nodes import describe_exit
+from ..fork.nodes import describe_exit, stop_on_collection_errors
 from ..fork.wire import FrameReader, LoopWriter, read_available, writer_from_env
 from ..reporter import REPORTER_NAME, warn
 from .histogram import Entry
@@ -68,11 +68,7 @@ class LoadEngine:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
-        if session.testsfailed and not session.config.option.continue_on_collection_errors:
-            raise session.Interrupted(
-                f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
-                "during collection"
-            )
+        stop_on_collection_errors(session)
         if session.config.option.collectonly or not session.items:
             return None
         previous = {
