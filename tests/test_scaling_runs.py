@@ -57,7 +57,12 @@ def test_sweep_runs_one_after_another_and_gives_points_and_a_recommendation(
     assert [p["workers"] for p in data["points"]] == [1, 2, 4]
     assert all(p["from_sweep"] for p in data["points"])
     assert data["points"][0]["speedup"] == 1.0 and data["points"][2]["speedup"] > 1.2
-    assert data["recommended_workers"] in (2, 4) and data["reason"]
+    # The page's rule, on the measured points (how fast 2 and 4 workers are depends on the
+    # machine's load): the smallest N within 10 % of the best wall among efficiency >= 0.75.
+    eligible = [p for p in data["points"] if p["efficiency"] >= 0.75]
+    best = min(p["wall_seconds"] for p in eligible)
+    expected = min(p["workers"] for p in eligible if p["wall_seconds"] <= 1.1 * best)
+    assert data["recommended_workers"] == expected and data["reason"]
     assert data["serial_fraction"] is not None and 0 <= data["serial_fraction"] <= 1
     page = staff.get(f"/suites/{suite.name}/scaling/")
     assert page.status_code == 200
