@@ -281,7 +281,8 @@ def stream_run(
                 if event["type"] == "load_tick":
                     ticked.set()
 
-    threading.Thread(target=read, daemon=True).start()
+    proc.reader = threading.Thread(target=read, daemon=True)  # ends at the pipe's end
+    proc.reader.start()
     return proc, events, ticked
 
 
@@ -301,7 +302,8 @@ def test_cancel_stops_gracefully(service_suite):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert took < 5.0  # iterations of 0.3 s finish, the service stops, the process exits
-    time.sleep(0.2)  # the reader thread drains the pipe's last lines
+    proc.reader.join(10)  # every line the run wrote (its end closed the pipe)
+    assert not proc.reader.is_alive()
     assert [e["reason"] for e in events if e["type"] == "load_stop"] == ["cancelled"]
     tests = merged(events, "tests")
     # Graceful: every iteration the tests completed was counted, none was cut short.
