@@ -81,10 +81,11 @@ def test_figures_equal_the_tests_own_timings(load_suite, viewer):
     assert (endpoint["method"], endpoint["path"]) == ("GET", "/items/{id}")
     assert endpoint["iterations"] == len(samples)  # one request per iteration
     # The engine times the whole iteration (the test's own timing is inside it): within the
-    # histogram's 5 % plus the per-iteration overhead of running a test (a few ms).
+    # histogram's 5 % plus the per-iteration overhead of running a test (a few ms when quiet;
+    # threads waiting for the GIL on a loaded 2-core CI stretched p95 by 28 ms).
     for q in (50, 95):
         expected = raw_percentile(samples, q)
-        assert expected * 0.95 <= load[f"p{q}_ms"] <= expected * 1.05 + 15, (q, load, expected)
+        assert expected * 0.95 <= load[f"p{q}_ms"] <= expected * 1.05 + 60, (q, load, expected)
         assert abs(endpoint[f"p{q}_ms"] - expected) <= expected * 0.05 + 5, (q, endpoint)
     # Asked 3 s; load_start to load_stop also holds the forks and the graceful stop, which
     # the engine bounds by its stop grace (10 s): a loaded machine takes more of it.

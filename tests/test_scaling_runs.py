@@ -52,11 +52,15 @@ def test_sweep_runs_one_after_another_and_gives_points_and_a_recommendation(
     assert [r.status for r in runs] == ["passed"] * 3
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later.started_at >= earlier.finished_at, "two steps of a sweep ran at once"
-    assert runs[-1].speedup_measured and runs[-1].speedup_measured > 1.2
+    # Against the sweep's own 1-worker step (how much faster 4 workers are is the machine's
+    # business: 8 x 0.3 s of sleeps gave 1.06 on a loaded CI, ~2.5 when quiet).
+    assert runs[-1].speedup_measured == round(runs[0].wall_seconds / runs[-1].wall_seconds, 4)
     data = staff.get(f"/api/suites/{suite.id}/scaling").json()
     assert [p["workers"] for p in data["points"]] == [1, 2, 4]
     assert all(p["from_sweep"] for p in data["points"])
-    assert data["points"][0]["speedup"] == 1.0 and data["points"][2]["speedup"] > 1.2
+    assert data["points"][0]["speedup"] == 1.0
+    walls = [p["wall_seconds"] for p in data["points"]]
+    assert data["points"][2]["speedup"] == pytest.approx(walls[0] / walls[2], abs=0.01)
     # The page's rule, on the measured points (how fast 2 and 4 workers are depends on the
     # machine's load): the smallest N within 10 % of the best wall among efficiency >= 0.75.
     eligible = [p for p in data["points"] if p["efficiency"] >= 0.75]
