@@ -77,16 +77,7 @@ class SharedNodes:
 
     def teardown(self) -> list[BaseException]:
         """Everything, newest first (the main thread, once every user has stopped)."""
-        errors: list[BaseException] = []
-        while self.stack:
-            _node, (finalizers, _) = self.stack.popitem()
-            while finalizers:
-                fin = finalizers.pop()
-                try:
-                    fin()
-                except TEST_OUTCOME as exc:
-                    errors.append(exc)
-        return errors
+        return run_finalizers(self.stack)
 
 
 class UserSetupState:
@@ -117,15 +108,7 @@ class UserSetupState:
             self.shared.addfinalizer(finalizer, node)
 
     def teardown_exact(self, nextitem: Any) -> None:
-        errors: list[BaseException] = []
-        while self.own:
-            _node, (finalizers, _) = self.own.popitem()
-            while finalizers:
-                fin = finalizers.pop()
-                try:
-                    fin()
-                except TEST_OUTCOME as exc:
-                    errors.append(exc)
+        errors = run_finalizers(self.own)
         if len(errors) == 1:
             raise errors[0]
         if errors:
@@ -298,3 +281,18 @@ def quiet_capture(config: pytest.Config) -> None:
     sys.stdout = devnull
     with contextlib.suppress(OSError):
         os.dup2(devnull.fileno(), 1)
+
+
+def run_finalizers(stack: dict) -> list[BaseException]:
+    """Pop ``stack`` (node -> (finalizers, ...)) newest node first, each node's finalizers
+    newest first, as pytest's SetupState does; the errors raised, in order."""
+    errors: list[BaseException] = []
+    while stack:
+        _node, (finalizers, _) = stack.popitem()
+        while finalizers:
+            fin = finalizers.pop()
+            try:
+                fin()
+            except TEST_OUTCOME as exc:
+                errors.append(exc)
+    return errors
