@@ -125,7 +125,7 @@ class Fleet:
         self.wait(lambda: len(self.idle()) == machines, 30, "agents to say hello")
         return self
 
-    def start_agent(self, name: str, workers: int = 2) -> subprocess.Popen:
+    def start_agent(self, name: str, workers: int = 2, queue: str = "") -> subprocess.Popen:
         copy = self.copies.get(name) or self.maker(self.tmp / "machines" / name)
         self.copies[name] = copy
         env = {
@@ -139,7 +139,7 @@ class Fleet:
         env.pop("DJANGO_SETTINGS_MODULE", None)
         proc = subprocess.Popen(
             [sys.executable, "-m", "runner.agent", "--name", name, "--workers", str(workers),
-             "--path-map", f"{self.base}={copy}"],
+             "--path-map", f"{self.base}={copy}", *(["--queue", queue] if queue else [])],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,

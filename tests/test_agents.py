@@ -18,6 +18,7 @@ pytestmark = [
     pytest.mark.skipif(not redis_up(), reason="needs Redis on 127.0.0.1:6379 (the broker)"),
 ]
 NOT_SLOW = "not slow"
+WAIT = 30_000  # ms: an agent starting, a poll, a loss detected, on a loaded machine
 
 
 @pytest.fixture(scope="module")
@@ -211,5 +212,56 @@ def test_the_live_page_groups_lanes_by_machine_and_shows_their_state(fleet):
             groups = page.locator("#lanes .lane.machine-start")
             expect(groups).to_have_count(len(ran))
             assert {groups.nth(i).get_attribute("data-machine") for i in range(len(ran))} == ran
+        finally:
+            browser.close()
+
+
+@pytest.mark.browser
+def test_the_agents_page_follows_agents_without_a_reload(fleet):
+    """A new agent appears, runs a run, goes idle, is lost: all on one load of the page."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.browser import launch, login_admin, require_chromium
+
+    require_chromium()
+    name = f"m3-{fleet.tag}"
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        try:
+            page = browser.new_context().new_page()  # the pages' CSP enforced
+            page.set_default_timeout(WAIT)
+            errors = []  # a script refused by the CSP, or failing
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+            login_admin(page, fleet.server)
+            page.goto(f"{fleet.server.url}/agents/")
+            page.evaluate("window.ptdSameLoad = true")  # gone, were the page loaded again
+            rows = page.locator("table.agents tbody tr")
+            expect(rows).to_have_count(len(fleet.get("/api/agents")), timeout=WAIT)
+            fleet.start_agent(name, workers=1, queue="solo")  # its own queue: the run below
+            row = page.locator(f'table.agents tr[data-agent="{name}"]')
+            expect(row.locator(".state")).to_have_text("idle", timeout=WAIT)
+            expect(row.locator(".beat")).to_have_text(re.compile(r"^\d+ s ago$"), timeout=WAIT)
+            run_id = fleet.launch(machines=1, queue="solo", workers=1, keyword="slow")  # 6 s
+            expect(row.locator(".state")).to_have_text(f"running run #{run_id}", timeout=WAIT)
+            href = row.locator(".state a").get_attribute("href")
+            assert href == f"/runs/{run_id}/"
+            fleet.post(f"/api/runs/{run_id}/cancel", {})
+            assert fleet.wait_run(run_id)["status"] == "cancelled"
+            expect(row.locator(".state")).to_have_text("idle", timeout=WAIT)
+            fleet.kill_agent(name)
+            odd = "<img src=x onerror=window.ptdPwned=1>"  # an agent's words stay text
+            fleet.post("/api/agents/heartbeat", {"name": f"odd-{fleet.tag}", "ptd": odd})
+            warning = page.locator(f'tr[data-agent="odd-{fleet.tag}"] .error')
+            expect(warning).to_contain_text(f"PTD {odd} here", timeout=WAIT)
+            expect(row.locator(".state")).to_have_text("lost", timeout=WAIT)
+            expect(row.locator(".state .status")).to_have_class(
+                re.compile("status-error"), timeout=WAIT
+            )
+            ago = int(row.locator(".beat").inner_text().split()[0])
+            assert ago >= 3  # LOST_SECONDS: the age the page shows is the silence's
+            assert page.evaluate("window.ptdSameLoad") is True
+            assert page.evaluate("window.ptdPwned") is None
+            assert errors == []
         finally:
             browser.close()

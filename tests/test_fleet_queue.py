@@ -89,6 +89,41 @@ class FleetQueueTests(BaseTestCase):
         self.assertContains(page, "No shards sent: PTD 0.0.1 here")
         self.assertContains(page, "running run #")
 
+    def test_the_agents_the_page_polls_follow_heartbeats_and_shards(self):
+        """The Agents page's script renders GET /api/agents: states, ages and new agents."""
+        from django.conf import settings
+
+        from runs.models import ApiToken
+
+        self.login_member()
+        page = self.client.get("/agents/")
+        self.assertContains(page, 'data-source="/api/agents"')
+        self.assertContains(page, "js/agents.js")
+
+        def rows():
+            return {a["name"]: a for a in self.client.get("/api/agents").json()}
+
+        before = rows()
+        assert before["m0"]["state"] == f"running run #{self.run.pk}"
+        assert before["m0"]["run"] == self.run.pk and before["m0"]["seconds_ago"] < 5
+        assert set(before) == {"m0", "m1"}
+        Shard.objects.filter(pk=self.shards[0].pk).update(state=Shard.State.DONE)
+        silent = settings.PTD_AGENT_LOST_SECONDS + 10
+        Agent.objects.filter(name="m1").update(last_heartbeat=time.time() - silent)
+        staff = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.create_for(self.staff, 'a')[1]}"}
+        hello = {"name": "m2", "ptd": "<b>old</b>"}
+        said = self.client.post(
+            "/api/agents/heartbeat", hello, content_type="application/json", **staff
+        )
+        assert said.status_code == 200, said.content
+        after = rows()
+        assert (after["m0"]["state"], after["m0"]["run"]) == ("idle", None)
+        assert (after["m1"]["state"], after["m1"]["run"]) == ("lost", None)
+        assert after["m1"]["seconds_ago"] >= silent
+        assert after["m2"]["state"] == "idle" and after["m2"]["seconds_ago"] < 5
+        assert after["m2"]["refused"].startswith("PTD <b>old</b> here")  # text; escaped on the page
+        self.assertContains(self.client.get("/agents/"), "PTD &lt;b&gt;old&lt;/b&gt; here")
+
     @override_settings(PTD_BROKER_URL="")
     def test_a_run_over_machines_needs_a_broker(self):
         with self.assertRaises(LaunchError) as caught:

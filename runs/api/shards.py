@@ -62,6 +62,8 @@ class AgentOut(Schema):
     workers: int
     host: str
     last_heartbeat: float | None
+    seconds_ago: float | None = Field(description="the last heartbeat's age, by this server")
+    run: int | None = Field(description="the run it is running a shard of")
     python: str
     pytest: str
     ptd: str

@@ -50,7 +50,10 @@ class Agent(models.Model):
         return self.shards.filter(state__in=Shard.ACTIVE).order_by("-id").first()
 
     def to_dict(self, ours: str) -> dict:
+        """What the API and the Agents page show (the page's script polls the API: the
+        heartbeat's age is the dashboard's, whatever the browser's clock says)."""
         shard = self.active_shard()
+        beat = self.last_heartbeat or None
         if not self.alive:
             state = "lost"
         elif shard is not None:
@@ -63,7 +66,9 @@ class Agent(models.Model):
             "state": state,
             "workers": self.workers,
             "host": self.host,
-            "last_heartbeat": self.last_heartbeat or None,
+            "last_heartbeat": beat,
+            "seconds_ago": None if beat is None else round(max(0.0, time.time() - beat), 1),
+            "run": shard.run_id if shard is not None and self.alive else None,
             "python": self.python_version,
             "pytest": self.pytest_version,
             "ptd": self.ptd_version,
