@@ -8,20 +8,16 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
-from pydantic import ConfigDict
 
 from runs import permissions
-from runs.api.common import Detail, Pages, Text, find_suite
+from runs.api.common import Detail, Pages, StrictIn, Text, find_suite
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
 from runs.load import queries as load_queries
 from runs.models import Run, TestResult
 
 
-# Strict JSON types, like ingestion's: `true` is not suite 1 nor a worker count.
-class RunIn(Schema):
-    model_config = ConfigDict(strict=True)
-
+class RunIn(StrictIn):
     suite: Text | int
     workers: int | Text | None = None
     engine: Text | None = None

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import ConfigDict
 
 from runs import permissions
-from runs.api.common import Detail, Text, find_suite
+from runs.api.common import Detail, StrictIn, Text, find_suite
 from runs.api.runs import BreakdownOut
 from runs.execution import launch, sweep
 from runs.insight.scaling_data import suite_scaling
@@ -19,9 +18,7 @@ from runs.models import RunConfig, Suite
 router = Router(tags=["scaling"])
 
 
-class SweepIn(Schema):
-    model_config = ConfigDict(strict=True)
-
+class SweepIn(StrictIn):
     workers: list[int] = Field(list(sweep.DEFAULT_WORKERS), description="worker counts")
     config: Text | int | None = Field(None, description="configuration name or id")
     engine: Text | None = None

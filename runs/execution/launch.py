@@ -173,9 +173,13 @@ def launch(
     suite = config.suite
     cleaned = Overrides.clean(overrides)
     snap = snapshot(config, cleaned)
-    if cleaned.values.get("thresholds") and snap.get("mode") != "load":
-        # A CI gate that would silently gate nothing: say so rather than run the tests once.
-        raise LaunchError("thresholds apply to load runs: add mode load (--load)", "thresholds")
+    if snap.get("mode") != "load":
+        # Asked for a load (or a CI gate) that would silently not happen: say so rather than
+        # run the tests once. A configuration's own load options may rest in "tests" mode.
+        for name in options.LOAD_ONLY:
+            if cleaned.values.get(name) not in (None, [], ""):
+                verb = "apply" if name.endswith("s") else "applies"
+                raise LaunchError(f"{name} {verb} to load runs: add mode load (--load)", name)
     # Staff and the operator may add any argument; anyone else only the suite's node ids.
     snap["extra_args"] += check_args(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
