@@ -253,7 +253,7 @@ class LazyRuns:
 router = Router(tags=["runs"])
 
 
-@router.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail})
+@router.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail, 429: Detail})
 def create_run(request, payload: RunIn):
     if not permissions.can_launch(request.auth):
         raise HttpError(403, "you may not launch runs")
@@ -272,7 +272,7 @@ def create_run(request, payload: RunIn):
         )
     except launch.LaunchError as exc:
         field = f"{exc.field}: " if exc.field else ""
-        raise HttpError(400, f"{field}{exc.message}") from None
+        raise HttpError(exc.status, f"{field}{exc.message}") from None
     return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
 
 

@@ -97,7 +97,7 @@ def find_config(suite: Suite, ref) -> RunConfig:
 
 @router.post(
     "/suites/{suite_id}/sweep",
-    response={201: SweepOut, 400: Detail, 403: Detail, 404: Detail},
+    response={201: SweepOut, 400: Detail, 403: Detail, 404: Detail, 429: Detail},
 )
 def start_sweep(request, suite_id: str, payload: SweepIn):
     """Queue one run per worker count, run one after another (never two at once)."""
@@ -113,7 +113,7 @@ def start_sweep(request, suite_id: str, payload: SweepIn):
         )
     except launch.LaunchError as exc:
         field = f"{exc.field}: " if exc.field else ""
-        raise HttpError(400, f"{field}{exc.message}") from None
+        raise HttpError(exc.status, f"{field}{exc.message}") from None
     return Status(
         201,
         {

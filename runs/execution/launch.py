@@ -196,6 +196,7 @@ def launch(
         check_engine_available(suite, snap)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
+    check_queue_share(user)
     if config.pk is None:  # the suite's first launch saves its default configuration
         config.save()
     run = Run.objects.create(
@@ -213,6 +214,22 @@ def launch(
     # The dispatcher of this process (if it serves) starts it at once, not at its next poll.
     transaction.on_commit(environment.current().run_queued.set)
     return run
+
+
+def check_queue_share(user) -> None:
+    """One member cannot fill the shared queue: at most PTD_MAX_QUEUED_PER_USER of their runs
+    wait at a time (staff and the operator's commands are not limited). A soft limit: two
+    launches at the same instant may both pass it by one."""
+    if not getattr(user, "is_authenticated", False) or permissions.is_staff(user):
+        return
+    limit = settings.PTD_MAX_QUEUED_PER_USER
+    waiting = Run.objects.filter(user=user, status=Run.Status.QUEUED).count()
+    if waiting >= limit:
+        raise LaunchError(
+            f"you have {waiting} runs waiting to start (at most {limit} per user): "
+            "wait for them or cancel some",
+            status=429,
+        )
 
 
 def git_revision(path: str) -> tuple[str, str]:
