@@ -168,6 +168,8 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_SKIP_COMPRESS_EXTENSIONS = [*Compressor.SKIP_COMPRESS_EXTENSIONS, "map"]
 
 PTD_MAX_CONCURRENT_RUNS = env_int("PTD_MAX_CONCURRENT_RUNS", 1, minimum=1)
+# A member's runs waiting in the queue at a time (staff: no limit): one user cannot fill it.
+PTD_MAX_QUEUED_PER_USER = env_int("PTD_MAX_QUEUED_PER_USER", 20, minimum=1)
 # An outside (ingested) run that sends nothing for this long is marked interrupted.
 PTD_EXTERNAL_TIMEOUT = env_int("PTD_EXTERNAL_TIMEOUT", 3600, minimum=60)
 # Fold an ingested run into the flakiness summary after answering its /finish (tests: inline).

@@ -8,8 +8,10 @@ for the caller to check, and so do ``thresholds`` (a list of short strings such 
 argparse parser.
 
 ``mode`` "load" runs the selected tests as ``users`` concurrent users (README "Load mode"):
-``spawn_rate``, ``duration``, ``iterations`` and ``think_time`` shape that load and are
-ignored in "tests" mode; ``workers`` is then the number of load processes.
+``spawn_rate``, ``duration``, ``iterations``, ``think_time`` and ``thresholds`` shape that
+load (``LOAD_ONLY``): a configuration may keep them while it runs in "tests" mode, but a
+launch that asks for one of them in a "tests" run is refused. In a load run ``workers`` is
+the number of load processes.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Option:
     low: float = 0
     high: float = 0
     choices: tuple[str, ...] = ()
+    load_only: bool = False  # shapes a load: asking for it in a "tests" run is a mistake
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -67,11 +70,33 @@ OPTIONS: tuple[Option, ...] = (
         ("--capture-passed",),
     ),
     Option("mode", "choice", "run the tests once (tests) or as a load", ("--mode",), choices=MODES),
-    Option("users", "int", "load: concurrent users", ("--users",), 1, MAX_USERS),
-    Option("spawn_rate", "number", "load: users started per second", ("--spawn-rate",), 0.01, 1e4),
-    Option("duration", "int", "load: seconds to hold the load", ("--duration",), 1, 7 * 24 * 3600),
+    Option("users", "int", "load: concurrent users", ("--users",), 1, MAX_USERS, load_only=True),
     Option(
-        "iterations", "int", "load: passes over the tests per user", ("--iterations",), 1, 10**7
+        "spawn_rate",
+        "number",
+        "load: users started per second",
+        ("--spawn-rate",),
+        0.01,
+        1e4,
+        load_only=True,
+    ),
+    Option(
+        "duration",
+        "int",
+        "load: seconds to hold the load",
+        ("--duration",),
+        1,
+        7 * 24 * 3600,
+        load_only=True,
+    ),
+    Option(
+        "iterations",
+        "int",
+        "load: passes over the tests per user",
+        ("--iterations",),
+        1,
+        10**7,
+        load_only=True,
     ),
     Option(
         "think_time",
@@ -80,12 +105,14 @@ OPTIONS: tuple[Option, ...] = (
         ("--think-time",),
         0,
         3600,
+        load_only=True,
     ),
     Option(
         "thresholds",
         "list",
         "load: a pass/fail criterion such as p95<300ms (repeatable)",
         ("--threshold",),
+        load_only=True,
     ),
     Option(
         "machines",
@@ -99,6 +126,7 @@ OPTIONS: tuple[Option, ...] = (
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 NAMES = tuple(BY_NAME)
+LOAD_ONLY = tuple(option.name for option in OPTIONS if option.load_only)
 
 
 def _whole(name: str, value: Any, low: int, high: int) -> int:

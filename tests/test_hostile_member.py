@@ -191,3 +191,33 @@ class DisguisedIdsTests(MemberTestCase):
                 assert response.status_code == 302
                 assert any("Not a test id" in m for m in messages), messages
         assert Run.objects.count() == 1
+
+
+class QueueShareTests(MemberTestCase):
+    """One member cannot fill the shared queue (no dispatcher runs here: launched runs wait)."""
+
+    def test_a_member_has_a_share_of_the_queue_and_staff_none(self):
+        from django.test import override_settings
+
+        with override_settings(PTD_MAX_QUEUED_PER_USER=3):
+            for _ in range(3):
+                assert self.call("/api/runs", {"suite": "demo"}).status_code == 201
+            refused = self.call("/api/runs", {"suite": "demo"})
+            assert refused.status_code == 429
+            assert refused.json()["detail"] == (
+                "you have 3 runs waiting to start (at most 3 per user): "
+                "wait for them or cancel some"
+            )
+            assert Run.objects.filter(user=self.member).count() == 3
+            # The form says the same; a finished run frees its place.
+            self.client.force_login(self.member)
+            page = self.client.post("/suites/demo/", {"config": self.config.pk})
+            self.assertContains(page, "at most 3 per user", status_code=400)
+            Run.objects.filter(pk=Run.objects.filter(user=self.member).first().pk).update(
+                status=Run.Status.CANCELLED
+            )
+            assert self.call("/api/runs", {"suite": "demo"}).status_code == 201
+            # Staff (who run the dashboard) are not limited.
+            for _ in range(4):
+                launch.launch(self.suite, user=self.staff)
+            assert Run.objects.filter(user=self.staff).count() == 4

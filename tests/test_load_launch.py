@@ -134,3 +134,42 @@ class LoadLaunchTests(BaseTestCase):
             assert response.status_code == 400, body
             assert says in response.json()["detail"], response.json()
         assert not Run.objects.exists()
+
+    def test_load_options_in_a_tests_run_are_refused_not_ignored(self):
+        for name, value in (("users", 50), ("duration", 60), ("spawn_rate", 5.0)):
+            response = self.post(**{name: value})
+            assert response.status_code == 400, name
+            assert f"{name} appl" in response.json()["detail"], response.json()
+            assert "add mode load" in response.json()["detail"]
+        assert not Run.objects.exists()
+        # A configuration's own load options may rest while it runs its tests once.
+        self.config.users, self.config.duration = 5, 30
+        self.config.save()
+        assert self.post().status_code == 201
+
+    def test_a_misspelt_or_unknown_field_is_a_422_naming_it(self):
+        response = self.post(worker=8)
+        assert response.status_code == 422
+        assert "worker" in str(response.json()["detail"])
+        _, staff_token = ApiToken.create_for(self.staff, "staff")
+        sweep = self.client.post(
+            "/api/suites/demo/sweep",
+            [],
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {staff_token}",
+        )
+        assert sweep.status_code == 422, sweep.json()
+        assert not Run.objects.exists()
+
+    def test_the_launch_form_keeps_load_and_machine_options_apart(self):
+        self.login_member()
+        page = self.client.get("/suites/demo/").content.decode()
+        assert '<details class="options"><summary>Load mode</summary>' in page
+        assert '<details class="options"><summary>Machines (agents)</summary>' in page
+        response = self.client.post("/suites/demo/", {"config": self.config.pk, "users": "5"})
+        self.assertContains(response, "users apply to load runs", status_code=400)
+        # The section holding the error is open.
+        self.assertContains(
+            response, '<details class="options" open><summary>Load mode', status_code=400
+        )
+        assert not Run.objects.exists()

@@ -44,11 +44,11 @@ def entry(samples, failed=0):
     return e
 
 
-def stored_load_run(suite, thresholds=("p95<300ms", "errors<1%"), branch="main", slow=1.0):
+def stored_load_run(suite, thresholds=("p95<300ms", "errors<1%"), branch="main", slow=1.0, users=4):
     run = make_run(suite, status=Run.Status.PASSED, branch=branch)
     run.config_snapshot.update(
         mode="load",
-        users=4,
+        users=users,
         spawn_rate=2,
         duration=3,
         iterations=None,
@@ -57,7 +57,7 @@ def stored_load_run(suite, thresholds=("p95<300ms", "errors<1%"), branch="main",
     )
     run.save(update_fields=["config_snapshot"])
     aggregator = LoadAggregator.for_run(run)
-    events = [{"type": "load_start", "time": T0, "users": 4, "processes": 1, "tests": [TEST]}]
+    events = [{"type": "load_start", "time": T0, "users": users, "processes": 1, "tests": [TEST]}]
     for second in range(3):
         samples = [slow * (100 + i) for i in range(50)]
         events.append(
@@ -66,7 +66,7 @@ def stored_load_run(suite, thresholds=("p95<300ms", "errors<1%"), branch="main",
                 "time": T0 + second + 1,
                 "process": "p0",
                 "second": second,
-                "users": 4,
+                "users": users,
                 "tests": {TEST: entry(samples, failed=1).to_dict()},
                 "requests": {
                     ENDPOINT: entry([s - 5 for s in samples], failed=1).to_dict(),
@@ -219,6 +219,13 @@ class LoadPageTests(BaseTestCase):
         ).content.decode()
         assert 'id="compare-figures"' in page
         assert "+100.0 %" in page  # p95 doubled
+        assert "<th>p95 (ms)</th>" in page and "<th>iterations/s</th>" in page  # not raw keys
+        assert 'id="caveats"' not in page  # the same load: comparable
+        heavier = stored_load_run(self.suite, users=40)
+        page = self.client.get(
+            f"/suites/{self.suite.name}/load/compare/?a={self.load.pk}&b={heavier.pk}"
+        ).content.decode()
+        assert "different loads (4 and 40 users)" in page
         for query in ("", f"?a={self.load.pk}", "?a=x&b=1", f"?a={self.load.pk}&b=99999"):
             response = self.client.get(f"/suites/{self.suite.name}/load/compare/{query}")
             assert response.status_code == 404, query

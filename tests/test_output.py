@@ -208,7 +208,9 @@ def test_ingested_output_is_stored_and_cut_to_the_servers_cap(users):
         "/api/ingest/runs", {"suite": "ci"}, content_type="application/json"
     ).json()["id"]
     event = test_event("t.py::a", "failed", stdout="<b>out</b>", stderr="err", log="rec")
-    huge = test_event("t.py::b", "failed", stdout="y" * 200_000)
+    # A CI job's larger caps: the server cuts again, keeping the head and the tail (where the
+    # error is), and what a coloured terminal would have drawn is plain text.
+    huge = test_event("t.py::b", "failed", stdout="HEAD" + "y" * 200_000 + "\x1b[31mTAIL\x1b[0m")
     response = client.post(
         f"/api/ingest/runs/{run_id}/events",
         {"events": [event, huge]},
@@ -217,7 +219,9 @@ def test_ingested_output_is_stored_and_cut_to_the_servers_cap(users):
     assert response.status_code == 200, response.content
     a = TestResult.objects.get(run_id=run_id, nodeid="t.py::a")
     assert (a.stdout, a.stderr, a.log) == ("<b>out</b>", "err", "rec")
-    assert len(TestResult.objects.get(run_id=run_id, nodeid="t.py::b").stdout) < 40_000
+    kept = TestResult.objects.get(run_id=run_id, nodeid="t.py::b").stdout
+    assert len(kept) < 40_000 and kept.startswith("HEAD") and kept.endswith("yTAIL")
+    assert "bytes cut]" in kept
 
 
 # The reporter's part, on its own.
@@ -237,6 +241,9 @@ def test_streams_keep_each_section_once_and_label_phases():
     # What PostgreSQL would refuse (NUL) or UTF-8 cannot encode (a lone surrogate) is replaced.
     nul = streams_of([("Captured stdout call", "a\x00b\udc80c")])["stdout"]
     assert nul == "a\ufffdb?c"
+    # Colours, cursor moves and terminal hyperlinks are the terminal's, not the text's.
+    coloured = "\x1b[1;31mERROR\x1b[0m \x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\\x1b[2K!"
+    assert streams_of([("Captured log call", coloured)]) == {"log": "ERROR link!"}
 
 
 def test_cut_keeps_head_and_tail_in_whole_characters():

@@ -6,7 +6,7 @@ from typing import Annotated
 from ninja import Field, Schema
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination
-from pydantic import AfterValidator
+from pydantic import AfterValidator, ConfigDict
 
 from runs.models import Suite
 
@@ -30,6 +30,15 @@ def _storable(value: str) -> str:
 
 # Every text field of an API input (body or query): a 422 {"detail": ...} otherwise.
 Text = Annotated[str, AfterValidator(_storable)]
+
+
+class StrictIn(Schema):
+    """A request body a user writes: strict JSON types (`true` is not suite 1 nor a worker
+    count) and no unknown field (a misspelt option, "worker": 8, is a 422 naming it, never
+    silently a run as configured). Bodies our own plugins and agents send stay lenient, so an
+    older dashboard takes a newer client's extra fields."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class Pages(LimitOffsetPagination):

@@ -8,20 +8,16 @@ from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
-from pydantic import ConfigDict
 
 from runs import permissions
-from runs.api.common import Detail, Pages, Text, find_suite
+from runs.api.common import Detail, Pages, StrictIn, Text, find_suite
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
 from runs.load import queries as load_queries
 from runs.models import Run, TestResult
 
 
-# Strict JSON types, like ingestion's: `true` is not suite 1 nor a worker count.
-class RunIn(Schema):
-    model_config = ConfigDict(strict=True)
-
+class RunIn(StrictIn):
     suite: Text | int
     workers: int | Text | None = None
     engine: Text | None = None
@@ -257,7 +253,7 @@ class LazyRuns:
 router = Router(tags=["runs"])
 
 
-@router.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail})
+@router.post("", response={201: RunCreated, 400: Detail, 403: Detail, 404: Detail, 429: Detail})
 def create_run(request, payload: RunIn):
     if not permissions.can_launch(request.auth):
         raise HttpError(403, "you may not launch runs")
@@ -276,7 +272,7 @@ def create_run(request, payload: RunIn):
         )
     except launch.LaunchError as exc:
         field = f"{exc.field}: " if exc.field else ""
-        raise HttpError(400, f"{field}{exc.message}") from None
+        raise HttpError(exc.status, f"{field}{exc.message}") from None
     return Status(201, {"id": run.id, "status": run.status, "url": run.get_absolute_url()})
 
 

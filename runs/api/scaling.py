@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import ConfigDict
 
 from runs import permissions
-from runs.api.common import Detail, Text, find_suite
+from runs.api.common import Detail, StrictIn, Text, find_suite
 from runs.api.runs import BreakdownOut
 from runs.execution import launch, sweep
 from runs.insight.scaling_data import suite_scaling
@@ -19,9 +18,7 @@ from runs.models import RunConfig, Suite
 router = Router(tags=["scaling"])
 
 
-class SweepIn(Schema):
-    model_config = ConfigDict(strict=True)
-
+class SweepIn(StrictIn):
     workers: list[int] = Field(list(sweep.DEFAULT_WORKERS), description="worker counts")
     config: Text | int | None = Field(None, description="configuration name or id")
     engine: Text | None = None
@@ -100,7 +97,7 @@ def find_config(suite: Suite, ref) -> RunConfig:
 
 @router.post(
     "/suites/{suite_id}/sweep",
-    response={201: SweepOut, 400: Detail, 403: Detail, 404: Detail},
+    response={201: SweepOut, 400: Detail, 403: Detail, 404: Detail, 429: Detail},
 )
 def start_sweep(request, suite_id: str, payload: SweepIn):
     """Queue one run per worker count, run one after another (never two at once)."""
@@ -116,7 +113,7 @@ def start_sweep(request, suite_id: str, payload: SweepIn):
         )
     except launch.LaunchError as exc:
         field = f"{exc.field}: " if exc.field else ""
-        raise HttpError(400, f"{field}{exc.message}") from None
+        raise HttpError(exc.status, f"{field}{exc.message}") from None
     return Status(
         201,
         {

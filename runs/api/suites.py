@@ -7,7 +7,7 @@ from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from runs import permissions
-from runs.api.common import Detail, Pages, Text
+from runs.api.common import Detail, Pages, StrictIn, Text
 from runs.models import MAX_WORKERS, Suite
 
 
@@ -22,7 +22,7 @@ class SuiteOut(Schema):
     created_at: datetime
 
 
-class SuiteIn(Schema):
+class SuiteIn(StrictIn):
     name: Text = Field(max_length=100)
     path: Text = Field(max_length=1000)
     python: Text = Field("", max_length=1000)

@@ -173,9 +173,13 @@ def launch(
     suite = config.suite
     cleaned = Overrides.clean(overrides)
     snap = snapshot(config, cleaned)
-    if cleaned.values.get("thresholds") and snap.get("mode") != "load":
-        # A CI gate that would silently gate nothing: say so rather than run the tests once.
-        raise LaunchError("thresholds apply to load runs: add mode load (--load)", "thresholds")
+    if snap.get("mode") != "load":
+        # Asked for a load (or a CI gate) that would silently not happen: say so rather than
+        # run the tests once. A configuration's own load options may rest in "tests" mode.
+        for name in options.LOAD_ONLY:
+            if cleaned.values.get(name) not in (None, [], ""):
+                verb = "apply" if name.endswith("s") else "applies"
+                raise LaunchError(f"{name} {verb} to load runs: add mode load (--load)", name)
     # Staff and the operator may add any argument; anyone else only the suite's node ids.
     snap["extra_args"] += check_args(
         extra_args or [], trusted=permissions.can_pass_any_pytest_argument(user)
@@ -192,6 +196,7 @@ def launch(
         check_engine_available(suite, snap)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
+    check_queue_share(user)
     if config.pk is None:  # the suite's first launch saves its default configuration
         config.save()
     run = Run.objects.create(
@@ -209,6 +214,22 @@ def launch(
     # The dispatcher of this process (if it serves) starts it at once, not at its next poll.
     transaction.on_commit(environment.current().run_queued.set)
     return run
+
+
+def check_queue_share(user) -> None:
+    """One member cannot fill the shared queue: at most PTD_MAX_QUEUED_PER_USER of their runs
+    wait at a time (staff and the operator's commands are not limited). A soft limit: two
+    launches at the same instant may both pass it by one."""
+    if not getattr(user, "is_authenticated", False) or permissions.is_staff(user):
+        return
+    limit = settings.PTD_MAX_QUEUED_PER_USER
+    waiting = Run.objects.filter(user=user, status=Run.Status.QUEUED).count()
+    if waiting >= limit:
+        raise LaunchError(
+            f"you have {waiting} runs waiting to start (at most {limit} per user): "
+            "wait for them or cancel some",
+            status=429,
+        )
 
 
 def git_revision(path: str) -> tuple[str, str]:

@@ -41,12 +41,14 @@ def hidden_character(text: str) -> str | None:
 
 
 class LaunchError(ValueError):
-    """A run that cannot be launched; `field` names the offending input when there is one."""
+    """A run that cannot be launched; `field` names the offending input when there is one;
+    `status`: the HTTP status the API answers with (400: the input; 429: too many waiting)."""
 
-    def __init__(self, message: str, field: str | None = None):
+    def __init__(self, message: str, field: str | None = None, status: int = 400):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.status = status
 
 
 def nodeid_problem(nodeid: object) -> str | None:

@@ -12,6 +12,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from _ptd_inrun.output import cut, storable
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, FloatField, Max, Value
@@ -87,9 +88,17 @@ def result_from_event(run_id: int, event: dict) -> ResultRow:
         duration=event.get("duration") or 0.0,
         longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
         group=str(event.get("group") or "")[:200],
-        # Cut in the run already (_ptd_inrun/output.py); here for what ingestion sends.
-        **{key: str(event.get(key) or "")[:OUTPUT_MAX] for key in ("stdout", "stderr", "log")},
+        # Cut in the run already (_ptd_inrun/output.py); here for what ingestion sends (a CI
+        # job may set larger caps): cut the same way, head and tail (the error is at the end).
+        **{key: _kept_output(event.get(key)) for key in ("stdout", "stderr", "log")},
     )
+
+
+def _kept_output(value) -> str:
+    text = storable(str(value or ""))
+    if len(text) <= OUTPUT_MAX:
+        return text
+    return cut(text, settings.PTD_MAX_OUTPUT_PER_TEST)
 
 
 @dataclass

@@ -4,6 +4,7 @@ import json
 
 from django import forms
 
+from runner.options import LOAD_ONLY
 from runs.execution.launch import Overrides
 from runs.execution.pytest_input import LaunchError, check_expression
 from runs.load import thresholds
@@ -224,3 +225,20 @@ class LaunchForm(forms.Form):
         return {
             k: v for k, v in self.cleaned_data.items() if k != "config" and v not in ("", None, [])
         }
+
+    def sections(self) -> list[tuple[str, list, bool]]:
+        """(title, fields, open) as the page shows them: the options of every run, then the
+        load's and the machines' in sections of their own, closed unless the user filled one
+        in or one has an error (a "tests" run never needs them)."""
+        load = set(LOAD_ONLY)
+        machines = {"machines", "queue"}
+        groups: dict[str, list] = {"": [], "Load mode": [], "Machines (agents)": []}
+        for field in self:
+            title = "Load mode" if field.name in load else (
+                "Machines (agents)" if field.name in machines else "")  # fmt: skip
+            groups[title].append(field)
+        return [(title, fields, not title or _filled(fields)) for title, fields in groups.items()]
+
+
+def _filled(fields: list) -> bool:
+    return any(f.errors or f.value() not in (None, "", []) for f in fields)

@@ -17,18 +17,18 @@ from runs.load import export, queries
 from runs.models import LoadSummary, Run, Suite
 
 TREND_POINTS = 1000
-COMPARED = (
-    "iterations",
-    "failures",
-    "rps",
-    "mean_ms",
-    "p50_ms",
-    "p90_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "duration_seconds",
-    "users",
+COMPARED = (  # (key of queries.load_dict, label)
+    ("users", "users"),
+    ("duration_seconds", "duration (s)"),
+    ("iterations", "iterations"),
+    ("failures", "failures"),
+    ("rps", "iterations/s"),
+    ("mean_ms", "mean (ms)"),
+    ("p50_ms", "p50 (ms)"),
+    ("p90_ms", "p90 (ms)"),
+    ("p95_ms", "p95 (ms)"),
+    ("p99_ms", "p99 (ms)"),
+    ("max_ms", "max (ms)"),
 )
 
 
@@ -152,7 +152,15 @@ def compare(request, name):
             raise Http404(f"No load run {value} of {suite.name}.")
         picked.append(run)
     a, b = (queries.load_dict(run) for run in picked)
-    rows = [(key, a.get(key), b.get(key), _change(a.get(key), b.get(key))) for key in COMPARED]
+    rows = [
+        (label, a.get(key), b.get(key), _change(a.get(key), b.get(key))) for key, label in COMPARED
+    ]
+    caveats = []
+    if a.get("users") != b.get("users"):
+        caveats.append(
+            f"The runs held different loads ({a.get('users')} and {b.get('users')} users): "
+            "latency and throughput are not comparable as they are."
+        )
     entries = []
     for kind, label in (("tests", "nodeid"), ("endpoints", None)):
         name_of = (lambda e: e["nodeid"]) if label else (lambda e: f"{e['method']} {e['path']}")
@@ -182,6 +190,7 @@ def compare(request, name):
             "rows": rows,
             "entries": entries,
             "thresholds": [getattr(summaries.get(r.id), "thresholds", []) for r in picked],
+            "caveats": caveats,
         },
     )
 

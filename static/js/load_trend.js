@@ -1,4 +1,5 @@
-// A suite's load trend: p95 and throughput of its finished load runs, one line per branch.
+// A suite's load trend: p95 and throughput of its finished load runs, one line per branch and
+// user count (50 users and 500 users are different loads: one line would read as a trend).
 // Click a point to open its run. Branch names reach plotly only through inert().
 (function () {
   "use strict";
@@ -8,16 +9,17 @@
   if (!points.length) return;
   const inert = window.ptd.inert;
   const config = { displayModeBar: false, responsive: true };
-  const branches = [...new Set(points.map((p) => p.branch))];
+  const lineOf = (p) => `${p.branch} · ${p.users} user${p.users === 1 ? "" : "s"}`;
+  const lines = [...new Set(points.map(lineOf))];
 
   function chart(id, title, key) {
-    const traces = branches.map((branch) => {
-      const mine = points.filter((p) => p.branch === branch);
+    const traces = lines.map((line) => {
+      const mine = points.filter((p) => lineOf(p) === line);
       return {
-        type: "scatter", mode: "lines+markers", name: inert(branch),
+        type: "scatter", mode: "lines+markers", name: inert(line),
         x: mine.map((p) => p.time), y: mine.map((p) => p[key]), customdata: mine.map((p) => p.url),
         text: mine.map((p) => `run #${p.run_id} · ${p.users} users · ${p.status}`),
-        hovertemplate: "%{text}<br>%{y:.1f}<extra>" + inert(branch) + "</extra>",
+        hovertemplate: "%{text}<br>%{y:.1f}<extra>" + inert(line) + "</extra>",
       };
     });
     Plotly.newPlot(id, traces, { title: { text: title }, margin: { t: 50, l: 60, r: 30, b: 40 },

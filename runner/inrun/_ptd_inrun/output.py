@@ -15,6 +15,7 @@ The dashboard sets these variables for its runs; an ingested run reads the CI jo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,6 +23,9 @@ STREAMS = ("stdout", "stderr", "log")
 PER_TEST_DEFAULT = 16 * 1024
 PER_RUN_DEFAULT = 4 * 1024 * 1024
 FAILING = ("failed", "error", "rerun", "crashed")  # attempts whose output is kept always
+# Terminal control sequences (colours, cursor moves, OSC titles/links): a test printing with
+# colour (loggers, rich, pytest's own --color=yes) shows as text on the page and in JUnit.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -45,7 +49,10 @@ def cut(text: str, limit: int) -> str:
 
 
 def storable(text: str) -> str:
-    """Text every database takes: no NUL (PostgreSQL refuses it), no lone surrogates."""
+    """Text every database takes (no NUL: PostgreSQL refuses it; no lone surrogates) and
+    every page shows (no terminal control sequences)."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
     if "\x00" in text:
         text = text.replace("\x00", "\ufffd")
     try:
