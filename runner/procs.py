@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterable
 
 from _ptd_inrun import lifeline
+from _ptd_inrun.stacks import STACKS_SIGNAL
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,26 @@ def end_group(pgid: int, grace: float, leader: int | None = None, poll: float = 
     signal_group(pgid, signal.SIGTERM)
     if _wait_gone(pgid, grace, leader, poll):
         return True
-    log.info("process group %s survived SIGTERM for %.1fs; killing it", pgid, grace)
+    dumped = dump_stacks(pgid)
+    log.info(
+        "process group %s survived SIGTERM for %.1fs; killing it (Python stacks of %s in the "
+        "run's log)", pgid, grace, ", ".join(map(str, dumped)) or "none",
+    )  # fmt: skip
     signal_group(pgid, signal.SIGKILL)
     return _wait_gone(pgid, 5.0, leader, poll)
+
+
+def dump_stacks(pgid: int, budget: float = 1.0) -> list[int]:
+    """Ask each running process of the group, one at a time, for its Python stacks
+    (``_ptd_inrun.stacks``: into the run's log), before it is killed; the pids asked. A
+    process that does not handle the signal ends on it, as it was about to."""
+    members = [pid for pid, _ppid, state in _proc_members(pgid) or () if state not in "ZX"]
+    pause = min(0.1, budget / max(1, len(members)))  # one dump after the other, not mixed
+    for pid in members:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, STACKS_SIGNAL)
+        time.sleep(pause)
+    return members
 
 
 def _wait_gone(pgid: int, timeout: float, leader: int | None, poll: float) -> bool:

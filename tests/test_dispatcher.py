@@ -70,6 +70,36 @@ def test_cancel_a_running_run_kills_it(tmp_path, running_dispatcher):
     assert not running_dispatcher.env.cancel(Run.objects.get(pk=run.pk))
 
 
+STUBBORN = """\
+import signal, threading, time
+
+
+def test_stubborn():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Event().wait(120)  # stuck where only a stack can say
+"""
+
+
+@pytest.mark.parametrize("engine", ["fork", "xdist"])
+def test_a_run_that_will_not_stop_leaves_its_stacks_in_the_log(tmp_path, engine):
+    """Cancelled, it ignores SIGTERM for the pool's whole grace: before SIGKILL each process
+    writes where it was (all threads) to the run's log, for whoever must find out why."""
+    path = write_suite(tmp_path / "stubborn", {"test_stubborn.py": STUBBORN})
+    suite = Suite.objects.create(name="stubborn", path=str(path))
+    RunConfig.objects.create(suite=suite, name="default", is_default=True, workers=1)
+    with installed(Environment()) as env:
+        dispatcher = env.start_dispatcher(max_concurrent=1, poll=0.1)
+        dispatcher.pool.grace = 1.0
+        run = launch.launch(suite, overrides={"engine": engine})
+        log = launch.log_path(run)
+        wait_until(lambda: "test_stubborn" in log.read_text() if log.exists() else False, 120)
+        assert env.cancel(Run.objects.get(pk=run.pk))
+        wait_until(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
+    text = log.read_text()
+    assert "most recent call first" in text, text[-3000:]
+    assert "line 6 in test_stubborn" in text, text[-3000:]
+
+
 def test_runs_whose_process_is_gone_become_interrupted(suite):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

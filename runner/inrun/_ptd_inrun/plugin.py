@@ -20,6 +20,7 @@ from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
 from .load import addoption as _add_load_options
 from .load import configure as configure_load
 from .reporter import REPORTER_NAME, Reporter
+from .stacks import enable as enable_stack_dumps
 from .terminal import silence_terminal
 
 # Plugins whose end-of-session hooks import their library even when no test used it, and the
@@ -45,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    enable_stack_dumps()  # every process of the run: where it was, should it not stop
     if hasattr(config, "workerinput"):
         return  # an xdist worker: silenced at session start (terminal.py)
     # --ptd-load-users N: the load engine; --ptd-workers N: the fork engine (None otherwise)
