@@ -29,6 +29,7 @@ MATRIX: dict[str, dict[str, str]] = {
         "pytest-rerunfailures": "14.0",
         "pytest-repeat": "0.9.3",
         "pytest-cov": "5.0.0",
+        "requests": "2.31.0",  # the ingestion plugin's (pyproject's bound)
     },
     "pytest84": {
         "pytest": "8.4.2",
@@ -44,6 +45,7 @@ MATRIX: dict[str, dict[str, str]] = {
         "pytest-repeat": "0.9.4",
         "pytest-cov": "7.1.0",
         "hypothesis": "6.170.17",  # its plugin's summary is what test_idle_plugins is about
+        "requests": "2.34.2",  # the ingestion plugin's
     },
 }
 BUILD_TIMEOUT = 600

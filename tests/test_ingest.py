@@ -29,21 +29,29 @@ SUITE = {
 PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n    pass\n"}
 
 
-def plugin_args() -> list[str]:
-    """The plugin comes from the pytest11 entry point once PTD is pip-installed; else -p."""
-    installed = any(
+def plugin_args(python: str = sys.executable) -> list[str]:
+    """The plugin comes from the pytest11 entry point once PTD is pip-installed; else -p
+    (always in another interpreter: a CI job's, where only the path has PTD)."""
+    installed = python == sys.executable and any(
         e.value == "runner.client.plugin" for e in importlib.metadata.entry_points(group="pytest11")
     )
     return [] if installed else ["-p", "runner.client.plugin"]
 
 
-def pytest_run(suite, *args, timeout=120, extra_env=None):
+@pytest.fixture
+def suite_python() -> str:
+    """The CI job's interpreter: this one here; tests/runner/test_compat_*.py run the test
+    again with the pytest / xdist / requests versions PTD supports."""
+    return sys.executable
+
+
+def pytest_run(suite, *args, timeout=120, extra_env=None, python=sys.executable):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PTD_", "PYTEST_"))}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra_env or {})
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *plugin_args(), *args],
+        [python, "-m", "pytest", "-p", "no:cacheprovider", "-q", *plugin_args(python), *args],
         cwd=suite,
         env=env,
         capture_output=True,
@@ -77,8 +85,16 @@ def ptd_args(server, suite="demo"):
     return ["--ptd-url", server.url, "--ptd-token", server.token, "--ptd-suite", suite]
 
 
-def test_xdist_run_is_streamed_and_closed(server):
-    out = pytest_run(server.suite, "-n", "2", *ptd_args(server), "--ptd-branch", "ci-branch")
+def test_xdist_run_is_streamed_and_closed(server, suite_python):
+    out = pytest_run(
+        server.suite,
+        "-n",
+        "2",
+        *ptd_args(server),
+        "--ptd-branch",
+        "ci-branch",
+        python=suite_python,
+    )
     assert out.returncode == 1, out.stdout + out.stderr  # test_fails fails, as without PTD
     assert "1 failed, 6 passed, 1 skipped" in out.stdout
     assert "ptd: run failed: " in out.stdout and "warning" not in out.stdout

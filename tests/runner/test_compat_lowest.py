@@ -20,5 +20,9 @@ from tests.runner.test_runner_plugin import (  # noqa: F401
     test_loadgroup_keeps_marked_tests_together,
     test_workers_skip_the_terminal_summary,
 )
+from tests.test_ingest import (  # noqa: F401 - the ingestion plugin in a CI job's interpreter
+    server,
+    test_xdist_run_is_streamed_and_closed,
+)
 
 suite_python = interpreter("lowest")
