@@ -12,6 +12,8 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -153,6 +155,16 @@ class Fleet:
         proc = self.agents[name]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+    @contextmanager
+    def serving(self, machines: int = 3) -> Iterator[Fleet]:
+        """A module fixture's body: the fleet up, then down, leaving no shard process."""
+        try:
+            self.start(machines=machines)
+            yield self
+        finally:
+            self.stop()
+        assert self.processes_in_copies() == [], "a process of a shard outlived its agent"
 
     def stop(self) -> None:
         for proc in self.agents.values():

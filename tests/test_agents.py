@@ -23,13 +23,8 @@ WAIT = 30_000  # ms: an agent starting, a poll, a loss detected, on a loaded mac
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    fleet = Fleet(tmp_path_factory.mktemp("fleet"))
-    try:
-        fleet.start(machines=3)
+    with Fleet(tmp_path_factory.mktemp("fleet")).serving(machines=3) as fleet:
         yield fleet
-    finally:
-        fleet.stop()
-    assert fleet.processes_in_copies() == [], "a process of a shard outlived its agent"
 
 
 def all_idle(fleet: Fleet, count: int) -> None:

@@ -146,12 +146,8 @@ def fleet(tmp_path_factory):
 
     fleet = Fleet(tmp, maker=maker)
     fleet.barrier = barrier
-    try:
-        fleet.start(machines=3)
+    with fleet.serving(machines=3):
         yield fleet
-    finally:
-        fleet.stop()
-    assert fleet.processes_in_copies() == [], "a process of a shard outlived its agent"
 
 
 def run_in_mode(fleet: Fleet, dist: str) -> tuple[dict, list[dict]]:
