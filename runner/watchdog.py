@@ -22,16 +22,25 @@ from runner import procs
 
 
 def wait_for_exit(pid: int, start: str) -> None:
-    """Return once process ``pid`` (started at ``start``) is gone."""
+    """Return once process ``pid`` (started at ``start``) has exited: gone, or a zombie its
+    parent has not reaped yet (its pidfd is readable then, and stays so: waiting on it
+    again would spin)."""
     try:
         fd = os.pidfd_open(pid)
     except (OSError, AttributeError):  # gone already, or no pidfds: poll instead
         fd = None
-    while lifeline.start_time(pid) == start:
-        if fd is not None:
+    if fd is not None:
+        if lifeline.start_time(pid) == start:  # the pidfd names this process, not a reuse
             select.select([fd], [], [])  # readable once it has exited
-        else:
-            time.sleep(0.2)
+        os.close(fd)
+        return
+    while _running(pid, start):
+        time.sleep(0.2)
+
+
+def _running(pid: int, start: str) -> bool:
+    fields = lifeline.stat_fields(pid)
+    return fields is not None and len(fields) > 19 and fields[19] == start and fields[0] != "Z"
 
 
 def main(argv: list[str]) -> None:
