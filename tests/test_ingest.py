@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+import functools
 import json
 import os
 import re
@@ -30,12 +30,20 @@ PASSING = {"tests/test_ok.py": "def test_one():\n    pass\n\ndef test_two():\n  
 
 
 def plugin_args(python: str = sys.executable) -> list[str]:
-    """The plugin comes from the pytest11 entry point once PTD is pip-installed; else -p
-    (always in another interpreter: a CI job's, where only the path has PTD)."""
-    installed = python == sys.executable and any(
-        e.value == "runner.client.plugin" for e in importlib.metadata.entry_points(group="pytest11")
+    """The plugin comes from the pytest11 entry point where the suite's interpreter sees one
+    (PTD pip-installed, or an egg-info beside the checkout on PYTHONPATH); else -p. Asking
+    both ways would register it twice, which pytest refuses."""
+    return [] if _sees_entry_point(python) else ["-p", "runner.client.plugin"]
+
+
+@functools.cache
+def _sees_entry_point(python: str) -> bool:
+    probe = (
+        "import importlib.metadata as m, sys; sys.exit(0 if any("
+        "e.value == 'runner.client.plugin' for e in m.entry_points(group='pytest11')) else 1)"
     )
-    return [] if installed else ["-p", "runner.client.plugin"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([python, "-c", probe], env=env, timeout=60).returncode == 0
 
 
 @pytest.fixture
