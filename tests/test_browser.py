@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -272,8 +273,16 @@ def test_the_live_page_resyncs_after_a_lost_message(server, browser, tmp_path):
     suite = write_suite(
         tmp_path / "lossy",
         {
-            "test_steps.py": "import time, pytest\n\n@pytest.mark.parametrize('i', range(12))\n"
-            "def test_step(i): time.sleep(0.25)\n"
+            # The tests wait for the page's first snapshot (the gate file), so results come
+            # after it however slow this machine is to open the page.
+            "test_steps.py": "import pathlib, time, pytest\n\n"
+            "GATE = pathlib.Path(__file__).with_name('gate')\n\n"
+            "@pytest.mark.parametrize('i', range(12))\n"
+            "def test_step(i):\n"
+            "    deadline = time.monotonic() + 60\n"
+            "    while not GATE.exists() and time.monotonic() < deadline:\n"
+            "        time.sleep(0.02)\n"
+            "    time.sleep(0.1)\n"
         },
     )
     api = requests.Session()
@@ -310,6 +319,11 @@ def test_the_live_page_resyncs_after_a_lost_message(server, browser, tmp_path):
         assert made.status_code == 201, made.text
         run_id = made.json()["id"]
         page.goto(f"{server.url}/runs/{run_id}/")
+        deadline = time.monotonic() + 30
+        while not snapshot_seq and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # lets the route see the socket's messages
+        assert snapshot_seq, "the page got no snapshot"
+        (suite / "gate").touch()
         page.wait_for_function(
             "['passed', 'failed'].includes(document.querySelector('#run-status')"
             ".dataset.runStatus)",

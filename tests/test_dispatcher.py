@@ -71,11 +71,12 @@ def test_cancel_a_running_run_kills_it(tmp_path, running_dispatcher):
 
 
 STUBBORN = """\
-import signal, threading, time
+import pathlib, signal, threading
 
 
 def test_stubborn():
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    pathlib.Path(__file__).with_name("started").touch()
     threading.Event().wait(120)  # stuck where only a stack can say
 """
 
@@ -92,12 +93,12 @@ def test_a_run_that_will_not_stop_leaves_its_stacks_in_the_log(tmp_path, engine)
         dispatcher.pool.grace = 1.0
         run = launch.launch(suite, overrides={"engine": engine})
         log = launch.log_path(run)
-        wait_until(lambda: "test_stubborn" in log.read_text() if log.exists() else False, 120)
+        wait_until((path / "started").exists, 120)  # SIGTERM is ignored from now on
         assert env.cancel(Run.objects.get(pk=run.pk))
         wait_until(lambda: Run.objects.get(pk=run.pk).status == "cancelled", timeout=30)
     text = log.read_text()
     assert "most recent call first" in text, text[-3000:]
-    assert "line 6 in test_stubborn" in text, text[-3000:]
+    assert "line 7 in test_stubborn" in text, text[-3000:]
 
 
 def test_runs_whose_process_is_gone_become_interrupted(suite):

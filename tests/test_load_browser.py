@@ -38,22 +38,6 @@ def test_live_load_page_mid_run_after_reload_and_finished(server, tmp_path):
         timeout=30,
     )
     assert created.status_code == 201, created.text
-    launched = api.post(
-        f"{server.url}/api/runs",
-        json={
-            "suite": "service",
-            "mode": "load",
-            "users": 4,
-            "spawn_rate": 100,
-            "duration": 10,
-            "workers": 2,
-            "keyword": "test_item",
-            "thresholds": ["p95<5s"],
-        },
-        timeout=30,
-    )
-    assert launched.status_code == 201, launched.text
-    run_url = server.url + launched.json()["url"]
 
     from playwright.sync_api import sync_playwright
 
@@ -65,6 +49,23 @@ def test_live_load_page_mid_run_after_reload_and_finished(server, tmp_path):
         page.on("console", lambda m: violations.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: violations.append(str(e)))
         login_admin(page, server)
+        # Launched once the browser is up, so its start-up does not eat the run's duration.
+        launched = api.post(
+            f"{server.url}/api/runs",
+            json={
+                "suite": "service",
+                "mode": "load",
+                "users": 4,
+                "spawn_rate": 100,
+                "duration": 15,
+                "workers": 2,
+                "keyword": "test_item",
+                "thresholds": ["p95<5s"],
+            },
+            timeout=30,
+        )
+        assert launched.status_code == 201, launched.text
+        run_url = server.url + launched.json()["url"]
 
         def shows_the_load():
             page.wait_for_selector(f"#stats-tests tbody td.mono:text-is('{ITEM}')")
