@@ -123,10 +123,13 @@ class WorkerDelta:
         self.crashed += result.outcome == "crashed"
 
 
-def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerStat]:
+def add_to_workers(
+    run_id: int, deltas: dict[str, WorkerDelta], read_back: bool = True
+) -> list[WorkerStat]:
     """Add a batch's figures to the workers' rows with atomic updates (tests = tests + n):
     the database holds the totals, so any process may store any batch of a run (ingestion
-    behind several server processes, or after a restart) without losing counts."""
+    behind several server processes, or after a restart) without losing counts. The rows as
+    they now stand come back if ``read_back`` (for a live page; nobody watching, no query)."""
     WorkerStat.objects.bulk_create(
         [WorkerStat(run_id=run_id, worker=w) for w in deltas],
         ignore_conflicts=True,
@@ -147,6 +150,8 @@ def add_to_workers(run_id: int, deltas: dict[str, WorkerDelta]) -> list[WorkerSt
             last = Value(d.last_stop, output_field=FloatField())
             changes["last_stop"] = Greatest(Coalesce("last_stop", last), last)
         WorkerStat.objects.filter(run_id=run_id, worker=worker).update(**changes)
+    if not read_back:
+        return []
     return list(WorkerStat.objects.filter(run_id=run_id, worker__in=deltas).order_by("worker"))
 
 
@@ -226,7 +231,7 @@ class DbSink(LoadSinkMixin):
             if results:
                 insert_results(results)
             if deltas:
-                stats = add_to_workers(run_id, deltas)
+                stats = add_to_workers(run_id, deltas, read_back=publishing)
             if warnings:  # appended in the database: ingested runs come in several requests
                 run_fields["warnings"] = Concat(F("warnings"), Value("".join(warnings)))
             if run_fields:

@@ -17,8 +17,8 @@ from .fork import addoption as _add_fork_options
 from .fork import configure as configure_fork
 from .fork.plugins import settle_status_db, track_status_db
 from .groups import DIR_KEY, controller_dir, remove_dir, write_worker_groups
-from .load import addoption as _add_load_options
-from .load import configure as configure_load
+from .load.options import addoption as _add_load_options
+from .load.options import configure as configure_load
 from .reporter import REPORTER_NAME, Reporter
 from .stacks import enable as enable_stack_dumps
 from .terminal import silence_terminal

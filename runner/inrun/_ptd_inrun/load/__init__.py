@@ -25,8 +25,6 @@ Events (JSON lines on the run's event stream, each with "type" and "time"):
 
 No per-iteration ``test`` event. pytest exits 0 when the load ran (thresholds are the
 dashboard's), non-zero on a usage or collection error or when a load process died.
+
+(The package imports nothing itself: the dashboard reads ``histogram`` without pytest.)
 """
-
-from .options import addoption, configure
-
-__all__ = ["addoption", "configure"]
