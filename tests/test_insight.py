@@ -127,3 +127,34 @@ def test_startup_finding_and_a_run_without_tests():
                               workers=2)  # fmt: skip
     assert empty["tests"] == 0 and empty["startup"] + empty["teardown"] == 2.0
     assert breakdown.compute(launch=None, wall=2.0, marks={}, tests=[], workers=1) is None
+
+
+def test_the_amdahl_cap_names_the_longest_test_when_it_binds_first():
+    # Walls of a small serial fraction: Amdahl allows ~20x, but a 2.5 s test in a 23 s suite
+    # allows 9.2x: both caps are said, so the two explanations do not contradict each other.
+    runs = runs_at({1: 23.0, 2: 11.9, 4: 6.3, 8: 4.3})
+    data = scaling.analyse(runs, cores=2, longest={"nodeid": "t.py::test_long", "seconds": 2.5})
+    amdahl = {e["kind"]: e["message"] for e in data["explanations"]}["amdahl"]
+    assert "The longest test caps it lower: 9.2× (23.0 s at 1 worker / 2.5 s)" in amdahl
+    quick = scaling.analyse(runs, cores=2, longest={"nodeid": "t.py::t", "seconds": 0.1})
+    assert "caps it lower" not in {e["kind"]: e["message"] for e in quick["explanations"]}["amdahl"]
+
+
+def test_the_breakdown_names_the_longest_test_even_with_no_tail():
+    """A 1-worker run has no tail (no worker is ever done early), yet its longest test is
+    what bounds every other count's wall: the page still names it."""
+    from types import SimpleNamespace
+
+    from django.template.loader import render_to_string
+
+    b = {"wall": 23.3, "tail": 0.0, "idle": 0.05, "idle_share": 0.002, "findings": [],
+         "longest_test": {"nodeid": "t.py::test_long[2.5]", "seconds": 2.506}}  # fmt: skip
+    bar = [{"key": "tests", "label": "tests", "seconds": 23.3, "width": 800, "x": 0,
+            "label_x": 4, "fill": "#2563eb", "share": 1.0, "bad": False}]  # fmt: skip
+    html = render_to_string(
+        "runs/_time_breakdown.html",
+        {"run": SimpleNamespace(breakdown=b, is_active=False), "breakdown_bar": bar},
+    )
+    assert "longest test 2.51 s" in html and "t.py::test_long[2.5]" in html
+    assert "tail (some worker" not in html
+    assert "(0.05 worker-seconds" in html  # as the bar rounds it, not 0.0

@@ -97,8 +97,10 @@ def recommend(pts: list[dict], tolerance: float = TOLERANCE) -> tuple[int | None
     limit = f"within {round(tolerance * 100)} % of the best wall of the counts {among}"
     workers = f"{pick['workers']} worker{'s' if pick['workers'] != 1 else ''}"
     if pick is best:
-        reason = f"{workers}: the best wall of the counts {among} ({best['wall_seconds']:.1f} s)"
-        reason += f", and no smaller count is {limit}."
+        reason = (
+            f"{workers}: the fastest of the counts {among} ({best['wall_seconds']:.1f} s); no "
+            f"smaller count comes within {round(tolerance * 100)} % of it."
+        )
     else:
         gain = 1 - best["wall_seconds"] / pick["wall_seconds"]
         reason = (
@@ -182,14 +184,20 @@ def explain(pts: list[dict], cores: int, serial_fraction: float | None, longest:
         )
     if serial_fraction:
         cap = f"{1 / serial_fraction:.1f}×" if serial_fraction > 0.001 else "no limit"
-        out.append(
-            {
-                "kind": "amdahl",
-                "message": f"The fitted serial fraction is {serial_fraction:.3f}: by Amdahl's "
-                f"law the speedup cannot pass {cap} however many workers (start-up, "
-                "collection, teardown and the longest test do not shrink with more workers).",
-            }
+        message = (
+            f"The fitted serial fraction is {serial_fraction:.3f}: by Amdahl's law the speedup "
+            f"cannot pass {cap} however many workers (start-up, collection, teardown and the "
+            "longest test do not shrink with more workers)."
         )
+        one = next((p["wall_seconds"] for p in pts if p["workers"] == 1), None)
+        if one and longest and longest["seconds"] > 0:
+            bound = one / longest["seconds"]
+            if serial_fraction <= 0.001 or bound < 1 / serial_fraction:
+                message += (
+                    f" The longest test caps it lower: {bound:.1f}× ({one:.1f} s at 1 worker "
+                    f"/ {longest['seconds']:.1f} s)."
+                )
+        out.append({"kind": "amdahl", "message": message})
     efficient = [p for p in with_speedup if p["efficiency"] >= EFFICIENCY_TARGET]
     if efficient:
         top = max(efficient, key=lambda p: p["workers"])
