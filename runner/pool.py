@@ -232,6 +232,8 @@ class Pool:
         tracker = procs.RunProcesses()
         env = {**spec.env, **tracker.env()}
         env["PTD_EVENTS_FD"] = str(w)
+        if spec.warm_first and self._zygotes is not None:
+            self._zygotes.prepare(spec.argv, spec.cwd, env)
         # The run starts when the pool starts launching it: its wall time counts from here,
         # spawning included (a cold interpreter, or waiting for a zygote still preloading).
         started = time.monotonic()

@@ -37,6 +37,10 @@ class RunSpec:
     # pool's). A load run asks for more than its engine's stop grace (LOAD_GRACE), so running
     # iterations finish and its last statistics are sent.
     grace: float | None = None
+    # Wait, before the run starts (its wall), for a warm interpreter when warm starts are on:
+    # a sweep's steps must all start warm, or the first (often the 1-worker baseline) is slower
+    # by a cold start and every measured speedup is inflated.
+    warm_first: bool = False
 
 
 LOAD_GRACE = 15.0  # a load run's RunSpec.grace: the load engine's 10 s stop grace, and margin

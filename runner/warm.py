@@ -292,6 +292,17 @@ class Zygotes:
             while len(self._by_key) > self.limit:
                 self._by_key.popitem(last=False)[1].close()
 
+    def prepare(
+        self, argv: Sequence[str], cwd: str, env: Mapping[str, str], timeout: float = READY_TIMEOUT
+    ) -> bool:
+        """Have a zygote for this run ready before it starts (``RunSpec.warm_first``: a sweep's
+        first step would otherwise pay a cold start the others do not); whether one is."""
+        self.replenish(argv, cwd, env)
+        key = self._key(argv, cwd, env)
+        with self._lock:
+            zygote = self._by_key.get(key) if key is not None else None
+        return zygote is not None and zygote._ready.wait(timeout) and not zygote.dead
+
     def _expire(self) -> None:
         now = time.monotonic()
         for key, zygote in list(self._by_key.items()):

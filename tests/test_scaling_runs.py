@@ -50,6 +50,9 @@ def test_sweep_runs_one_after_another_and_gives_points_and_a_recommendation(
     wait_until(lambda: not Run.objects.filter(id__in=ids, status__in=Run.ACTIVE).exists(), 120)
     runs = list(Run.objects.filter(id__in=ids).order_by("id"))
     assert [r.status for r in runs] == ["passed"] * 3
+    # Every step waits for a warm interpreter before it starts: the first pays no cold start.
+    assert all(launch.build_spec(r).warm_first for r in runs)
+    assert not launch.build_spec(Run.objects.create(suite=suite)).warm_first
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later.started_at >= earlier.finished_at, "two steps of a sweep ran at once"
     # Against the sweep's own 1-worker step (how much faster 4 workers are is the machine's

@@ -365,6 +365,7 @@ def build_spec(run: Run) -> RunSpec:
         # A cancelled (or aborted) load lets running iterations end within the engine's own
         # stop grace before anything is killed.
         grace=LOAD_GRACE if snap.get("mode") == "load" else None,
+        warm_first=bool(run.sweep),
     )
 
 

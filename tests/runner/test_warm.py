@@ -52,7 +52,7 @@ def write(root: Path, name: str, text: str) -> None:
     (root / name).write_text(textwrap.dedent(text))
 
 
-def run(pool, tmp_path, run_id, cmd, suite):
+def run(pool, tmp_path, run_id, cmd, suite, **fields):
     """Start a run; the environment differs from run to run only where the pool's does."""
     argv, env = cmd
     per_run = {"PTD_DURATIONS_FILE": f"/d{run_id}"}
@@ -63,6 +63,7 @@ def run(pool, tmp_path, run_id, cmd, suite):
         env={**env, "PROBE_DIR": str(tmp_path), **per_run},
         timeout=None,
         log_path=str(tmp_path / f"run{run_id}.log"),
+        **fields,
     )
     pool.submit(spec)
     return spec
@@ -74,8 +75,8 @@ def finish(pool, run_id):
     return outcome
 
 
-def probe_run(pool, tmp_path, run_id, cmd, suite):
-    run(pool, tmp_path, run_id, cmd, suite)
+def probe_run(pool, tmp_path, run_id, cmd, suite, **fields):
+    run(pool, tmp_path, run_id, cmd, suite, **fields)
     outcome = finish(pool, run_id)
     return outcome, json.loads((tmp_path / f"d{run_id}.json").read_text())
 
@@ -125,6 +126,19 @@ def test_each_run_forks_from_an_interpreter_made_ready_before_it(
     assert [e["outcome"] for e in events if e["type"] == "test"] == ["failed"]
     log = (tmp_path / "run2.log").read_text()
     assert "1 failed" in log and "assert not True" in log  # a rewritten assert
+
+
+def test_a_warm_first_run_starts_warm_from_its_first_time(
+    tmp_path, warm_pool, recorder, fast_pytest_cmd
+):
+    """A sweep's steps (RunSpec.warm_first): even the first run of a suite forks from a
+    zygote, made ready before the run starts, so no step's wall holds a cold start."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    write(suite, "test_probe.py", PROBE)
+    outcome, probe = probe_run(warm_pool, tmp_path, 1, fast_pytest_cmd, suite, warm_first=True)
+    assert outcome.returncode == 0
+    assert probe["ppid"] != os.getpid()  # a cold run is this process's child; this one forked
 
 
 def test_plugins_are_imported_through_pytest_assert_rewriting(tmp_path, warm_pool, fast_pytest_cmd):
