@@ -69,7 +69,29 @@ def ptd_run(fleet: Fleet, kill_after: float | None = None) -> dict:
         "crashed_attempts": sum(r["outcome"] == "crashed" for r in results),
         "killed": killed,
         "machines": {m["agent"]: m["state"] for m in run["machines"]},
+        "timeline": timeline(results),
     }
+
+
+def timeline(results: list[dict]) -> dict:
+    """Per machine, from the run's first test start: its first start, last stop and how busy
+    its workers were between the two (where an engine wall above the bound comes from)."""
+    t0 = min(r["start"] for r in results if r["start"])
+    machines: dict[str, list[dict]] = {}
+    for r in results:
+        if r["start"] and r["stop"]:
+            machines.setdefault(r["worker"].split("/")[0], []).append(r)
+    out = {}
+    for machine, rows in sorted(machines.items()):
+        first, last = min(r["start"] for r in rows), max(r["stop"] for r in rows)
+        workers = {r["worker"] for r in rows}
+        busy = sum(r["stop"] - r["start"] for r in rows)
+        out[machine] = {
+            "first_start": round(first - t0, 2),
+            "last_stop": round(last - t0, 2),
+            "busy_share": round(busy / max(1e-9, len(workers) * (last - first)), 2),
+        }
+    return out
 
 
 def all_idle(fleet: Fleet) -> None:
