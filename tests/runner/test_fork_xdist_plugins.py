@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from runner import metrics
 from tests.runner.test_fork import both, parallel
 
@@ -54,6 +56,26 @@ def test_reruns_rerun_a_test_that_killed_its_worker(suite, engine):
     assert len([d for d in run.of_type("worker_down") if d["crashed"]]) == 3
     summary = metrics.summarize(run.tests, wall=1.0, workers=2)["tests"]
     assert (summary["total"], summary["failed"], summary["flaky"]) == (3, 1, 1)
+
+
+def test_a_dead_workers_status_connection_ends_its_reader():
+    """rerunfailures < 15 reads its status connections byte by byte and took the end of file
+    for a byte, spinning for good once a worker died (16 s per crash in the controller). The
+    connection the controller's server reads ends in a ConnectionError instead."""
+    import socket
+
+    from _ptd_inrun.fork.plugins import _EndsAtEof
+
+    ours, theirs = socket.socketpair()
+    with _EndsAtEof(ours) as conn:
+        theirs.sendall(b"set|gw0|t|1\n")
+        theirs.close()  # the worker dies
+        read = b""
+        with pytest.raises(ConnectionError):
+            for _ in range(1000):  # rerunfailures 14's loop: recv(1) until the delimiter
+                read += conn.recv(1)
+        assert read == b"set|gw0|t|1\n"
+    assert ours.fileno() == -1  # closed with the connection, as `with conn` does
 
 
 def test_a_rerun_crash_counts_against_reruns_like_any_failure(suite):
