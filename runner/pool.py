@@ -216,7 +216,10 @@ class Pool:
 
     def _execute(self, run: _Run) -> RunOutcome:
         spec = run.spec
-        if run.reason == "cancelled":
+        if spec.warm_first and self._zygotes is not None and run.reason is None:
+            # Before anything of the run exists (its key leaves per-run variables out).
+            self._zygotes.prepare(spec.argv, spec.cwd, spec.env)
+        if run.reason is not None:  # cancelled while queued or preparing, or shutting down
             return RunOutcome(spec.run_id, None, 0.0, "cancelled", "cancelled before start")
         try:
             output = logcap.CappedLog(spec.log_path, spec.log_max_bytes)
@@ -232,8 +235,6 @@ class Pool:
         tracker = procs.RunProcesses()
         env = {**spec.env, **tracker.env()}
         env["PTD_EVENTS_FD"] = str(w)
-        if spec.warm_first and self._zygotes is not None:
-            self._zygotes.prepare(spec.argv, spec.cwd, env)
         # The run starts when the pool starts launching it: its wall time counts from here,
         # spawning included (a cold interpreter, or waiting for a zygote still preloading).
         started = time.monotonic()

@@ -301,7 +301,15 @@ class Zygotes:
         key = self._key(argv, cwd, env)
         with self._lock:
             zygote = self._by_key.get(key) if key is not None else None
-        return zygote is not None and zygote._ready.wait(timeout) and not zygote.dead
+        if zygote is None:
+            return False
+        if zygote._ready.wait(timeout) and not zygote.dead:
+            return True
+        with self._lock:  # not ready in time: the run starts cold, not after a second wait
+            if self._by_key.get(key) is zygote:
+                del self._by_key[key]
+        zygote.close()
+        return False
 
     def _expire(self) -> None:
         now = time.monotonic()

@@ -95,6 +95,8 @@ def track_status_db(config: pytest.Config) -> None:
         try:
             serve(_EndsAtEof(conn))
         finally:
+            with contextlib.suppress(OSError):
+                conn.close()  # rerunfailures < 15 leaves it to the garbage collector
             connections.pop(conn, None)
             done.set()
 
