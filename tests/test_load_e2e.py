@@ -86,7 +86,11 @@ def test_figures_equal_the_tests_own_timings(load_suite, viewer):
     for q in (50, 95):
         expected = raw_percentile(samples, q)
         assert expected * 0.95 <= load[f"p{q}_ms"] <= expected * 1.05 + 60, (q, load, expected)
-        assert abs(endpoint[f"p{q}_ms"] - expected) <= expected * 0.05 + 5, (q, endpoint)
+        # The request is inside the test's own timing: never above it (but for the histogram's
+        # 5 %), below it by what requests.get does around the request, GIL waits included
+        # (12 ms at p95 on a loaded CI).
+        request = endpoint[f"p{q}_ms"]
+        assert expected * 0.95 - 60 <= request <= expected * 1.05 + 5, (q, endpoint, expected)
     # Asked 3 s; load_start to load_stop also holds the forks and the graceful stop, which
     # the engine bounds by its stop grace (10 s): a loaded machine takes more of it.
     assert 2.5 <= load["duration_seconds"] <= 3 + 10
