@@ -294,22 +294,20 @@ class Zygotes:
 
     def prepare(
         self, argv: Sequence[str], cwd: str, env: Mapping[str, str], timeout: float = READY_TIMEOUT
-    ) -> bool:
+    ) -> None:
         """Have a zygote for this run ready before it starts (``RunSpec.warm_first``: a sweep's
-        first step would otherwise pay a cold start the others do not); whether one is."""
+        first step would otherwise pay a cold start the others do not). One not ready within
+        ``timeout`` is dropped: the run then starts cold at once, not after a second wait."""
         self.replenish(argv, cwd, env)
         key = self._key(argv, cwd, env)
         with self._lock:
             zygote = self._by_key.get(key) if key is not None else None
-        if zygote is None:
-            return False
-        if zygote._ready.wait(timeout) and not zygote.dead:
-            return True
-        with self._lock:  # not ready in time: the run starts cold, not after a second wait
+        if zygote is None or (zygote._ready.wait(timeout) and not zygote.dead):
+            return
+        with self._lock:
             if self._by_key.get(key) is zygote:
                 del self._by_key[key]
         zygote.close()
-        return False
 
     def _expire(self) -> None:
         now = time.monotonic()

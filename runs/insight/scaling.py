@@ -94,14 +94,15 @@ def recommend(pts: list[dict], tolerance: float = TOLERANCE) -> tuple[int | None
         key=lambda p: p["workers"],
     )
     among = f"at efficiency ≥ {EFFICIENCY_TARGET}" if efficient else "measured"
-    limit = f"within {round(tolerance * 100)} % of the best wall of the counts {among}"
+    percent = round(tolerance * 100)
     workers = f"{pick['workers']} worker{'s' if pick['workers'] != 1 else ''}"
     if pick is best:
         reason = (
             f"{workers}: the fastest of the counts {among} ({best['wall_seconds']:.1f} s); no "
-            f"smaller count comes within {round(tolerance * 100)} % of it."
+            f"smaller count comes within {percent} % of it."
         )
     else:
+        limit = f"within {percent} % of the best wall of the counts {among}"
         gain = 1 - best["wall_seconds"] / pick["wall_seconds"]
         reason = (
             f"{workers}: the smallest count {limit} ({pick['wall_seconds']:.1f} s against "
