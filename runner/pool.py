@@ -64,6 +64,7 @@ class Pool:
         *,
         reap_orphans: bool = True,
         warm_start: bool = False,
+        zygotes: warm.Zygotes | None = None,
         on_slot_free: Callable[[], None] | None = None,
     ) -> None:
         """``reap_orphans``: make this process a child subreaper (Linux) so processes a run
@@ -72,7 +73,8 @@ class Pool:
         subprocesses of this process are adopted too (and left to their fate).
 
         ``warm_start``: fork runs from a kept interpreter with pytest already imported
-        (``runner.warm``), for a pool that lives longer than one run.
+        (``runner.warm``), for a pool that lives longer than one run. ``zygotes``: those
+        to use instead (a one-shot pool's, holding one started ahead of its run).
 
         ``on_slot_free``: called (from the pool's thread, outside its lock) each time a run
         has ended and its slot is free again, for whoever feeds the pool to submit more."""
@@ -90,7 +92,9 @@ class Pool:
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._on_slot_free = on_slot_free
-        self._zygotes = warm.Zygotes() if warm_start and warm.supported() else None
+        if zygotes is None and warm_start and warm.supported():
+            zygotes = warm.Zygotes()
+        self._zygotes = zygotes
         if reap_orphans:
             procs.become_subreaper()
 

@@ -98,6 +98,7 @@ class Zygote:
     """One kept interpreter, for one run (see ``Zygotes``)."""
 
     def __init__(self, python: str, cwd: str, env: Mapping[str, str]) -> None:
+        self.key = Zygotes._key([python, "-m", "pytest"], cwd, env)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
         self.started = time.monotonic()
@@ -242,9 +243,12 @@ class Zygotes:
     over, starts the next zygote of its key, off the critical path of any run.
     """
 
-    def __init__(self, limit: int = 4, idle: float = 1800.0) -> None:
+    def __init__(self, limit: int = 4, idle: float = 1800.0, *, replenish: bool = True) -> None:
+        """``replenish=False``: a one-shot pool's (``run_suite``): no zygote is started after a
+        run, the process leaves; only one ``adopt``-ed ahead of it serves."""
         self.limit = limit
         self.idle = idle
+        self._replenish = replenish
         self._lock = threading.Lock()
         self._by_key: collections.OrderedDict[tuple, Zygote] = collections.OrderedDict()
         self._closed = False  # the pool shut down: no zygote is started any more
@@ -280,7 +284,7 @@ class Zygotes:
     def replenish(self, argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> None:
         """Have a fresh zygote ready for the next run like this one."""
         key = self._key(argv, cwd, env)
-        if key is None:
+        if key is None or not self._replenish:
             return
         with self._lock:
             if self._closed:  # a run ending as the pool shuts down
@@ -288,9 +292,22 @@ class Zygotes:
             self._expire()
             if key not in self._by_key:
                 self._by_key[key] = Zygote(key[0], cwd, dict(key[2]))
-            self._by_key.move_to_end(key)  # most recently used last
-            while len(self._by_key) > self.limit:
-                self._by_key.popitem(last=False)[1].close()
+            self._keep(key)
+
+    def adopt(self, zygote: Zygote) -> None:
+        """Keep a zygote started elsewhere (``run_suite``'s, started before Django): it serves
+        the first run of its key. Closed with the others if none has its key."""
+        with self._lock:
+            if self._closed or zygote.key is None or zygote.key in self._by_key:
+                zygote.close()
+                return
+            self._by_key[zygote.key] = zygote
+            self._keep(zygote.key)
+
+    def _keep(self, key: tuple) -> None:
+        self._by_key.move_to_end(key)  # most recently used last
+        while len(self._by_key) > self.limit:
+            self._by_key.popitem(last=False)[1].close()
 
     def prepare(
         self, argv: Sequence[str], cwd: str, env: Mapping[str, str], timeout: float = READY_TIMEOUT

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from runner import warm
 from tests.factories import SUMMARY_KEYS, write_suite
 from tests.servers import ROOT, isolated_env
 
@@ -45,11 +50,11 @@ def environment(data_dir) -> dict:
     return _envs[data_dir]
 
 
-def run_suite(data_dir, *args, timeout=120):
+def run_suite(data_dir, *args, timeout=120, **env):
     return subprocess.run(
         [sys.executable, "manage.py", "run_suite", *map(str, args)],
         cwd=ROOT,
-        env=environment(data_dir),
+        env={**environment(data_dir), **env},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -173,3 +178,49 @@ def test_timeout_exit_3(data_dir, tmp_path):
     assert summary["metrics_note"].startswith("timed out")
     assert "timed out:" in out.stderr  # the status as people read it
     assert out.stderr.count("imed out after 2 s") == 1, out.stderr  # one message
+
+
+# Who started the run's pytest process (its parent's command line), written into the suite.
+PARENT_PROBE = {
+    "conftest.py": (
+        "import os, pathlib\n\n"
+        "def pytest_configure(config):\n"
+        "    if not os.environ.get('PYTEST_XDIST_WORKER'):\n"
+        "        parent = pathlib.Path(f'/proc/{os.getppid()}/cmdline').read_bytes()\n"
+        "        pathlib.Path(__file__).with_name('parent.txt').write_bytes(parent)\n"
+    ),
+    "test_one.py": "def test_one(): pass\n",
+}
+
+
+def processes_in(directory: Path, timeout: float = 10.0) -> list[int]:
+    """The processes working in ``directory``, once given ``timeout`` to be gone."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if os.readlink(proc / "cwd") == str(directory):
+                        found.append(int(proc.name))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not warm.supported(), reason="warm starts need Linux pidfds")
+def test_a_suite_path_runs_in_an_interpreter_warmed_while_django_started(data_dir, tmp_path):
+    """runs.execution.prestart: `run_suite PATH` starts the suite's interpreter before Django,
+    the run forks from it, and nothing of it outlives the command, used or not."""
+    suite = write_suite(tmp_path / "warm", PARENT_PROBE)
+    out = run_suite(data_dir, suite, "--workers", "1")
+    assert out.returncode == 0, out.stderr
+    assert b"_ptd_inrun.zygote" in (suite / "parent.txt").read_bytes()
+    assert processes_in(suite) == []
+    out = run_suite(data_dir, suite, "--workers", "1", PTD_WARM_START="0")
+    assert out.returncode == 0, out.stderr
+    assert b"manage.py" in (suite / "parent.txt").read_bytes()  # started cold, as asked
+    empty = write_suite(tmp_path / "empty", {"helpers.py": "X = 1\n"})
+    out = run_suite(data_dir, empty)
+    assert out.returncode == 2 and "no test files" in out.stderr
+    assert processes_in(empty) == []  # the interpreter started for it went with the command

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from runner import procs
 from runner.pool import Pool, RunOutcome
+from runner.warm import Zygotes
 from runs.execution.sink import DbSink, finish_run
 from runs.flaky.recorder import HistoryRecorder
 from runs.live.publish import Publisher
@@ -41,11 +42,17 @@ class Environment:
         self.pool: Pool | None = None
         self.dispatcher = None
 
-    def start_pool(self, max_concurrent: int | None = None, warm_start: bool | None = None) -> Pool:
+    def start_pool(
+        self,
+        max_concurrent: int | None = None,
+        warm_start: bool | None = None,
+        zygotes: Zygotes | None = None,
+    ) -> Pool:
         self.pool = Pool(
             self.sink,
             max_concurrent=max_concurrent or settings.PTD_MAX_CONCURRENT_RUNS,
             warm_start=settings.PTD_WARM_START if warm_start is None else warm_start,
+            zygotes=zygotes,
             # Woken once the slot is free (not when the sink is done: the pool frees the slot
             # after that, and a dispatcher woken in between saw no room and slept a poll).
             on_slot_free=self.run_queued.set,

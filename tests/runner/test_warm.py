@@ -318,3 +318,42 @@ def test_shutdown_ends_zygotes_even_preloading_and_starts_no_more(
     argv, env = fast_pytest_cmd
     pool._zygotes.replenish(argv, str(suite), env)  # a run ending during the shutdown
     assert not pool._zygotes._by_key
+
+
+def test_an_adopted_zygote_serves_the_first_run_of_its_key_and_no_other_is_started(
+    tmp_path, recorder, fast_pytest_cmd
+):
+    """run_suite's: started before the run existed (runs.execution.prestart), used by it;
+    a one-shot pool starts no zygote after its run."""
+    argv, env = fast_pytest_cmd
+    suite = suite_with_probe(tmp_path)
+    zygote = warm.Zygote(argv[0], str(suite), {**env, "PROBE_DIR": str(tmp_path)})
+    zygotes = warm.Zygotes(replenish=False)
+    zygotes.adopt(zygote)
+    pool = Pool(recorder, zygotes=zygotes)
+    try:
+        outcome, probe = probe_run(pool, tmp_path, 1, fast_pytest_cmd, suite)
+        assert outcome.returncode == 0 and probe["ppid"] == zygote.proc.pid
+        assert not zygotes._by_key  # used, and none started for a next run
+    finally:
+        pool.shutdown(timeout=WAIT)
+
+
+def test_an_adopted_zygote_of_another_environment_is_not_used_and_ends_with_the_pool(
+    tmp_path, recorder, fast_pytest_cmd
+):
+    """A suite registered with variables of its own: the zygote run_suite started ahead was
+    made without them, so the run starts cold and the zygote is ended, not left behind."""
+    argv, env = fast_pytest_cmd
+    suite = suite_with_probe(tmp_path)
+    made_for = {**env, "PROBE_DIR": str(tmp_path), "SUITE_TOKEN": "not this run's"}
+    zygote = warm.Zygote(argv[0], str(suite), made_for)
+    zygotes = warm.Zygotes(replenish=False)
+    zygotes.adopt(zygote)
+    pool = Pool(recorder, zygotes=zygotes)
+    try:
+        outcome, probe = probe_run(pool, tmp_path, 1, fast_pytest_cmd, suite)
+    finally:
+        pool.shutdown(timeout=WAIT)
+    assert outcome.returncode == 0 and probe["ppid"] == os.getpid()  # cold: the pool's child
+    assert zygote.proc.poll() is not None

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections, transaction
 
 from runner import options
-from runs.execution import launch
+from runs.execution import launch, prestart
 from runs.execution.environment import Environment, install
 from runs.execution.sink import DbSink
 from runs.load.queries import load_dict
@@ -225,7 +225,8 @@ class Command(BaseCommand):
         run.refresh_from_db()
         env = Environment(sink=lambda env: ProgressSink(env, self.stderr._out))
         install(env)  # this process's: launch and the sink find it
-        sink, pool = env.sink, env.start_pool(max_concurrent=1, warm_start=False)
+        zygotes = prestart.take()  # started by manage.py before Django, if it could be
+        sink, pool = env.sink, env.start_pool(max_concurrent=1, warm_start=False, zygotes=zygotes)
         try:
             pool.submit(launch.build_spec(run))
             try:
