@@ -224,3 +224,18 @@ def test_a_suite_path_runs_in_an_interpreter_warmed_while_django_started(data_di
     out = run_suite(data_dir, empty)
     assert out.returncode == 2 and "no test files" in out.stderr
     assert processes_in(empty) == []  # the interpreter started for it went with the command
+
+
+@pytest.mark.skipif(not warm.supported(), reason="warm starts need Linux pidfds")
+def test_an_interpreter_started_ahead_for_a_run_others_run_is_ended(tmp_path):
+    """`run_suite PATH --machines K` (agents run it) or a run a server's dispatcher took: the
+    command only follows it, and the zygote it started for it goes at once."""
+    from runs.execution import prestart
+
+    suite = write_suite(tmp_path / "elsewhere", PARENT_PROBE)
+    prestart.start(["manage.py", "run_suite", str(suite), "--machines", "2"])
+    zygote = prestart._zygote
+    assert zygote is not None and zygote.proc.poll() is None
+    prestart.discard()
+    assert zygote.proc.poll() is not None and prestart.take() is None
+    assert processes_in(suite) == []

@@ -70,3 +70,11 @@ def take() -> warm.Zygotes | None:
     zygotes = warm.Zygotes(replenish=False)
     zygotes.adopt(zygote)
     return zygotes
+
+
+def discard() -> None:
+    """The run will not start here (agents run it, or a server took it): end the zygote."""
+    global _zygote
+    zygote, _zygote = _zygote, None
+    if zygote is not None:
+        zygote.end(timeout=2.0)

@@ -243,6 +243,7 @@ class Command(BaseCommand):
         return run
 
     def follow(self, run: Run) -> Run:
+        prestart.discard()  # another process runs it
         while True:
             run.refresh_from_db()
             if not run.is_active:
