@@ -174,3 +174,121 @@ class FleetQueueTests(BaseTestCase):
         self.assertContains(page, '<tr data-agent="m1">')
         self.assertContains(page, "status-lost")
         self.assertContains(page, "over 2 machines (queue default)")
+
+
+MANY = [f"test_b.py::test_{i}" for i in range(40)]
+MANY_DURATIONS = {n: 0.05 + 0.01 * (i % 7) for i, n in enumerate(MANY)} | {MANY[7]: 2.5}
+
+
+class LeaseManyTests(BaseTestCase):
+    """One request leases for every worker of a shard that needs units (fork.remote asks so)."""
+
+    def setUp(self):
+        from runs.models import ApiToken
+
+        self.run = Run.objects.create(
+            suite=self.suite,
+            status=Run.Status.RUNNING,
+            workers=4,
+            config_snapshot={"fleet": True, "dist": "load", "machines": 2, "queue": "default"},
+        )
+        ours = fleet.ptd_version()
+        self.shards = [
+            Shard.objects.create(
+                run=self.run,
+                agent=Agent.objects.create(
+                    name=f"m{i}", ptd_version=ours, last_heartbeat=time.time()
+                ),
+                number=i,
+                task_id=str(i),
+            )
+            for i in range(2)
+        ]
+        staff = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.create_for(self.staff, 'a')[1]}"}
+        self.keys = []
+        for shard in self.shards:
+            path = f"/api/shards/{shard.pk}/start"
+            go = self.client.post(path, {}, content_type="application/json", **staff).json()
+            self.keys.append({"HTTP_AUTHORIZATION": f"Bearer {go['key']}"})
+        fleet_queue.accept_collection(self.shards[0], MANY, None, MANY_DURATIONS)
+        Shard.objects.filter(pk__in=[s.pk for s in self.shards]).update(state="running")
+
+    def units(self, number: int, body: dict) -> dict:
+        shard = self.shards[number]
+        answer = self.client.post(
+            f"/api/shards/{shard.pk}/units", body, content_type="application/json",
+            **self.keys[number],
+        )  # fmt: skip
+        assert answer.status_code == 200, answer.content
+        return answer.json()
+
+    def test_one_request_serves_every_worker_asked_for_longest_first(self):
+        asks = [{"worker": f"gw{i}", "held": 0} for i in range(4)]
+        answer = self.units(0, {"asks": asks})
+        leases = answer["leases"]
+        assert sorted(leases) == ["gw0", "gw1", "gw2", "gw3"] and answer["units"] == []
+        assert answer["state"] == "more" and 0.2 <= answer["budget"] <= 0.5
+        firsts = [leases[f"gw{i}"][0]["seconds"] for i in range(4)]
+        assert firsts[0] == 2.5 and firsts[1:] == sorted(firsts[1:], reverse=True)
+        assert len(leases["gw0"]) == 2  # a long item: the shortest next, nothing more
+        assert leases["gw0"][1]["seconds"] == min(MANY_DURATIONS.values())
+        for worker in ("gw1", "gw2", "gw3"):  # a next one, then what fits the budget
+            units = leases[worker]
+            assert len(units) >= 2
+            assert sum(u["seconds"] for u in units[1:]) <= answer["budget"] + 1e-9
+        ids = [u["id"] for units in leases.values() for u in units]
+        assert len(ids) == len(set(ids))
+        leased = RunUnit.objects.filter(state="leased")
+        assert sorted(leased.values_list("pk", flat=True)) == sorted(ids)
+        for worker, units in leases.items():
+            assert {u.worker for u in leased.filter(pk__in=[u["id"] for u in units])} == {worker}
+
+    def test_a_worker_asked_for_ahead_gets_what_fits_behind_its_items(self):
+        self.units(0, {"asks": [{"worker": "gw3", "held": 0}]})  # the long test: nothing fits
+        answer = self.units(0, {"asks": [{"worker": "gw0", "held": 2, "held_seconds": 0.05,
+                                           "behind": 0.05}]})  # fmt: skip
+        got = answer["leases"]["gw0"]
+        assert got and 0.05 + sum(u["seconds"] for u in got) <= answer["budget"] + 1e-9
+        full = {"worker": "gw1", "held": 3, "held_seconds": 0.05, "behind": answer["budget"]}
+        assert self.units(0, {"asks": [full]})["leases"]["gw1"] == []
+        long = {"worker": "gw2", "held": 2, "held_seconds": 3.0, "behind": 0.0}
+        assert self.units(0, {"asks": [long]})["leases"]["gw2"] == []
+
+    def test_a_lost_answer_is_sent_again_and_nothing_more_is_leased(self):
+        asks = [{"worker": f"gw{i}", "held": 0} for i in range(3)]
+        first = self.units(0, {"asks": asks})
+        again = self.units(0, {"asks": asks, "holding": []})  # the first answer never came
+        assert again["leases"] == first["leases"]
+        leased = RunUnit.objects.filter(state="leased").count()
+        assert leased == sum(len(u) for u in first["leases"].values())
+
+    def test_the_one_worker_body_still_works(self):
+        answer = self.units(1, {"worker": "gw0", "held": 0, "held_seconds": 0.0})
+        assert answer["units"][0]["seconds"] == 2.5 and answer["leases"] == {}
+
+    def test_a_unit_claimed_meanwhile_by_another_shard_is_never_leased_twice(self):
+        """Under concurrent transactions (PostgreSQL) another shard may claim a unit between
+        this request's read and its update: the update is conditional, the worker gets what
+        it claimed (a worker down to its last item, another unit)."""
+        from unittest import mock
+
+        real = fleet_queue._plan
+        stolen: list[int] = []
+
+        def plan(queue, ask, limit):
+            units = real(queue, ask, limit)
+            if units and not stolen:
+                stolen.append(units[0].id)
+                RunUnit.objects.filter(pk=units[0].id).update(
+                    state="leased", shard=self.shards[1], worker="gw9"
+                )
+            return units
+
+        asks = [fleet_queue.Ask("gw0", 0), fleet_queue.Ask("gw1", 3, 0.05, 0.5)]
+        with mock.patch.object(fleet_queue, "_plan", plan):
+            got = fleet_queue.lease_many(self.shards[0], asks)
+        assert stolen and got["gw0"] and stolen[0] not in [u.id for u in got["gw0"]]
+        assert got["gw1"] == []
+        mine = RunUnit.objects.filter(shard=self.shards[0], state="leased")
+        assert sorted(mine.values_list("pk", flat=True)) == sorted(u.id for u in got["gw0"])
+        assert RunUnit.objects.get(pk=stolen[0]).shard_id == self.shards[1].pk

@@ -5,7 +5,7 @@ GET  /api/agents                        every agent and its state
 POST /api/shards/{id}/start             the agent begins the shard -> {"go": bool}
 POST /api/shards/{id}/heartbeat         the shard is alive -> {"stop": bool}
 POST /api/shards/{id}/collection        its collection: makes or is checked against the run's
-POST /api/shards/{id}/units             completed units in, the next units for a worker out
+POST /api/shards/{id}/units             completed units in, the next units for its workers out
 POST /api/shards/{id}/events            numbered event batches (per shard), as ingestion's
 POST /api/shards/{id}/finish            how its pytest ended
 
@@ -95,10 +95,24 @@ class Collected(Schema):
     units: int
 
 
+class AskIn(Schema):
+    model_config = ConfigDict(strict=True)
+
+    worker: str = Field(min_length=1, max_length=20)
+    held: int = Field(0, ge=0, le=1_000_000)
+    held_seconds: float = Field(0.0, ge=0, le=1e7, allow_inf_nan=False)
+    behind: float = Field(
+        0.0, ge=0, le=1e7, allow_inf_nan=False, description="seconds held behind the first"
+    )
+
+
 class UnitsIn(Schema):
     model_config = ConfigDict(strict=True)
 
-    worker: str | None = Field(None, max_length=20)
+    asks: list[AskIn] = Field(
+        [], max_length=1024, description="every worker that needs units now, served at once"
+    )
+    worker: str | None = Field(None, max_length=20, description="one worker (or use asks)")
     held: int = Field(0, ge=0, le=1_000_000)
     held_seconds: float = Field(0.0, ge=0, le=1e7, allow_inf_nan=False)
     done: list[int] = Field([], max_length=100_000)
@@ -117,8 +131,10 @@ class UnitOut(Schema):
 
 
 class UnitsOut(Schema):
-    units: list[UnitOut]
+    units: list[UnitOut] = Field(description="for the one worker of a request without asks")
+    leases: dict[str, list[UnitOut]] = Field(description="for each worker of asks")
     state: str
+    budget: float = Field(description="the seconds a worker is given to hold behind its item")
 
 
 class ShardEventIn(EventIn):
@@ -269,18 +285,28 @@ def shard_collection(request, shard_id: int, payload: CollectionIn):
 )
 def shard_units(request, shard_id: int, payload: UnitsIn):
     shard = shard_of(request, shard_id)
+    asks = [fleet_queue.Ask(a.worker, a.held, a.held_seconds, a.behind) for a in payload.asks]
+    if payload.worker:
+        asks.append(fleet_queue.Ask(payload.worker, payload.held, payload.held_seconds))
     with transaction.atomic():  # all or nothing: a failed request leases nothing
         fleet_queue.complete(shard, payload.done)
-        units: list[RunUnit] = []
-        if payload.worker:
-            units = fleet_queue.unanswered(shard, payload.worker, payload.holding)
-            units = units or fleet_queue.lease(
-                shard, payload.worker, payload.held, payload.held_seconds
-            )
+        limit = fleet_queue.budget(shard.run)
+        leases: dict[str, list[RunUnit]] = {}
+        if asks:
+            leases = fleet_queue.unanswered(shard, [a.worker for a in asks], payload.holding)
+            others = [a for a in asks if a.worker not in leases]
+            if others:
+                leases.update(fleet_queue.lease_many(shard, others, limit))
         state = fleet_queue.queue_state(shard)  # "more" only while units are queued
+
+    def out(units: list[RunUnit]) -> list[dict]:
+        return [{"id": u.id, "nodeids": u.nodeids, "seconds": u.seconds} for u in units]
+
     return {
-        "units": [{"id": u.id, "nodeids": u.nodeids, "seconds": u.seconds} for u in units],
+        "units": out(leases.get(payload.worker, [])) if payload.worker else [],
+        "leases": {a.worker: out(leases.get(a.worker, [])) for a in payload.asks},
         "state": state,
+        "budget": limit,
     }
 
 

@@ -4,25 +4,34 @@ Why the dashboard serves it (``POST /api/shards/{id}/units``) rather than a Redi
 shards pop: the dashboard already owns what the order comes from (the suite's duration
 history) and what decides a lost machine's fate (the results it stored), so requeueing is one
 transaction beside the results, whatever the broker (Redis or RabbitMQ) and with no second
-store to keep in step; a shard's controller needs only HTTP from the suite's interpreter. A
-lease costs one request per worker's refill (a few ms; small tests travel in batches).
+store to keep in step; a shard's controller needs only HTTP from the suite's interpreter.
 
 The first shard to report its collection makes the queue: units (tests, or groups under
 loadscope/loadfile/loadgroup: ``scheduling.core.unit_key``) longest first, estimated from
 history (unknown tests at the mean). Later shards must have collected the same node ids.
-A lease follows the local core's rule (``LPTScheduler.next_for_worker``): a worker holding
-nothing gets the longest unit; one holding a single item gets a next one, the shortest when
-what it holds is long; small units are added while they fit a budget that shrinks with the
-work left. Claims are conditional updates, so two shards never lease the same unit.
+
+A request asks for every worker of its shard that needs units at that moment (``Ask``;
+``fork.remote`` sends one at a time, without waiting for it), and each is served by the
+local core's rule (``LPTScheduler.next_for_worker``): a worker holding nothing gets the
+longest unit; one holding a single item gets a next one, the shortest when what it holds is
+long; small units are added while the work behind its running item fits a budget that
+shrinks with the work left (a worker asked for ahead, holding more, only gets those). The
+workers holding least are served first. One request reads the queued units once (longest
+first, a page at a time, and the shortest few) and plans every worker's units in memory;
+claims are then one conditional update per worker (``state = queued``), so two shards never
+lease the same unit: a unit another transaction claimed meanwhile is left out, and a worker
+down to its last item that got nothing is planned again.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
+from dataclasses import dataclass
 
 from _ptd_inrun.scheduling.core import estimate_durations, unit_key
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 
 from runs.models import Run, RunUnit, Shard, TestResult
 
@@ -79,6 +88,71 @@ def accept_collection(shard: Shard, nodeids: list[str], groups: list | None, dur
         return len(units)
 
 
+@dataclass(frozen=True)
+class Ask:
+    """A worker that needs units: it holds ``held`` items, the one it runs estimated at
+    ``held_seconds``, those queued behind it at ``behind`` seconds."""
+
+    worker: str
+    held: int = 0
+    held_seconds: float = 0.0
+    behind: float = 0.0
+
+
+class _Queued:
+    """A run's queued units as one request sees them: read longest first a page at a time,
+    with the shortest few beside, and taken in memory; ``claim`` then takes them in the
+    database (conditional updates: a unit another request took meanwhile is not given)."""
+
+    PAGE = 256
+
+    def __init__(self, run_id: int, shortest: int) -> None:
+        self.queued = RunUnit.objects.filter(run_id=run_id, state=RunUnit.State.QUEUED)
+        self.head: deque[tuple[int, float, list]] = deque()
+        self.after: tuple[float, int] | None = None  # the last row read, longest first
+        self.exhausted = False
+        self.shortest = shortest
+        self.tail: deque[tuple[int, float, list]] | None = None
+        self.taken: set[int] = set()
+
+    def _rows(self, query, limit: int) -> list[tuple[int, float, list]]:
+        return list(query.values_list("id", "seconds", "nodeids")[:limit])
+
+    def longest(self) -> tuple[int, float, list] | None:
+        while True:
+            while self.head and self.head[0][0] in self.taken:
+                self.head.popleft()
+            if self.head or self.exhausted:
+                return self.head[0] if self.head else None
+            query = self.queued.order_by("-seconds", "id")
+            if self.after is not None:
+                seconds, pk = self.after
+                query = query.filter(Q(seconds__lt=seconds) | Q(seconds=seconds, id__gt=pk))
+            rows = self._rows(query, self.PAGE)
+            self.exhausted = len(rows) < self.PAGE
+            if rows:
+                self.after = (rows[-1][1], rows[-1][0])
+            self.head.extend(rows)
+
+    def shortest_one(self) -> tuple[int, float, list] | None:
+        for _ in range(2):
+            if self.tail is None:
+                query = self.queued.exclude(pk__in=self.taken).order_by("seconds", "-id")
+                self.tail = deque(self._rows(query, self.shortest + 1))
+            while self.tail and self.tail[0][0] in self.taken:
+                self.tail.popleft()
+            if self.tail:
+                return self.tail[0]
+            self.tail = None  # all taken here: read the few shortest again
+        return None
+
+    def take(self, row: tuple[int, float, list] | None) -> RunUnit | None:
+        if row is None:
+            return None
+        self.taken.add(row[0])
+        return RunUnit(id=row[0], seconds=row[1], nodeids=row[2], state=RunUnit.State.LEASED)
+
+
 def budget(run: Run) -> float:
     queued = RunUnit.objects.filter(run=run, state=RunUnit.State.QUEUED).aggregate(
         s=Sum("seconds")
@@ -87,67 +161,83 @@ def budget(run: Run) -> float:
     return max(MIN_BUDGET, min(MAX_BUDGET, share))
 
 
-def _claim(shard: Shard, worker: str, shortest: bool) -> RunUnit | None:
-    queued = RunUnit.objects.filter(run_id=shard.run_id, state=RunUnit.State.QUEUED)
-    order = ("seconds", "-id") if shortest else ("-seconds", "id")
-    for _ in range(CLAIM_TRIES):
-        unit = queued.order_by(*order).first()
+def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
+    """The local core's rule (``LPTScheduler.next_for_worker``) for one worker."""
+    taken: list[RunUnit] = []
+    held, first, behind = ask.held, ask.held_seconds, ask.behind
+    if held == 0:
+        unit = queue.take(queue.longest())
         if unit is None:
-            return None
-        taken = RunUnit.objects.filter(pk=unit.pk, state=RunUnit.State.QUEUED).update(
-            state=RunUnit.State.LEASED, shard=shard, worker=worker[:20], leased_at=time.time()
-        )
-        if taken:
-            return unit
-    return None
+            return []
+        taken.append(unit)
+        held = len(unit.nodeids)
+        first = unit.seconds / max(1, held)
+        behind = unit.seconds - first
+    holding_long = first > limit
+    if held == 1:  # it runs its item only once it knows the next one
+        unit = queue.take(queue.shortest_one() if holding_long else queue.longest())
+        if unit is not None:
+            taken.append(unit)
+            behind += unit.seconds
+    if holding_long or behind >= limit / 2:
+        return taken
+    while (head := queue.longest()) is not None and behind + head[1] <= limit:
+        taken.append(queue.take(head))
+        behind += head[1]
+    return taken
+
+
+def lease_many(shard: Shard, asks: list[Ask], limit: float | None = None) -> dict[str, list]:
+    """The units for each worker of ``shard`` that asks, in one pass: the queued units read
+    once, the workers holding least served first, one conditional update per worker."""
+    limit = budget(shard.run) if limit is None else limit
+    out: dict[str, list[RunUnit]] = {ask.worker: [] for ask in asks}
+    pending = sorted(asks, key=lambda a: (min(a.held, 2), a.behind))
+    for _ in range(CLAIM_TRIES):
+        queue = _Queued(shard.run_id, shortest=len(pending))
+        plans = [(ask, _plan(queue, ask, limit)) for ask in pending]
+        stamp = time.time()
+        short = []
+        for ask, units in plans:
+            ids = [u.id for u in units]
+            if not ids:
+                continue
+            worker = ask.worker[:20]
+            mine = RunUnit.objects.filter(pk__in=ids, state=RunUnit.State.QUEUED)
+            fields = {"shard": shard, "worker": worker, "leased_at": stamp}
+            if mine.update(state=RunUnit.State.LEASED, **fields) < len(ids):
+                # Another request claimed some meanwhile (not under SQLite's immediate
+                # transactions): this worker keeps what it got, in its planned order.
+                got = set(RunUnit.objects.filter(pk__in=ids, **fields).values_list("pk", flat=True))
+                units = [u for u in units if u.id in got]
+                if not units and ask.held < 2:
+                    short.append(ask)
+            out[ask.worker] = units
+        if not short:
+            break
+        pending = short
+    return out
 
 
 def lease(shard: Shard, worker: str, held: int, held_seconds: float) -> list[RunUnit]:
     """The units for ``worker`` of ``shard``, which holds ``held`` items (the first of an
     estimated ``held_seconds``)."""
-    limit = budget(shard.run)
-    taken: list[RunUnit] = []
-    if held == 0:
-        unit = _claim(shard, worker, shortest=False)
-        if unit is None:
-            return []
-        taken.append(unit)
-        held = len(unit.nodeids)
-        held_seconds = unit.seconds / max(1, held)
-    holding_long = held_seconds > limit
-    if held == 1:  # it runs its item only once it knows the next one
-        unit = _claim(shard, worker, shortest=holding_long)
-        if unit is not None:
-            taken.append(unit)
-    if holding_long:
-        return taken
-    behind = sum(u.seconds for u in taken) - held_seconds
-    if behind < limit / 2:
-        while True:
-            head = (
-                RunUnit.objects.filter(run_id=shard.run_id, state=RunUnit.State.QUEUED)
-                .order_by("-seconds", "id")
-                .values_list("seconds", flat=True)
-                .first()
-            )
-            if head is None or behind + head > limit:
-                break
-            unit = _claim(shard, worker, shortest=False)
-            if unit is None:
-                break
-            taken.append(unit)
-            behind += unit.seconds
-    return taken
+    return lease_many(shard, [Ask(worker, held, held_seconds)])[worker]
 
 
-def unanswered(shard: Shard, worker: str, holding: list[int]) -> list[RunUnit]:
-    """Units leased to this worker that its controller does not hold: the answer to an
+def unanswered(shard: Shard, workers: list[str], holding: list[int]) -> dict[str, list]:
+    """Units leased to these workers that their controller does not hold: the answer to an
     earlier request was lost (a timeout, then the request sent again). Sent once more."""
-    return list(
-        RunUnit.objects.filter(shard=shard, worker=worker[:20], state=RunUnit.State.LEASED)
+    names = {w[:20]: w for w in workers}
+    out: dict[str, list[RunUnit]] = {}
+    lost = (
+        RunUnit.objects.filter(shard=shard, worker__in=list(names), state=RunUnit.State.LEASED)
         .exclude(pk__in=holding)
         .order_by("leased_at", "id")
     )
+    for unit in lost:
+        out.setdefault(names[unit.worker], []).append(unit)
+    return out
 
 
 def complete(shard: Shard, unit_ids: list[int]) -> None:
