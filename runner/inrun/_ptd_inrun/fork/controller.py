@@ -7,9 +7,10 @@ the workers send through ``pytest_runtest_logreport`` (so terminal output, ``--j
 the event Reporter see one ordinary session) and forks a replacement when a worker dies.
 
 The controller never starts a thread (its events go through ``fork.wire.LoopWriter``), so
-every fork, replacements included, happens in a single-threaded process. (Just over 400
-lines: the dispatch loop and the handling of a dying worker share their state, and read
-best side by side; the options, wire, nodes and plugins already live apart.)
+every fork, replacements included, happens in a single-threaded process. Its loop can watch
+more than its workers (``_io_wait``: a shard's request to the dashboard, ``fork.remote``).
+(Just over 400 lines: the dispatch loop and the handling of a dying worker share their
+state, and read best side by side; the options, wire, nodes and plugins already live apart.)
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class ForkEngine:
                 rlist += [fd for fd in (handle.res_fd, handle.pidfd) if fd is not None]
             wlist: list[int] = []
             timeout = None if have_pidfd else 0.05
+            extra, io_due = self._io_wait()
+            rlist += extra
+            if io_due is not None:
+                timeout = io_due if timeout is None else min(timeout, io_due)
             writer = self.writer
             if writer is not None and writer.pending:
                 due = writer.due_in() or 0.0
@@ -145,6 +150,16 @@ class ForkEngine:
                     exited = bool(pid)
                 if exited:
                     self._on_exit(handle)
+            if extra or io_due is not None:
+                self._io_ready(ready)
+
+    def _io_wait(self) -> tuple[list[int], float | None]:
+        """More descriptors for the loop to watch, and when to look at them anyway: a
+        request to the dashboard on its way (fork.remote's)."""
+        return [], None
+
+    def _io_ready(self, ready: set[int]) -> None:
+        """After each wait that watched ``_io_wait``'s descriptors."""
 
     # -- workers ---------------------------------------------------------------------------
 

@@ -3,25 +3,29 @@
 The dashboard holds one queue of units (tests, or groups under loadscope/loadfile/loadgroup)
 per run, longest first from its history. This controller sends its collection once (the
 dashboard refuses a shard whose tests differ from the run's, naming the first differing one),
-then asks for units for a worker as it frees up, with the same two-in-flight rule as the
-local core (``scheduling.core``), and reports the units its workers completed. When the queue
-is empty its workers run what they hold and end; the controller then waits while other
-machines still hold units (one lost, its units come back: workers are forked again to take
-them) and ends once every unit of the run is done.
+then asks for units for its workers and reports the units they completed. When the queue is
+empty its workers run what they hold and end; the controller then waits while other machines
+still hold units (one lost, its units come back: workers are forked again to take them) and
+ends once every unit of the run is done.
 
-Stdlib only (``urllib``): the suite's interpreter need not have requests. One connection per
-request, so no socket outlives a request into a forked worker. The token is taken out of
-``os.environ`` when the engine is made, before any worker is forked.
+Asking costs the controller no waiting. One request at a time is on its way (``shardhttp``:
+sent, its socket watched by the controller's loop beside the workers' pipes), and it asks
+for every worker that needs units at that moment, so a request serves several refills and
+the workers' results are read while the dashboard answers. A worker is asked for ahead: as
+soon as it holds two items and little behind the one it runs (under half the dashboard's
+budget), not once it is down to its last item, which it runs only once it knows the next
+one (``fork.worker``): with an answer in before the running item ends, it never waits. The
+dashboard applies the local core's rule (``scheduling.core``) to each worker it is asked for.
+
+No socket is inherited by a worker: a request on its way is finished before any fork. The
+token is taken out of ``os.environ`` when the engine is made, before any worker is forked.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,57 +33,17 @@ import pytest
 
 from ..scheduling.core import LPTScheduler
 from .controller import ForkEngine
+from .shardhttp import Pending, QueueRefused, ShardQueue
 
 WAIT_POLL = 0.2  # seconds between asks while other machines hold the last units
-TRIES = 6
+BUDGET = 0.5  # the dashboard's budget until it names it (fleet_queue.MAX_BUDGET)
 
-
-class QueueRefused(Exception):
-    """The dashboard answered 4xx: the shard must stop (its message says why)."""
-
-
-class ShardQueue:
-    def __init__(self, url: str, token: str) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-
-    def post(self, path: str, body: dict) -> dict:
-        data = json.dumps(body).encode()
-        delay = 0.2
-        for attempt in range(TRIES):
-            request = urllib.request.Request(  # noqa: S310 - the dashboard URL the agent gave
-                self.url + path,
-                data=data,
-                method="POST",
-                headers={
-                    "Authorization": f"Bearer {self.token}",
-                    "Content-Type": "application/json",
-                    "User-Agent": "ptd-shard",
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                    return json.loads(response.read() or b"{}")
-            except urllib.error.HTTPError as exc:
-                if 400 <= exc.code < 500:
-                    try:
-                        detail = json.loads(exc.read()).get("detail", "")
-                    except ValueError:
-                        detail = ""
-                    raise QueueRefused(str(detail) or f"HTTP {exc.code}") from None
-                error: Exception = exc
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                error = exc
-            if attempt == TRIES - 1:
-                raise QueueRefused(f"the dashboard is unreachable: {error}")
-            time.sleep(delay)
-            delay = min(3.0, delay * 2)
-        raise AssertionError("unreachable")
+__all__ = ["QueueRefused", "RemoteForkEngine", "RemoteScheduler", "ShardQueue"]
 
 
 class RemoteScheduler(LPTScheduler):
-    """The local core, whose queue holds only what a crashed worker gave back; everything
-    else comes from the dashboard, unit by unit."""
+    """The local core, whose queue holds only what a crashed worker gave back (or an answer
+    for a worker gone meanwhile); everything else comes from the dashboard."""
 
     def __init__(
         self, collection: Sequence[str], mode: str, groups: Any, remote: ShardQueue
@@ -92,65 +56,135 @@ class RemoteScheduler(LPTScheduler):
         self.unit_of: dict[int, int] = {}  # index -> the dashboard's unit id
         self.left: dict[int, set[int]] = {}  # unit id -> indices not complete yet
         self.done: list[int] = []  # completed units not reported yet
+        self.sent_done: list[int] = []  # those the last request reported
         self.server_empty = False
         self.refused = ""  # the dashboard's word when it stopped answering this shard
+        self.pending: Pending | None = None
+        self.asking: list[dict] = []  # what the request on its way asks for
+        self.arrived: dict[str, list[int]] = {}  # answered, not sent to the worker yet
+        self.asked: dict[str, tuple[int, ...]] = {}  # what a worker held when told "nothing"
+        self.budget_seconds = BUDGET
+        self.requests = 0
 
     @property
     def has_queued(self) -> bool:
         return bool(self.queue) or not self.server_empty
 
-    def _ask(self, worker: str | None, held: int = 0, held_seconds: float = 0.0) -> dict:
-        done, self.done = self.done, []
-        body = {
-            "worker": worker,
-            "held": held,
-            "held_seconds": held_seconds,
-            "done": done,
-            "holding": sorted(self.left),
-        }
-        try:
-            return self.remote.post("/units", body)
-        except QueueRefused:
-            self.done = done + self.done
-            raise
+    def _body(self, asks: list[dict]) -> dict:
+        self.sent_done, self.done = self.done, []
+        return {"asks": asks, "done": self.sent_done, "holding": sorted(self.left)}
 
     def poll(self) -> str:
         """Report what is done; the run's queue: "more", "wait" or "finished"."""
+        self.settle()
+        body = self._body([])
         try:
-            return str(self._ask(None).get("state", "finished"))
+            return str(self.remote.post("/units", body).get("state", "finished"))
         except QueueRefused as exc:
+            self.done = self.sent_done + self.done
             self.refused = str(exc)
             return "refused"
 
-    def next_for_worker(self, worker: str) -> list[int]:
-        state = self.workers.get(worker)
-        if state is None:
-            return []
-        if self.queue:
-            return super().next_for_worker(worker)
-        if self.server_empty or len(state.in_flight) >= 2:
-            return []
-        held = len(state.in_flight)
-        held_seconds = self.estimates[state.in_flight[0]] if held else 0.0
+    # -- asking ----------------------------------------------------------------------------
+
+    def _ask_for(self, worker: str) -> dict | None:
+        """What to ask for ``worker`` now, if anything."""
+        state = self.workers[worker]
+        held = state.in_flight
+        if worker in self.arrived:
+            return None
+        if len(held) <= 1:
+            return {"worker": worker, "held": len(held),
+                    "held_seconds": self.estimates[held[0]] if held else 0.0}  # fmt: skip
+        first = self.estimates[held[0]]
+        behind = sum(self.estimates[i] for i in held[1:])
+        if first > self.budget_seconds or behind >= self.budget_seconds / 2:
+            return None  # it holds enough, or a long item nothing should wait behind
+        if self.asked.get(worker) == tuple(held):
+            return None  # nothing fitted its budget when it held just this
+        return {"worker": worker, "held": len(held), "held_seconds": first, "behind": behind}
+
+    def pump(self) -> bool:
+        """Send a request for every worker that needs units, unless one is on its way.
+        True when an answer came in already (the request had to be sent waiting)."""
+        if self.pending is not None or self.server_empty or self.refused:
+            return False
+        asks = [ask for w in self.workers if (ask := self._ask_for(w)) is not None]
+        if not asks:
+            return False
+        self.asking = asks
+        body = self._body(asks)
+        self.requests += 1
+        self.pending = self.remote.start("/units", body)
+        if self.pending is None:
+            self._answer(body)
+            return True
+        return False
+
+    def settle(self) -> bool:
+        """Take in the answer of the request on its way (waiting for it). True if there was
+        one: the workers it named have units to be sent."""
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return False
+        self._answer(pending.body, pending)
+        return True
+
+    def _answer(self, body: dict, pending: Pending | None = None) -> None:
         try:
-            answer = self._ask(worker, held, held_seconds)
+            if pending is not None:
+                answer = self.remote.finish(pending)
+            else:
+                answer = self.remote.post("/units", body)
         except QueueRefused as exc:
+            self.done = self.sent_done + self.done
             self.refused, self.server_empty = str(exc), True
-            return []
+            return
+        self.budget_seconds = float(answer.get("budget", self.budget_seconds))
+        leases = answer.get("leases") or {}
+        starving = False
+        for ask in self.asking:
+            worker = ask["worker"]
+            sent = self._given(worker, leases.get(worker) or [])
+            if not sent and ask["held"] <= 1:
+                starving = True  # nothing for a worker down to its last item: none left
+            elif not sent:
+                self.asked[worker] = tuple(self.workers[worker].in_flight)
+        self.asking = []
+        # Nothing queued on the dashboard any more: the workers must be told so now
+        # (shutdown) or they would wait, holding their last item, for a next one.
+        if starving or answer.get("state") != "more":
+            self.server_empty = True
+
+    def _given(self, worker: str, units: list[dict]) -> list[int]:
+        state = self.workers.get(worker)
         sent: list[int] = []
-        for unit in answer.get("units", []):
+        for unit in units:
             indices = [self.index_of[n] for n in unit["nodeids"] if n in self.index_of]
             share = float(unit.get("seconds", 0.0)) / max(1, len(indices))
             for index in indices:
                 self.estimates[index] = share
                 self.unit_of[index] = int(unit["id"])
             self.left[int(unit["id"])] = set(indices)
-            state.in_flight.extend(indices)
             sent += indices
-        # Nothing queued on the dashboard any more: the worker must be told so now (shutdown)
-        # or it would wait, holding its last item, for a next one that never comes.
-        if not sent or answer.get("state") != "more":
-            self.server_empty = True
+        if state is None:  # gone (crashed) meanwhile: another worker runs them
+            self.requeue(sent)
+            return sent
+        state.in_flight.extend(sent)
+        if sent:
+            self.arrived.setdefault(worker, []).extend(sent)
+        return sent
+
+    # -- the core's side -------------------------------------------------------------------
+
+    def next_for_worker(self, worker: str) -> list[int]:
+        """What the dashboard answered for ``worker``, or what the local queue holds (a
+        crashed worker's items); asking is ``pump``'s."""
+        if worker not in self.workers:
+            return []
+        sent = self.arrived.pop(worker, [])
+        if self.queue:
+            sent += super().next_for_worker(worker)
         return sent
 
     def _completed(self, index: int) -> None:
@@ -168,6 +202,8 @@ class RemoteScheduler(LPTScheduler):
         self._completed(index)
 
     def remove_worker(self, worker: str) -> list[int]:
+        self.arrived.pop(worker, None)  # in its in_flight: requeued by the core
+        self.asked.pop(worker, None)
         unfinished = super().remove_worker(worker)
         if unfinished:  # the crash item is reported now; mark_pending runs it again
             self._completed(unfinished[0])
@@ -198,15 +234,42 @@ class RemoteForkEngine(ForkEngine):
             raise session.Interrupted(str(exc)) from None
         return RemoteScheduler(ids, self.mode, groups, self.remote)
 
+    # -- the request on its way, in the controller's loop ----------------------------------
+
+    def _io_wait(self) -> tuple[list[int], float | None]:
+        core = self.core
+        assert isinstance(core, RemoteScheduler)
+        while not self.stopping and core.pump():  # answered at once: send what it gave
+            self._dispatch_all()
+        if core.pending is None:
+            return [], None
+        return [core.pending.fileno()], core.pending.due_in()
+
+    def _io_ready(self, ready: set[int]) -> None:
+        core = self.core
+        assert isinstance(core, RemoteScheduler)
+        pending = core.pending
+        if pending is not None and (pending.fileno() in ready or pending.due_in() <= 0):
+            core.settle()
+            self._dispatch_all()
+
+    def _spawn(self, worker_id: str) -> None:
+        core = self.core
+        answered = isinstance(core, RemoteScheduler) and core.settle()  # no socket in a fork
+        super()._spawn(worker_id)
+        if answered:
+            self._dispatch_all()
+
     def _loop(self) -> None:
         core = self.core
         assert isinstance(core, RemoteScheduler)
         while True:
             super()._loop()  # until this shard's workers have all ended
+            core.settle()
             session = self.session
             if self.stopping or session is None or session.shouldstop or session.shouldfail:
                 return
-            state = "refused" if core.refused else core.poll()
+            state = "refused" if core.refused else ("more" if core.queue else core.poll())
             while state == "wait":
                 if self.writer is not None and self.writer.pending:
                     self.writer.flush(force=True)
