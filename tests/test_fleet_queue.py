@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from django.test import override_settings
 
 from runs.execution import environment, fleet, fleet_queue, launch
@@ -261,6 +262,26 @@ class LeaseManyTests(BaseTestCase):
         assert again["leases"] == first["leases"]
         leased = RunUnit.objects.filter(state="leased").count()
         assert leased == sum(len(u) for u in first["leases"].values())
+
+    def test_what_a_worker_holds_outlasts_the_next_answer(self):
+        self.units(0, {"asks": [{"worker": "gw3", "held": 0}]})  # the long test
+        plain = fleet_queue.budget(self.run)
+        assert fleet_queue.budget(self.run, latency=0.01) == plain
+        slow = fleet_queue.budget(self.run, latency=0.05)
+        assert slow == pytest.approx(fleet_queue.AHEAD_FACTOR * 0.05) and slow > plain
+        assert fleet_queue.budget(self.run, latency=30.0) == fleet_queue.AHEAD_CAP
+        ask = {"worker": "gw0", "held": 2, "held_seconds": 0.05, "behind": 0.05}
+        answer = self.units(0, {"asks": [ask], "latency": 0.05})
+        assert answer["budget"] == slow
+        held = 0.05 + sum(u["seconds"] for u in answer["leases"]["gw0"])
+        assert plain < held <= slow + 1e-9
+
+    def test_the_tail_caps_what_a_worker_holds_ahead(self):
+        RunUnit.objects.filter(run=self.run).exclude(pk__in=RunUnit.objects.filter(
+            run=self.run).order_by("seconds")[:4].values("pk")).update(state="done")  # fmt: skip
+        left = sum(RunUnit.objects.filter(state="queued").values_list("seconds", flat=True))
+        ahead = fleet_queue.budget(self.run, latency=30.0)
+        assert ahead == max(fleet_queue.MIN_BUDGET, fleet_queue.AHEAD_SHARE * left / 4)
 
     def test_the_one_worker_body_still_works(self):
         answer = self.units(1, {"worker": "gw0", "held": 0, "held_seconds": 0.0})

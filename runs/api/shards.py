@@ -115,6 +115,14 @@ class UnitsIn(Schema):
     worker: str | None = Field(None, max_length=20, description="one worker (or use asks)")
     held: int = Field(0, ge=0, le=1_000_000)
     held_seconds: float = Field(0.0, ge=0, le=1e7, allow_inf_nan=False)
+    latency: float = Field(
+        0.0,
+        ge=0,
+        le=60,
+        allow_inf_nan=False,
+        description="how long the shard's requests take to be answered lately: the units a "
+        "worker is given are to outlast the next answer",
+    )
     done: list[int] = Field([], max_length=100_000)
     holding: list[int] = Field(
         [],
@@ -290,7 +298,7 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
         asks.append(fleet_queue.Ask(payload.worker, payload.held, payload.held_seconds))
     with transaction.atomic():  # all or nothing: a failed request leases nothing
         fleet_queue.complete(shard, payload.done)
-        limit = fleet_queue.budget(shard.run)
+        limit = fleet_queue.budget(shard.run, payload.latency)
         leases: dict[str, list[RunUnit]] = {}
         if asks:
             leases = fleet_queue.unanswered(shard, [a.worker for a in asks], payload.holding)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -51,6 +52,7 @@ class FakeQueue:
 class FakePending:
     def __init__(self, path: str, body: dict) -> None:
         self.path, self.body = path, body
+        self.sent = time.monotonic()
 
 
 def scheduler(queue: FakeQueue, workers: int = 3) -> RemoteScheduler:
@@ -135,6 +137,24 @@ def test_completed_units_are_reported_with_the_next_request():
     core.mark_complete("gw0", 0)
     core.pump()
     assert core.pending.body["done"] == [0] and core.pending.body["holding"] == []
+
+
+def test_each_request_names_how_long_answers_take_lately():
+    queue = FakeQueue(give=1)
+    core = scheduler(queue, workers=1)
+    core.pump()
+    assert core.pending.body["latency"] == 0.0  # nothing known yet: the dashboard's budget
+    core.pending.sent -= 0.2
+    core.settle()
+    assert core.latency == pytest.approx(0.2, abs=0.05)
+    core.next_for_worker("gw0")
+    core.pump()
+    core.pending.sent -= 0.6
+    core.settle()
+    assert core.latency == pytest.approx(0.75 * 0.2 + 0.25 * 0.6, abs=0.05)  # a running mean
+    core.next_for_worker("gw0")
+    core.pump()
+    assert core.pending.body["latency"] == pytest.approx(core.latency, abs=1e-3)
 
 
 # -- the requests themselves (shardhttp), against a local HTTP server -------------------------

@@ -15,7 +15,9 @@ the workers' results are read while the dashboard answers. A worker is asked for
 soon as it holds two items and little behind the one it runs (under half the dashboard's
 budget), not once it is down to its last item, which it runs only once it knows the next
 one (``fork.worker``): with an answer in before the running item ends, it never waits. The
-dashboard applies the local core's rule (``scheduling.core``) to each worker it is asked for.
+dashboard applies the local core's rule (``scheduling.core``) to each worker it is asked for,
+with a budget that outlasts the next answer: each request names how long answers have taken
+lately (``latency``, a running average).
 
 No socket is inherited by a worker: a request on its way is finished before any fork. The
 token is taken out of ``os.environ`` when the engine is made, before any worker is forked.
@@ -37,6 +39,7 @@ from .shardhttp import Pending, QueueRefused, ShardQueue
 
 WAIT_POLL = 0.2  # seconds between asks while other machines hold the last units
 BUDGET = 0.5  # the dashboard's budget until it names it (fleet_queue.MAX_BUDGET)
+LATENCY_WEIGHT = 0.25  # of the last answer's wait in the running figure sent along
 
 __all__ = ["QueueRefused", "RemoteForkEngine", "RemoteScheduler", "ShardQueue"]
 
@@ -64,6 +67,7 @@ class RemoteScheduler(LPTScheduler):
         self.arrived: dict[str, list[int]] = {}  # answered, not sent to the worker yet
         self.asked: dict[str, tuple[int, ...]] = {}  # what a worker held when told "nothing"
         self.budget_seconds = BUDGET
+        self.latency = 0.0  # how long answers take, lately (the dashboard sizes leases by it)
         self.requests = 0
 
     @property
@@ -72,7 +76,8 @@ class RemoteScheduler(LPTScheduler):
 
     def _body(self, asks: list[dict]) -> dict:
         self.sent_done, self.done = self.done, []
-        return {"asks": asks, "done": self.sent_done, "holding": sorted(self.left)}
+        return {"asks": asks, "done": self.sent_done, "holding": sorted(self.left),
+                "latency": round(self.latency, 4)}  # fmt: skip
 
     def poll(self) -> str:
         """Report what is done; the run's queue: "more", "wait" or "finished"."""
@@ -131,6 +136,7 @@ class RemoteScheduler(LPTScheduler):
         return True
 
     def _answer(self, body: dict, pending: Pending | None = None) -> None:
+        sent = pending.sent if pending is not None else time.monotonic()
         try:
             if pending is not None:
                 answer = self.remote.finish(pending)
@@ -140,6 +146,9 @@ class RemoteScheduler(LPTScheduler):
             self.done = self.sent_done + self.done
             self.refused, self.server_empty = str(exc), True
             return
+        took = min(10.0, time.monotonic() - sent)
+        weight = LATENCY_WEIGHT if self.latency else 1.0
+        self.latency = weight * took + (1 - weight) * self.latency
         self.budget_seconds = float(answer.get("budget", self.budget_seconds))
         leases = answer.get("leases") or {}
         starving = False
