@@ -118,6 +118,20 @@ def test_an_answer_for_a_worker_gone_meanwhile_runs_on_another():
     assert 3 in core.done
 
 
+def test_an_empty_answer_for_a_worker_gone_meanwhile_is_no_trouble():
+    queue = FakeQueue(give=2)
+    core = scheduler(queue, workers=2)
+    core.pump()
+    core.settle()
+    core.next_for_worker("gw0"), core.next_for_worker("gw1")
+    core.pump()  # both hold two: asked for ahead
+    queue.next = len(IDS)  # nothing fits
+    core.remove_worker("gw1")
+    core.settle()
+    assert "gw1" not in core.asked and core.asked["gw0"] == (0, 1)
+    assert not core.server_empty
+
+
 def test_the_last_answer_tells_the_workers_to_end():
     queue = FakeQueue(state="finished")
     core = scheduler(queue, workers=2)

@@ -136,7 +136,7 @@ class RemoteScheduler(LPTScheduler):
         return True
 
     def _answer(self, body: dict, pending: Pending | None = None) -> None:
-        sent = pending.sent if pending is not None else time.monotonic()
+        began = pending.sent if pending is not None else time.monotonic()
         try:
             if pending is not None:
                 answer = self.remote.finish(pending)
@@ -146,7 +146,7 @@ class RemoteScheduler(LPTScheduler):
             self.done = self.sent_done + self.done
             self.refused, self.server_empty = str(exc), True
             return
-        took = min(10.0, time.monotonic() - sent)
+        took = min(10.0, time.monotonic() - began)
         weight = LATENCY_WEIGHT if self.latency else 1.0
         self.latency = weight * took + (1 - weight) * self.latency
         self.budget_seconds = float(answer.get("budget", self.budget_seconds))
@@ -157,7 +157,7 @@ class RemoteScheduler(LPTScheduler):
             sent = self._given(worker, leases.get(worker) or [])
             if not sent and ask["held"] <= 1:
                 starving = True  # nothing for a worker down to its last item: none left
-            elif not sent:
+            elif not sent and worker in self.workers:
                 self.asked[worker] = tuple(self.workers[worker].in_flight)
         self.asking = []
         # Nothing queued on the dashboard any more: the workers must be told so now
