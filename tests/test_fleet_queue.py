@@ -18,26 +18,30 @@ IDS = [f"test_a.py::test_{i}" for i in range(6)]
 DURATIONS = {IDS[0]: 0.01, IDS[1]: 3.0, IDS[2]: 0.02, IDS[3]: 2.0, IDS[4]: 0.01, IDS[5]: 0.03}
 
 
+def running_over_two_machines(suite):
+    """A running run over two machines (agents m0 and m1), its shards not started yet."""
+    run = Run.objects.create(
+        suite=suite,
+        status=Run.Status.RUNNING,
+        workers=4,
+        config_snapshot={"fleet": True, "dist": "load", "machines": 2, "queue": "default"},
+    )
+    ours = fleet.ptd_version()
+    shards = [
+        Shard.objects.create(
+            run=run,
+            agent=Agent.objects.create(name=f"m{i}", ptd_version=ours, last_heartbeat=time.time()),
+            number=i,
+            task_id=str(i),
+        )
+        for i in range(2)
+    ]
+    return run, shards
+
+
 class FleetQueueTests(BaseTestCase):
     def setUp(self):
-        self.run = Run.objects.create(
-            suite=self.suite,
-            status=Run.Status.RUNNING,
-            workers=4,
-            config_snapshot={"fleet": True, "dist": "load", "machines": 2, "queue": "default"},
-        )
-        ours = fleet.ptd_version()
-        self.shards = [
-            Shard.objects.create(
-                run=self.run,
-                agent=Agent.objects.create(
-                    name=f"m{i}", ptd_version=ours, last_heartbeat=time.time()
-                ),
-                number=i,
-                task_id=str(i),
-            )
-            for i in range(2)
-        ]
+        self.run, self.shards = running_over_two_machines(self.suite)
 
     def test_the_first_collection_makes_the_queue_others_must_match_it(self):
         first, second = self.shards
@@ -187,24 +191,7 @@ class LeaseManyTests(BaseTestCase):
     def setUp(self):
         from runs.models import ApiToken
 
-        self.run = Run.objects.create(
-            suite=self.suite,
-            status=Run.Status.RUNNING,
-            workers=4,
-            config_snapshot={"fleet": True, "dist": "load", "machines": 2, "queue": "default"},
-        )
-        ours = fleet.ptd_version()
-        self.shards = [
-            Shard.objects.create(
-                run=self.run,
-                agent=Agent.objects.create(
-                    name=f"m{i}", ptd_version=ours, last_heartbeat=time.time()
-                ),
-                number=i,
-                task_id=str(i),
-            )
-            for i in range(2)
-        ]
+        self.run, self.shards = running_over_two_machines(self.suite)
         staff = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.create_for(self.staff, 'a')[1]}"}
         self.keys = []
         for shard in self.shards:
