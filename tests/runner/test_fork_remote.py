@@ -5,6 +5,10 @@ on its way at a time, asking for every worker that needs units, ahead of their l
 from __future__ import annotations
 
 import json
+import select
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -177,6 +181,7 @@ def test_each_request_names_how_long_answers_take_lately():
 class Handler(BaseHTTPRequestHandler):
     answers: list[tuple[int, dict]] = []
     seen: list[dict] = []
+    delay = 0.0
 
     def do_POST(self):  # noqa: N802 - http.server's name
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -184,6 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             {"path": self.path, "body": body, "auth": self.headers["Authorization"]}
         )
         code, answer = Handler.answers.pop(0)
+        time.sleep(Handler.delay)  # the dashboard busy elsewhere
         if code == 0:  # drop the connection without answering
             self.close_connection = True
             self.wfile.flush()
@@ -205,7 +211,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    Handler.answers, Handler.seen = [], []
+    Handler.answers, Handler.seen, Handler.delay = [], [], 0.0
     yield f"http://127.0.0.1:{httpd.server_address[1]}/api/shards/7"
     httpd.shutdown()
     httpd.server_close()
@@ -231,3 +237,51 @@ def test_a_request_without_an_answer_is_sent_again_and_a_refusal_stops(server):
     Handler.answers = [(409, {"detail": "shard 7 is lost"})]
     with pytest.raises(QueueRefused, match="shard 7 is lost"):
         queue.finish(queue.start("/units", {}))
+
+
+@pytest.fixture
+def tls_server(tmp_path, monkeypatch):
+    """The same server over TLS 1.3, with a certificate this process trusts."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # ssl.create_default_context trusts it
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3  # session tickets after the handshake
+    context.load_cert_chain(cert, key)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    Handler.answers, Handler.seen, Handler.delay = [], [], 0.0
+    yield f"https://127.0.0.1:{httpd.server_address[1]}/api/shards/7"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_over_tls_the_controller_waits_for_the_answer_not_for_session_tickets(tls_server):
+    """A TLS 1.3 socket turns readable with the server's session tickets, long before the
+    answer: ``ready`` says no then (and reads nothing of the answer), yes once it is there."""
+    queue = ShardQueue(tls_server, "k")
+    Handler.delay = 0.5
+    Handler.answers = [(200, {"state": "more", "leases": {"gw0": []}})]
+    began = time.monotonic()
+    pending = queue.start("/units", {"asks": []})
+    assert pending is not None
+    checks = []
+    while True:
+        readable, _, _ = select.select([pending.fileno()], [], [], 5.0)
+        assert readable, "the socket never turned readable"
+        checks.append((time.monotonic() - began, pending.ready()))
+        if checks[-1][1]:
+            break
+    assert not checks[0][1]  # readable first with the session tickets alone
+    assert checks[-1][0] >= 0.45  # ready only once the answer came
+    assert queue.finish(pending) == {"state": "more", "leases": {"gw0": []}}
+    assert len(Handler.seen) == 1  # read from what ready() took in, not sent again

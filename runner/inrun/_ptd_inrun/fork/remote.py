@@ -258,7 +258,9 @@ class RemoteForkEngine(ForkEngine):
         core = self.core
         assert isinstance(core, RemoteScheduler)
         pending = core.pending
-        if pending is not None and (pending.fileno() in ready or pending.due_in() <= 0):
+        if pending is None:
+            return
+        if (pending.fileno() in ready and pending.ready()) or pending.due_in() <= 0:
             core.settle()
             self._dispatch_all()
 

@@ -5,11 +5,18 @@ connection per request, closed with its answer. ``start`` sends a request and re
 (``Pending``): the controller's loop waits on its socket beside its workers' pipes, so it
 reads results and feeds workers while the dashboard answers. The controller finishes any
 request on its way before it forks a worker, so no socket is ever inherited by one.
+
+Over HTTPS a socket turns readable before the answer too: TLS 1.3 servers send session tickets
+after the handshake. ``Pending.ready`` reads what came without blocking: records of TLS alone
+leave it waiting; the first bytes of the answer are kept and read again by http.client.
+(Connecting, the TLS handshake and sending the body still happen in ``start``, waiting.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import io
 import json
 import ssl
 import time
@@ -37,6 +44,33 @@ def refused(code: int, text: bytes) -> QueueRefused:
     return QueueRefused(str(detail) or f"HTTP {code}")
 
 
+class _Prefixed(io.RawIOBase):
+    """A socket's stream, behind bytes of it already read (``Pending.ready``)."""
+
+    def __init__(self, prefix: bytes, sock) -> None:
+        self.prefix, self.sock = prefix, sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.prefix:
+            n = min(len(buffer), len(self.prefix))
+            buffer[:n], self.prefix = self.prefix[:n], self.prefix[n:]
+            return n
+        return self.sock.recv_into(buffer)
+
+
+class _PrefixedSocket:
+    """What http.client.HTTPResponse reads a socket through (``makefile``)."""
+
+    def __init__(self, prefix: bytes, sock) -> None:
+        self.prefix, self.sock = prefix, sock
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(_Prefixed(self.prefix, self.sock))
+
+
 class Pending:
     """A request sent, its answer not read yet."""
 
@@ -46,6 +80,25 @@ class Pending:
         self.body = body
         self.sent = time.monotonic()
         self.deadline = self.sent + TIMEOUT
+        self.prefix: bytes | None = None  # the answer's first bytes, read by ``ready``
+
+    def ready(self) -> bool:
+        """After its socket turned readable: is the answer (or an end) there? Over TLS the
+        records read may have been session tickets only: then not yet."""
+        sock = self.conn.sock
+        if not isinstance(sock, ssl.SSLSocket) or self.prefix is not None:
+            return True
+        try:
+            sock.setblocking(False)
+            self.prefix = sock.recv(65536)  # b"": the server closed; answer() says so
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return False
+        except OSError:
+            self.prefix = b""
+        finally:
+            with contextlib.suppress(OSError):
+                sock.setblocking(True)
+        return True
 
     def fileno(self) -> int:
         sock = self.conn.sock
@@ -59,9 +112,14 @@ class Pending:
         try:
             if time.monotonic() >= self.deadline:
                 raise Transient("no answer in time")
-            if self.conn.sock is not None:
-                self.conn.sock.settimeout(max(0.1, self.due_in()))
-            response = self.conn.getresponse()
+            sock = self.conn.sock
+            if sock is not None:
+                sock.settimeout(max(0.1, self.due_in()))
+            if self.prefix is not None and sock is not None:  # read in part by ready()
+                response = http.client.HTTPResponse(_PrefixedSocket(self.prefix, sock))  # type: ignore[arg-type]
+                response.begin()
+            else:
+                response = self.conn.getresponse()
             text = response.read()
         except (OSError, http.client.HTTPException) as exc:
             raise Transient(str(exc)) from None
