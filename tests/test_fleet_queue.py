@@ -231,6 +231,20 @@ class LeaseManyTests(BaseTestCase):
         for worker, units in leases.items():
             assert {u.worker for u in leased.filter(pk__in=[u["id"] for u in units])} == {worker}
 
+    def test_a_worker_named_twice_in_one_request_is_refused_and_nothing_leased(self):
+        """One answer per worker: a second ask's units would be leased and never sent."""
+        shard = self.shards[0]
+        for body in (
+            {"asks": [{"worker": "gw0", "held": 0}, {"worker": "gw0", "held": 0}]},
+            {"asks": [{"worker": "gw1", "held": 0}], "worker": "gw1"},
+        ):
+            answer = self.client.post(
+                f"/api/shards/{shard.pk}/units", body, content_type="application/json",
+                **self.keys[0],
+            )  # fmt: skip
+            assert answer.status_code == 400 and "each worker once" in answer.json()["detail"]
+        assert not RunUnit.objects.filter(state="leased").exists()
+
     def test_a_worker_asked_for_ahead_gets_what_fits_behind_its_items(self):
         self.units(0, {"asks": [{"worker": "gw3", "held": 0}]})  # the long test: nothing fits
         answer = self.units(0, {"asks": [{"worker": "gw0", "held": 2, "held_seconds": 0.05,

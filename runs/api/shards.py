@@ -288,7 +288,7 @@ def shard_collection(request, shard_id: int, payload: CollectionIn):
 
 @router.post(
     "/shards/{shard_id}/units",
-    response={200: UnitsOut, 403: Detail, 404: Detail, 409: Detail},
+    response={200: UnitsOut, 400: Detail, 403: Detail, 404: Detail, 409: Detail},
     auth=SHARD_AUTH,
 )
 def shard_units(request, shard_id: int, payload: UnitsIn):
@@ -296,6 +296,9 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
     asks = [fleet_queue.Ask(a.worker, a.held, a.held_seconds, a.behind) for a in payload.asks]
     if payload.worker:
         asks.append(fleet_queue.Ask(payload.worker, payload.held, payload.held_seconds))
+    names = [a.worker for a in asks]
+    if len(set(names)) != len(names):  # one answer per worker: a second ask's units would be lost
+        raise HttpError(400, "asks: name each worker once (and not also as worker)")
     with transaction.atomic():  # all or nothing: a failed request leases nothing
         fleet_queue.complete(shard, payload.done)
         limit = fleet_queue.budget(shard.run, payload.latency)
