@@ -275,6 +275,13 @@ class Zygotes:
         with self._lock:
             self._expire()
             zygote = self._by_key.pop(key, None)
+            # A one-shot pool's other zygote (one started ahead for another key) would only
+            # take CPU from this run.
+            unused = [] if self._replenish else list(self._by_key.values())
+            if unused:
+                self._by_key.clear()
+        for other in unused:
+            other.end(timeout=1.0)
         if zygote is None or zygote.dead:
             return None  # none made ready: a cold start is as quick as a new zygote
         proc = zygote.spawn(argv[3:], cwd, env, log_fd, events_fd, cgroup)

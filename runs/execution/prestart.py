@@ -9,8 +9,9 @@ the suite at PATH, run by this interpreter with the environment ``launch.build_s
 a suite with no variables of its own. ``run_suite`` hands it to its pool (``take``), which
 uses it only if the run's interpreter, directory and environment are exactly those (a suite
 registered with its own Python or variables starts cold, as before, and the zygote is ended
-with the pool). It is a process of its own session, watching this one: if this process dies,
-the zygote and whatever it forked go with it.
+as the run starts). ``run_suite`` ends it before it exits, used or not; it is also a process
+of its own session watching this one once its imports are done: if this process dies, the
+zygote and whatever it forked go with it.
 
 Nothing of Django is imported before ``start`` returns but the settings module, which Django
 imports next anyway.
@@ -37,17 +38,28 @@ def start(argv: list[str]) -> None:
     global _zygote
     if len(argv) < 3 or argv[1] != "run_suite" or argv[2].startswith("-"):
         return
+    if any(a.startswith(("--settings", "--pythonpath")) for a in argv):
+        return  # another settings module than the environment's: Django's to find
+    if len(os.sched_getaffinity(0)) < 2:
+        return  # no core to overlap on: a zygote that ends unused would only cost time
+    try:
+        _zygote = _start(argv)
+    except Exception:  # noqa: BLE001 - a head start only; the run starts cold without it
+        _zygote = None
+
+
+def _start(argv: list[str]) -> warm.Zygote | None:
     from runner import command, warm
 
     path = Path(argv[2]).expanduser()
     if not path.is_dir() or not warm.supported():
-        return  # (the command says what is wrong with the path)
+        return None  # (the command says what is wrong with the path)
     try:  # Django imports the same module next, from sys.modules
         settings = importlib.import_module(os.environ["DJANGO_SETTINGS_MODULE"])
     except Exception:  # noqa: BLE001 - Django reports it
-        return
+        return None
     if not getattr(settings, "PTD_WARM_START", False):
-        return
+        return None
     # As Django will have done when the run's environment is made from os.environ.
     base = dict(os.environ)
     if getattr(settings, "TIME_ZONE", None) and hasattr(time, "tzset"):
@@ -55,7 +67,7 @@ def start(argv: list[str]) -> None:
     pycache = getattr(settings, "PTD_PYCACHE_DIR", None)
     pycache_dir = str(pycache) if pycache else None
     env = command.build_env(base, {}, None, None, pycache_dir=pycache_dir)
-    _zygote = warm.Zygote(sys.executable, str(path.resolve()), env)
+    return warm.Zygote(sys.executable, str(path.resolve()), env)
 
 
 def take() -> warm.Zygotes | None:
@@ -73,7 +85,8 @@ def take() -> warm.Zygotes | None:
 
 
 def discard() -> None:
-    """The run will not start here (agents run it, or a server took it): end the zygote."""
+    """End the zygote if no run took it: the run starts elsewhere (agents, a server), or the
+    command is leaving (done, or refused before any run)."""
     global _zygote
     zygote, _zygote = _zygote, None
     if zygote is not None:
