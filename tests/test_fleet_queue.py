@@ -284,6 +284,28 @@ class LeaseManyTests(BaseTestCase):
         ahead = fleet_queue.budget(self.run, latency=30.0)
         assert ahead == max(fleet_queue.MIN_BUDGET, fleet_queue.AHEAD_SHARE * left / 4)
 
+    def test_one_request_for_several_workers_takes_no_more_than_as_many_requests(self):
+        """The tail cap (AHEAD_SHARE x a worker's share of what is queued) counts what the
+        same request planned for the workers before: asking for four at once must not let
+        each take twice its share of the whole queue."""
+        RunUnit.objects.filter(run=self.run, seconds__gt=1).update(state="done")  # the long one
+        queued = sum(RunUnit.objects.filter(state="queued").values_list("seconds", flat=True))
+        asks = [{"worker": f"gw{i}", "held": 2, "held_seconds": 0.05} for i in range(4)]
+        together = self.units(0, {"asks": asks, "latency": 30.0})["leases"]
+        RunUnit.objects.filter(run=self.run, state="leased").update(state="queued", worker="")
+        apart = {}
+        for ask in asks:
+            answer = self.units(0, {"asks": [ask], "latency": 30.0, "holding": []})
+            apart.update(answer["leases"])
+        ids = {w: [u["id"] for u in units] for w, units in together.items()}
+        assert ids == {w: [u["id"] for u in units] for w, units in apart.items()}
+        planned = 0.0
+        for i in range(4):
+            took = sum(u["seconds"] for u in together[f"gw{i}"])
+            assert took <= fleet_queue._budget(queued - planned, 4, 30.0) + 1e-9
+            planned += took
+        assert planned < 4 * fleet_queue.AHEAD_CAP  # the old rule: each its cap of the whole
+
     def test_the_one_worker_body_still_works(self):
         answer = self.units(1, {"worker": "gw0", "held": 0, "held_seconds": 0.0})
         assert answer["units"][0]["seconds"] == 2.5 and answer["leases"] == {}

@@ -300,6 +300,9 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
     if len(set(names)) != len(names):  # one answer per worker: a second ask's units would be lost
         raise HttpError(400, "asks: name each worker once (and not also as worker)")
     with transaction.atomic():  # all or nothing: a failed request leases nothing
+        # One request of a shard at a time (PostgreSQL): a resend that overtook its original
+        # still being answered would otherwise see no unanswered units, and lease again.
+        Shard.objects.select_for_update().filter(pk=shard.pk).first()
         fleet_queue.complete(shard, payload.done)
         limit = fleet_queue.budget(shard.run, payload.latency)
         leases: dict[str, list[RunUnit]] = {}
@@ -307,7 +310,7 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
             leases = fleet_queue.unanswered(shard, [a.worker for a in asks], payload.holding)
             others = [a for a in asks if a.worker not in leases]
             if others:
-                leases.update(fleet_queue.lease_many(shard, others, limit))
+                leases.update(fleet_queue.lease_many(shard, others, payload.latency))
         state = fleet_queue.queue_state(shard)  # "more" only while units are queued
 
     def out(units: list[RunUnit]) -> list[dict]:

@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from _ptd_inrun.scheduling.core import estimate_durations, unit_key
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 
 from runs.models import Run, RunUnit, Shard, TestResult
@@ -108,7 +108,7 @@ class Ask:
 
 class _Queued:
     """A run's queued units as one request sees them: read longest first a page at a time,
-    with the shortest few beside, and taken in memory; ``claim`` then takes them in the
+    with the shortest few beside, and taken in memory; ``lease_many`` then claims them in the
     database (conditional updates: a unit another request took meanwhile is not given)."""
 
     def __init__(self, run_id: int, shortest: int) -> None:
@@ -160,15 +160,21 @@ class _Queued:
         return RunUnit(id=row[0], seconds=row[1], nodeids=row[2], state=RunUnit.State.LEASED)
 
 
+def _queued_seconds(run_id: int) -> float:
+    queued = RunUnit.objects.filter(run_id=run_id, state=RunUnit.State.QUEUED)
+    return queued.aggregate(s=Sum("seconds"))["s"] or 0.0
+
+
+def _budget(queued: float, workers: int, latency: float) -> float:
+    per_worker = max(0.0, queued) / max(1, workers)
+    ahead = min(AHEAD_CAP, AHEAD_FACTOR * latency, AHEAD_SHARE * per_worker)
+    return max(MIN_BUDGET, min(MAX_BUDGET, per_worker / BUDGET_SHARE), ahead)
+
+
 def budget(run: Run, latency: float = 0.0) -> float:
     """The seconds a worker may hold behind its running item: shrinking with the work left
     (the tail stays balanced), but outlasting the shard's next answer (``latency``)."""
-    queued = RunUnit.objects.filter(run=run, state=RunUnit.State.QUEUED).aggregate(
-        s=Sum("seconds")
-    )["s"]
-    per_worker = (queued or 0.0) / max(1, run.workers)
-    ahead = min(AHEAD_CAP, AHEAD_FACTOR * latency, AHEAD_SHARE * per_worker)
-    return max(MIN_BUDGET, min(MAX_BUDGET, per_worker / BUDGET_SHARE), ahead)
+    return _budget(_queued_seconds(run.pk), run.workers or 1, latency)
 
 
 def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
@@ -197,23 +203,32 @@ def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
     return taken
 
 
-def lease_many(shard: Shard, asks: list[Ask], limit: float | None = None) -> dict[str, list]:
+def lease_many(shard: Shard, asks: list[Ask], latency: float = 0.0) -> dict[str, list]:
     """The units for each worker of ``shard`` that asks, in one pass: the queued units read
-    once, the workers holding least served first, one conditional update per worker."""
-    limit = budget(shard.run) if limit is None else limit
+    once, the workers holding least served first, one conditional update per worker. Each
+    worker's budget counts what this request planned for the others already: one request
+    for several workers takes no more of the tail than as many requests would."""
+    queued, workers = _queued_seconds(shard.run_id), shard.run.workers or 1
     out: dict[str, list[RunUnit]] = {ask.worker: [] for ask in asks}
     pending = sorted(asks, key=lambda a: (min(a.held, 2), a.behind))
     for _ in range(CLAIM_TRIES):
         queue = _Queued(shard.run_id, shortest=len(pending))
-        plans = [(ask, _plan(queue, ask, limit)) for ask in pending]
+        plans, planned = [], 0.0
+        for ask in pending:
+            units = _plan(queue, ask, _budget(queued - planned, workers, latency))
+            planned += sum(u.seconds for u in units)
+            plans.append((ask, units))
         stamp = time.time()
+        free = _lock_in_order([u.id for _, units in plans for u in units])
         short = []
         for ask, units in plans:
             ids = [u.id for u in units]
             if not ids:
                 continue
             worker = ask.worker[:20]
-            mine = RunUnit.objects.filter(pk__in=ids, state=RunUnit.State.QUEUED)
+            mine = RunUnit.objects.filter(
+                pk__in=[i for i in ids if free is None or i in free], state=RunUnit.State.QUEUED
+            )
             fields = {"shard": shard, "worker": worker, "leased_at": stamp}
             if mine.update(state=RunUnit.State.LEASED, **fields) < len(ids):
                 # Another request claimed some meanwhile (not under SQLite's immediate
@@ -227,6 +242,18 @@ def lease_many(shard: Shard, asks: list[Ask], limit: float | None = None) -> dic
             break
         pending = short
     return out
+
+
+def _lock_in_order(ids: list[int]) -> set[int] | None:
+    """PostgreSQL: lock the planned rows still queued, in id order, skipping those another
+    request holds (two requests updating overlapping rows worker by worker, in other orders,
+    could deadlock). None where transactions are serial anyway (SQLite's immediate ones)."""
+    if not ids or not connection.features.has_select_for_update_skip_locked:
+        return None
+    rows = RunUnit.objects.select_for_update(skip_locked=True).filter(
+        pk__in=ids, state=RunUnit.State.QUEUED
+    )
+    return set(rows.order_by("pk").values_list("pk", flat=True))
 
 
 def lease(shard: Shard, worker: str, held: int, held_seconds: float) -> list[RunUnit]:
