@@ -9,8 +9,8 @@ the event Reporter see one ordinary session) and forks a replacement when a work
 The controller never starts a thread (its events go through ``fork.wire.LoopWriter``), so
 every fork, replacements included, happens in a single-threaded process. Its loop can watch
 more than its workers (``_io_wait``: a shard's request to the dashboard, ``fork.remote``).
-(Just over 400 lines: the dispatch loop and the handling of a dying worker share their
-state, and read best side by side; the options, wire, nodes and plugins already live apart.)
+The dispatch loop and the handling of a dying worker share their state and read best side
+by side; the options, wire, nodes (and ending them all) and plugins live apart.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import contextlib
 import gc
 import os
 import select
-import signal
 import sys
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -32,7 +30,7 @@ from ..compat import fork_gaps, terminal_gaps
 from ..groups import item_groups, publish
 from ..reporter import REPORTER_NAME, warn
 from ..scheduling.core import LPTScheduler, load_durations
-from .nodes import Handle, WorkerNode, describe_exit, stop_on_collection_errors
+from .nodes import Handle, WorkerNode, describe_exit, kill_all, stop_on_collection_errors
 from .plugins import handle_crash, node_down, track_status_db
 from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
 
@@ -378,27 +376,7 @@ class ForkEngine:
 
     def _kill_all(self) -> None:
         """After an interruption: no worker may outlive the controller's loop."""
-        if not self.handles:
-            return
-        for handle in self.handles.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(handle.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 2.0
-        for handle in list(self.handles.values()):
-            while True:
-                pid, _ = os.waitpid(handle.pid, os.WNOHANG)
-                if pid or time.monotonic() > deadline:
-                    break
-                time.sleep(0.01)
-            if not pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(handle.pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(handle.pid, 0)
-            for fd in handle.fds():
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        self.handles.clear()
+        kill_all(self.handles)
 
     # -- events ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 
 from .wire import FrameReader
 
@@ -72,3 +73,29 @@ def describe_exit(status: int) -> str:
             return f"killed by {signal.Signals(sig).name}"
         return f"killed by signal {sig}"
     return f"exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def kill_all(handles: dict[str, Handle], grace: float = 2.0) -> None:
+    """End every worker (SIGTERM, SIGKILL after ``grace`` s), reap it, close its fds; the
+    handles are cleared."""
+    if not handles:
+        return
+    for handle in handles.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(handle.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for handle in list(handles.values()):
+        while True:
+            pid, _ = os.waitpid(handle.pid, os.WNOHANG)
+            if pid or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
+        if not pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(handle.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(handle.pid, 0)
+        for fd in handle.fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    handles.clear()
