@@ -206,15 +206,23 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
+def serving(context: ssl.SSLContext | None = None):
+    """The dashboard's shard URL, served by Handler (over TLS with ``context``) until closed."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if context is not None:
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     Handler.answers, Handler.seen, Handler.delay = [], [], 0.0
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/api/shards/7"
+    scheme = "https" if context is not None else "http"
+    yield f"{scheme}://127.0.0.1:{httpd.server_address[1]}/api/shards/7"
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    yield from serving()
 
 
 def test_a_request_is_sent_without_waiting_and_its_answer_read_later(server):
@@ -255,14 +263,7 @@ def tls_server(tmp_path, monkeypatch):
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3  # session tickets after the handshake
     context.load_cert_chain(cert, key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    Handler.answers, Handler.seen, Handler.delay = [], [], 0.0
-    yield f"https://127.0.0.1:{httpd.server_address[1]}/api/shards/7"
-    httpd.shutdown()
-    httpd.server_close()
+    yield from serving(context)
 
 
 def test_over_tls_the_controller_waits_for_the_answer_not_for_session_tickets(tls_server):
