@@ -7,6 +7,7 @@ The suite's tests write their own raw timings (one line per request, measured ar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -261,14 +262,19 @@ def stream_run(
 ) -> tuple[subprocess.Popen, list[dict], threading.Event]:
     """Start the load in its own process group, as the pool does; events as they come."""
     r, w = os.pipe()
-    run_env = build_env(os.environ, {**FAST_ENV, **env}, w, None, PYCACHE_DIR)
-
+    # PYTHONFAULTHANDLER: a run that does not end is sent SIGABRT (ended), and every process
+    # of it writes where each of its threads stood into the log (see ``ended``).
+    run_env = build_env(
+        os.environ, {**FAST_ENV, "PYTHONFAULTHANDLER": "1", **env}, w, None, PYCACHE_DIR
+    )
     argv = [sys.executable, "-m", "pytest", "-p", PLUGIN_MODULE, "-p", "no:cacheprovider",
             *FAST_PLUGINS, *args]  # fmt: skip
+    log = open(root / "run.log", "wb")  # noqa: SIM115 - the child's, closed here at once
     proc = subprocess.Popen(
         argv, cwd=root, env=run_env, pass_fds=(w,), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    log.close()
     os.close(w)
     events: list[dict] = []
     ticked = threading.Event()
@@ -286,6 +292,20 @@ def stream_run(
     return proc, events, ticked
 
 
+def ended(proc: subprocess.Popen, root: Path, timeout: float) -> int:
+    """The run's exit status; a run still there after ``timeout`` fails the test with where
+    each thread of each of its processes stood (faulthandler, on SIGABRT)."""
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(5)
+        text = (root / "run.log").read_text(errors="replace")
+        pytest.fail(f"the run did not end within {timeout:g} s; its log:\n{text[-20000:]}")
+
+
 def test_cancel_stops_gracefully(service_suite):
     """SIGTERM to the run's process group (the pool's cancel): running iterations finish,
     the last deltas and load_stop are sent, pytest exits 0, nothing is left behind."""
@@ -295,7 +315,7 @@ def test_cancel_stops_gracefully(service_suite):
         assert ticked.wait(30), "no load_tick within 30 s"
         cancelled = time.monotonic()
         os.killpg(proc.pid, signal.SIGTERM)
-        assert proc.wait(15) == 0
+        assert ended(proc, service_suite, 15) == 0
         took = time.monotonic() - cancelled
     finally:
         if proc.poll() is None:
