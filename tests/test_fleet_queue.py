@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db.models import F
 from django.test import override_settings
 
 from runs.execution import environment, fleet, fleet_queue, launch
@@ -128,6 +129,25 @@ class FleetQueueTests(BaseTestCase):
         assert after["m2"]["state"] == "idle" and after["m2"]["seconds_ago"] < 5
         assert after["m2"]["refused"].startswith("PTD <b>old</b> here")  # text; escaped on the page
         self.assertContains(self.client.get("/agents/"), "PTD &lt;b&gt;old&lt;/b&gt; here")
+
+    def test_a_heartbeat_never_writes_back_a_stale_count_of_runs_served(self):
+        """A shard's start counts a run served while the agent's heartbeat is answered: the
+        heartbeat must not save the count it read before (a lost update on PostgreSQL)."""
+        from unittest import mock
+
+        from runs.models import ApiToken
+
+        stale = Agent.objects.get(name="m0")  # read by the heartbeat...
+        Agent.objects.filter(pk=stale.pk).update(runs_served=F("runs_served") + 1)  # ...a start
+        staff = {"HTTP_AUTHORIZATION": f"Bearer {ApiToken.create_for(self.staff, 'a')[1]}"}
+        with mock.patch.object(Agent.objects, "get_or_create", return_value=(stale, False)):
+            said = self.client.post(
+                "/api/agents/heartbeat", {"name": "m0", "workers": 3},
+                content_type="application/json", **staff,
+            )  # fmt: skip
+        assert said.status_code == 200, said.content
+        agent = Agent.objects.get(name="m0")
+        assert (agent.runs_served, agent.workers) == (1, 3)
 
     @override_settings(PTD_BROKER_URL="")
     def test_a_run_over_machines_needs_a_broker(self):

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import F
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema
@@ -213,6 +214,12 @@ def alive(shard: Shard) -> None:
     Agent.objects.filter(pk=shard.agent_id).update(last_heartbeat=now)
 
 
+HEARTBEAT_FIELDS = (
+    "queue", "workers", "python_version", "pytest_version", "ptd_version", "host",
+    "last_heartbeat",
+)  # fmt: skip
+
+
 @router.post("/agents/heartbeat", response={200: HeartbeatOut, 403: Detail})
 def heartbeat(request, payload: HeartbeatIn):
     agent_only(request)
@@ -224,7 +231,9 @@ def heartbeat(request, payload: HeartbeatIn):
     agent.ptd_version = payload.ptd
     agent.host = request.META.get("REMOTE_ADDR", "")[:200]
     agent.last_heartbeat = time.time()
-    agent.save()
+    # Only what a heartbeat says: a full save would write back the runs_served it read, over
+    # a shard's start counted meanwhile (a lost update, seen on PostgreSQL).
+    agent.save(update_fields=[*HEARTBEAT_FIELDS])
     problem = agent.version_problem(fleet.ptd_version())
     warning = f"no shards will be sent to this agent: {problem}" if problem else ""
     return {"ok": True, "warning": warning}
@@ -248,7 +257,7 @@ def shard_start(request, shard_id: int, payload: StartIn):
         last_heartbeat=time.time(),
         key_hash=hash_token(key),
     )
-    Agent.objects.filter(pk=shard.agent_id).update(runs_served=shard.agent.runs_served + 1)
+    Agent.objects.filter(pk=shard.agent_id).update(runs_served=F("runs_served") + 1)
     publish_machines(shard.run)
     return {"go": True, "key": key}
 
