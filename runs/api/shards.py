@@ -313,13 +313,14 @@ def shard_units(request, shard_id: int, payload: UnitsIn):
         # still being answered would otherwise see no unanswered units, and lease again.
         Shard.objects.select_for_update().filter(pk=shard.pk).first()
         fleet_queue.complete(shard, payload.done)
-        limit = fleet_queue.budget(shard.run, payload.latency)
+        queued = fleet_queue.queued_seconds(shard.run_id)  # read once for both below
+        limit = fleet_queue.budget(shard.run, payload.latency, queued)
         leases: dict[str, list[RunUnit]] = {}
         if asks:
             leases = fleet_queue.unanswered(shard, [a.worker for a in asks], payload.holding)
             others = [a for a in asks if a.worker not in leases]
             if others:
-                leases.update(fleet_queue.lease_many(shard, others, payload.latency))
+                leases.update(fleet_queue.lease_many(shard, others, payload.latency, queued))
         state = fleet_queue.queue_state(shard)  # "more" only while units are queued
 
     def out(units: list[RunUnit]) -> list[dict]:

@@ -160,7 +160,8 @@ class _Queued:
         return RunUnit(id=row[0], seconds=row[1], nodeids=row[2], state=RunUnit.State.LEASED)
 
 
-def _queued_seconds(run_id: int) -> float:
+def queued_seconds(run_id: int) -> float:
+    """The estimated seconds of the run's units still queued."""
     queued = RunUnit.objects.filter(run_id=run_id, state=RunUnit.State.QUEUED)
     return queued.aggregate(s=Sum("seconds"))["s"] or 0.0
 
@@ -171,10 +172,12 @@ def _budget(queued: float, workers: int, latency: float) -> float:
     return max(MIN_BUDGET, min(MAX_BUDGET, per_worker / BUDGET_SHARE), ahead)
 
 
-def budget(run: Run, latency: float = 0.0) -> float:
+def budget(run: Run, latency: float = 0.0, queued: float | None = None) -> float:
     """The seconds a worker may hold behind its running item: shrinking with the work left
-    (the tail stays balanced), but outlasting the shard's next answer (``latency``)."""
-    return _budget(_queued_seconds(run.pk), run.workers or 1, latency)
+    (``queued``, read when not given; the tail stays balanced), but outlasting the shard's
+    next answer (``latency``)."""
+    queued = queued_seconds(run.pk) if queued is None else queued
+    return _budget(queued, run.workers or 1, latency)
 
 
 def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
@@ -203,12 +206,16 @@ def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
     return taken
 
 
-def lease_many(shard: Shard, asks: list[Ask], latency: float = 0.0) -> dict[str, list]:
+def lease_many(
+    shard: Shard, asks: list[Ask], latency: float = 0.0, queued: float | None = None
+) -> dict[str, list]:
     """The units for each worker of ``shard`` that asks, in one pass: the queued units read
     once, the workers holding least served first, one conditional update per worker. Each
     worker's budget counts what this request planned for the others already: one request
-    for several workers takes no more of the tail than as many requests would."""
-    queued, workers = _queued_seconds(shard.run_id), shard.run.workers or 1
+    for several workers takes no more of the tail than as many requests would. ``queued``:
+    ``queued_seconds`` of the run, if the caller has it."""
+    queued = queued_seconds(shard.run_id) if queued is None else queued
+    workers = shard.run.workers or 1
     out: dict[str, list[RunUnit]] = {ask.worker: [] for ask in asks}
     pending = sorted(asks, key=lambda a: (min(a.held, 2), a.behind))
     for _ in range(CLAIM_TRIES):

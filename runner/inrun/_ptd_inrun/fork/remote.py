@@ -68,7 +68,6 @@ class RemoteScheduler(LPTScheduler):
         self.asked: dict[str, tuple[int, ...]] = {}  # what a worker held when told "nothing"
         self.budget_seconds = BUDGET
         self.latency = 0.0  # how long answers take, lately (the dashboard sizes leases by it)
-        self.requests = 0
 
     @property
     def has_queued(self) -> bool:
@@ -119,7 +118,6 @@ class RemoteScheduler(LPTScheduler):
             return False
         self.asking = asks
         body = self._body(asks)
-        self.requests += 1
         self.pending = self.remote.start("/units", body)
         if self.pending is None:
             self._answer(body)
