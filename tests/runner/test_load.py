@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from _ptd_inrun.load.histogram import Entry
 from _ptd_inrun.load.http import template
+from _ptd_inrun.load.process import LoadProcess
 from _ptd_inrun.load.recorder import Recorder
 
 from runner.command import PLUGIN_MODULE, build_argv, build_env
@@ -337,6 +338,28 @@ def test_cancel_stops_gracefully(service_suite):
         assert not Path(f"/proc/{pid}").exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+def test_a_second_stop_signal_inside_the_first_ones_handler_returns_at_once():
+    """A cancel reaches a load process twice (the pool's killpg, then its controller's
+    SIGTERM). Seen in CI: the second handler ran while the first held its stop Event's lock,
+    inside Event.set, and waited on it for ever. Here the second signal lands right there."""
+    process = LoadProcess.__new__(LoadProcess)
+    process.cancelled, process.stop = False, threading.Event()
+    cond = process.stop._cond
+    notify_all = cond.notify_all
+
+    def interrupted() -> None:  # the Event's lock is held here
+        process._on_signal(signal.SIGTERM, None)
+        notify_all()
+
+    cond.notify_all = interrupted
+    handler = threading.Thread(target=process._on_signal, args=(signal.SIGTERM, None))
+    handler.daemon = True
+    handler.start()
+    handler.join(5)
+    assert not handler.is_alive(), "the second handler waited on the first one's lock"
+    assert process.cancelled and process.stop.is_set()
 
 
 def test_usage_and_collection_errors_exit_non_zero(tmp_path):

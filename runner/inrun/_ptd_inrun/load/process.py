@@ -95,6 +95,11 @@ class LoadProcess:
             write_all(self.res_fd, pack(message))
 
     def _on_signal(self, signum: int, frame: Any) -> None:
+        # Once only: a cancel sends two SIGTERMs (the pool's killpg, then the controller's),
+        # and a second handler run inside the first one's stop.set() (holding the Event's
+        # lock) would wait on that lock forever.
+        if self.cancelled:
+            return
         self.cancelled = True
         self.stop.set()
 
