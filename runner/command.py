@@ -7,7 +7,6 @@ import subprocess
 from collections.abc import Mapping
 
 from . import inrun
-from .options import DIST_MODES, ENGINES, MODES
 
 INRUN_PATH = inrun.PATH
 PLUGIN_MODULE = "_ptd_inrun.plugin"
@@ -81,6 +80,8 @@ def build_argv(
     processes (at most one per user) instead of once each: the load engine of the in-run
     plugin (``_ptd_inrun.load``); ``engine``, ``dist``, ``repeat`` and ``reruns`` do not apply.
     """
+    from .options import DIST_MODES, ENGINES, MODES  # not at import: prestart's path
+
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if dist not in DIST_MODES:

@@ -23,6 +23,10 @@ the commands alternate; medians are compared with the issue's targets:
 "Engine wall" is a run's ``wall_seconds`` (its pytest process, launch to exit), measured on
 runs started over the API of a ``serve`` (warm starts: forked from the suite's zygote) and,
 reported beside it, on ``run_suite`` (a one-shot command: a cold interpreter every time).
+Each round also times the run's own pytest command with no dashboard around it ("engine
+alone": what run_suite would cost if Django, the database and the launch cost nothing), and
+a served run is followed by a wait until the server is idle again, so its aftermath (the
+fold, the next zygote) does not slow the command timed next.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from tests.benchmarks.common import (
     lower_bound,
     make_suite,
     median,
+    run_engine_alone,
     run_ptd,
     run_serial,
     run_xdist,
+    wait_until_idle,
 )
 from tests.servers import ServeProcess
 
@@ -87,6 +93,9 @@ class Served:
             run = self.session.get(url, timeout=30).json()
             if run["status"] not in ("queued", "running"):
                 assert run["status"] == "passed", run
+                # Its aftermath (the fold, the next zygote) must not share the cores with
+                # the command timed next.
+                wait_until_idle(self.server.proc.pid)
                 return run
             time.sleep(0.5)  # the run's own wall time is measured by the server
         raise RuntimeError(f"run {url} did not finish")
@@ -105,7 +114,7 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
     run_ptd(data, suite, *ptd_args)  # records the durations the scheduler uses next
     served = Served(base / f"{name}-serve", suite, n)
     served.run()  # the same for the server, which also starts the suite's zygote
-    cmd, wall, xdist, serial, warm = [], [], [], [], []
+    cmd, wall, xdist, serial, warm, alone = [], [], [], [], [], []
     try:
         for i in range(rounds):
             took, summary = run_ptd(data, suite, *ptd_args)
@@ -114,10 +123,11 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
             wall.append(summary["wall_seconds"])
             warm.append(served.run()["wall_seconds"])
             xdist.append(run_xdist(suite, n))
+            alone.append(run_engine_alone(suite, n))
             line = (
                 f"  round {i + 1}: run_suite {took:.2f} s (engine {wall[-1]:.2f} s, "
                 f"balance {summary['balance']:.3f}), served {warm[-1]:.2f} s, "
-                f"pytest -n {n} {xdist[-1]:.2f} s"
+                f"pytest -n {n} {xdist[-1]:.2f} s, engine alone {alone[-1]:.2f} s"
             )
             if "serial" in targets:
                 serial.append(run_serial(suite))
@@ -129,7 +139,9 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
     out = [
         f"{name}: N={n}, lower bound {bound:.2f} s; medians of {rounds}: run_suite "
         f"{m_cmd:.2f} s (engine wall {m_wall:.2f} s), served engine wall {m_warm:.2f} s, "
-        f"pytest -n {n} {m_x:.2f} s" + (f", serial {median(serial):.2f} s" if serial else "")
+        f"pytest -n {n} {m_x:.2f} s" + (f", serial {median(serial):.2f} s" if serial else ""),
+        f"  engine alone (the run's pytest command, no dashboard, no history) {median(alone):.2f} s"
+        f" = {median(alone) / m_x:.3f} x pytest -n {n}",
     ]
     checks = {
         "serial": ("run_suite / serial pytest", m_cmd / median(serial) if serial else None),

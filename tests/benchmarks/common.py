@@ -96,9 +96,53 @@ def run_xdist(suite: Path, workers: int, *args: str) -> float:
     return took
 
 
+def run_engine_alone(suite: Path, workers: int) -> float:
+    """PTD's fork engine with no dashboard around it: the run's own pytest command, as the pool
+    starts it, from a cold interpreter, with no history and its events going nowhere. What
+    ``run_suite`` costs beyond this is Django's, the database's and the launch's."""
+    from runner import command
+
+    argv = command.build_argv(sys.executable, workers=workers, engine="fork")
+    env = {**user_env(), "PYTHONPATH": command.INRUN_PATH}
+    took, _ = timed(argv, suite, env)
+    return took
+
+
 def run_serial(suite: Path) -> float:
     took, _ = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], suite)
     return took
+
+
+def _tree_cpu_ticks(pid: int) -> int:
+    """CPU clock ticks used so far by ``pid`` and every live process below it (Linux /proc)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return total
+
+
+def wait_until_idle(pid: int, quiet: float = 0.3, timeout: float = 10.0) -> None:
+    """Until ``pid``'s process tree has used no CPU for ``quiet`` seconds (bounded).
+
+    A server goes on working after a run it served is over (its history thread folds the
+    run, a fresh zygote preloads pytest): a command timed meanwhile would share the cores with
+    it, and look slower than it is."""
+    deadline = time.monotonic() + timeout
+    last, since = _tree_cpu_ticks(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = _tree_cpu_ticks(pid)
+        if now > last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
 
 
 def median(values: list[float]) -> float:
