@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from runner import command
+from runner import command, options
 
 
 def test_build_argv_single_worker():
@@ -57,7 +57,7 @@ def test_build_argv_auto_and_validation():
         command.resolve_workers(0)
     with pytest.raises(ValueError):
         command.build_argv("/py", workers=2, dist="worksteal")
-    assert command.DIST_MODES == ("load", "loadscope", "loadfile", "loadgroup")
+    assert options.DIST_MODES == ("load", "loadscope", "loadfile", "loadgroup")
 
 
 def test_build_env_is_clean():
