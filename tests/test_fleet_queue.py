@@ -276,6 +276,16 @@ class LeaseManyTests(BaseTestCase):
         long = {"worker": "gw2", "held": 2, "held_seconds": 3.0, "behind": 0.0}
         assert self.units(0, {"asks": [long]})["leases"]["gw2"] == []
 
+    def test_a_worker_down_to_two_items_gets_a_third_however_long_its_second(self):
+        """It starts its next item only once it knows the one after: without a third, it would
+        wait a round trip after its running item, every item (bench_agents' gaps)."""
+        self.units(0, {"asks": [{"worker": "gw3", "held": 0}]})  # the long test
+        limit = fleet_queue.budget(self.run)
+        two = {"worker": "gw0", "held": 2, "held_seconds": 0.05, "behind": limit}
+        assert len(self.units(0, {"asks": [two]})["leases"]["gw0"]) == 1
+        three = {**two, "worker": "gw1", "held": 3}
+        assert self.units(0, {"asks": [three]})["leases"]["gw1"] == []
+
     def test_a_lost_answer_is_sent_again_and_nothing_more_is_leased(self):
         asks = [{"worker": f"gw{i}", "held": 0} for i in range(3)]
         first = self.units(0, {"asks": asks})

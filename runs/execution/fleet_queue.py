@@ -14,14 +14,16 @@ A request asks for every worker of its shard that needs units at that moment (``
 ``fork.remote`` sends one at a time, without waiting for it), and each is served by the
 local core's rule (``LPTScheduler.next_for_worker``): a worker holding nothing gets the
 longest unit; one holding a single item gets a next one, the shortest when what it holds is
-long; small units are added while the work behind its running item fits a budget that
-shrinks with the work left but outlasts the shard's next answer (``budget``: each request
-names how long answers take; a worker asked for ahead, holding more, only gets those). The
-workers holding least are served first. One request reads the queued units once (longest
-first, a page at a time, and the shortest few) and plans every worker's units in memory;
-claims are then one conditional update per worker (``state = queued``), so two shards never
-lease the same unit: a unit another transaction claimed meanwhile is left out, and a worker
-down to its last item that got nothing is planned again.
+long, and so does one holding two (it needs a third before its running item ends: its answer
+takes a round trip, the local core's a pipe's); small units are added while the work behind
+its running item fits a budget that shrinks with the work left but outlasts the shard's next
+answer (``budget``: each request names how long answers take; a worker asked for ahead,
+holding more, only gets those). The workers holding least are served first. One request
+reads the queued units once (longest first, a page at a time, and the shortest few) and
+plans every worker's units in memory; claims are then one conditional update per worker
+(``state = queued``), so two shards never lease the same unit: a unit another transaction
+claimed meanwhile is left out, and a worker down to its last item that got nothing is
+planned again.
 """
 
 from __future__ import annotations
@@ -193,7 +195,10 @@ def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
         first = unit.seconds / max(1, held)
         behind = unit.seconds - first
     holding_long = first > limit
-    if held == 1:  # it runs its item only once it knows the next one
+    # A worker starts its next item only once it knows the one after (fork.worker): down to
+    # one item it waits for the next; holding two, it must know a third before its running
+    # item ends, however long the second (unless it runs a long one: asked again after it).
+    if held == 1 or (held == 2 and not holding_long):
         unit = queue.take(queue.shortest_one() if holding_long else queue.longest())
         if unit is not None:
             taken.append(unit)

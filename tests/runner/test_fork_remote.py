@@ -101,6 +101,20 @@ def test_a_worker_is_asked_for_ahead_of_its_last_item_and_not_again_for_nothing(
     assert core.pending is not None  # down to its last item
 
 
+def test_a_worker_down_to_two_items_is_asked_for_however_long_its_second():
+    core = scheduler(FakeQueue(), workers=1)
+    core.workers["gw0"].in_flight = [0, 1]
+    core.estimates[1] = core.budget_seconds  # more than half the budget behind its item
+    core.pump()
+    assert core.pending is not None and core.pending.body["asks"][0]["held"] == 2
+    core.settle()
+    core.next_for_worker("gw0")  # what came is sent
+    core.workers["gw0"].in_flight = [0, 1, 2]
+    core.estimates[2] = core.budget_seconds
+    core.pump()
+    assert core.pending is None  # three: enough behind the running one
+
+
 def test_a_worker_holding_a_long_item_is_not_asked_for():
     core = scheduler(FakeQueue(), workers=1)
     core.workers["gw0"].in_flight = [0, 1]

@@ -12,9 +12,10 @@ Asking costs the controller no waiting. One request at a time is on its way (``s
 sent, its socket watched by the controller's loop beside the workers' pipes), and it asks
 for every worker that needs units at that moment, so a request serves several refills and
 the workers' results are read while the dashboard answers. A worker is asked for ahead: as
-soon as it holds two items and little behind the one it runs (under half the dashboard's
-budget), not once it is down to its last item, which it runs only once it knows the next
-one (``fork.worker``): with an answer in before the running item ends, it never waits. The
+soon as it is down to two items, or holds little behind the one it runs (under half the
+dashboard's budget), not once it is down to its last item, which it runs only once it knows
+the next one (``fork.worker``): with an answer in before the running item ends, it never
+waits. The
 dashboard applies the local core's rule (``scheduling.core``) to each worker it is asked for,
 with a budget that outlasts the next answer: each request names how long answers have taken
 lately (``latency``, a running average).
@@ -102,8 +103,10 @@ class RemoteScheduler(LPTScheduler):
                     "held_seconds": self.estimates[held[0]] if held else 0.0}  # fmt: skip
         first = self.estimates[held[0]]
         behind = sum(self.estimates[i] for i in held[1:])
-        if first > self.budget_seconds or behind >= self.budget_seconds / 2:
-            return None  # it holds enough, or a long item nothing should wait behind
+        if first > self.budget_seconds:
+            return None  # a long item nothing should wait behind: asked for once it ends
+        if len(held) > 2 and behind >= self.budget_seconds / 2:
+            return None  # it holds enough (holding two, it needs a third before its item ends)
         if self.asked.get(worker) == tuple(held):
             return None  # nothing fitted its budget when it held just this
         return {"worker": worker, "held": len(held), "held_seconds": first, "behind": behind}
