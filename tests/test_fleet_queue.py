@@ -285,6 +285,11 @@ class LeaseManyTests(BaseTestCase):
         assert len(self.units(0, {"asks": [two]})["leases"]["gw0"]) == 1
         three = {**two, "worker": "gw1", "held": 3}
         assert self.units(0, {"asks": [three]})["leases"]["gw1"] == []
+        # Its second item long: the third waits behind it, so it is the shortest there is.
+        shortest = min(RunUnit.objects.filter(state="queued").values_list("seconds", flat=True))
+        behind_long = {**two, "worker": "gw2", "behind": limit + 1.0}
+        got = self.units(0, {"asks": [behind_long]})["leases"]["gw2"]
+        assert [u["seconds"] for u in got] == [shortest]
 
     def test_a_lost_answer_is_sent_again_and_nothing_more_is_leased(self):
         asks = [{"worker": f"gw{i}", "held": 0} for i in range(3)]

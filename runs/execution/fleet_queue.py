@@ -198,8 +198,10 @@ def _plan(queue: _Queued, ask: Ask, limit: float) -> list[RunUnit]:
     # A worker starts its next item only once it knows the one after (fork.worker): down to
     # one item it waits for the next; holding two, it must know a third before its running
     # item ends, however long the second (unless it runs a long one: asked again after it).
+    # What waits behind a long item is the shortest there is.
     if held == 1 or (held == 2 and not holding_long):
-        unit = queue.take(queue.shortest_one() if holding_long else queue.longest())
+        after_long = holding_long if held == 1 else behind > limit  # (behind: the second)
+        unit = queue.take(queue.shortest_one() if after_long else queue.longest())
         if unit is not None:
             taken.append(unit)
             behind += unit.seconds
