@@ -15,7 +15,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
 import requests
 
 from tests.servers import ROOT, ServeProcess, isolated_env
@@ -88,12 +90,23 @@ def write_suite(path: Path) -> Path:
     return path
 
 
-def redis_up() -> bool:
+def broker_up() -> bool:
+    """Whether the tests' broker (``PTD_TEST_BROKER_URL``, Redis by default) takes connections."""
+    url = urlsplit(BROKER)
+    port = url.port or (5672 if url.scheme in ("amqp", "pyamqp") else 6379)
     try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+        with socket.create_connection((url.hostname or "127.0.0.1", port), timeout=1):
             return True
     except OSError:
         return False
+
+
+# Skip the agents' tests when no broker answers, unless CI says one must (PTD_REQUIRE_BROKER):
+# then they run, and fail loudly, rather than pass by skipping everything.
+needs_broker = pytest.mark.skipif(
+    not os.environ.get("PTD_REQUIRE_BROKER") and not broker_up(),
+    reason=f"needs the broker at {BROKER} (PTD_TEST_BROKER_URL)",
+)
 
 
 class Fleet:

@@ -11,11 +11,11 @@ import re
 
 import pytest
 
-from tests.fleet import Fleet, drop_git, git_checkout, redis_up
+from tests.fleet import Fleet, drop_git, git_checkout, needs_broker
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not redis_up(), reason="needs Redis on 127.0.0.1:6379 (the broker)"),
+    needs_broker,
 ]
 NOT_SLOW = "not slow"
 WAIT = 30_000  # ms: an agent starting, a poll, a loss detected, on a loaded machine

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet import Fleet, redis_up
+from tests.fleet import Fleet, needs_broker
 
 pytestmark = [
     pytest.mark.services,
-    pytest.mark.skipif(not redis_up(), reason="needs Redis on 127.0.0.1:6379 (the broker)"),
+    needs_broker,
 ]
 SLEEP = 0.05
 SUITE = {
