@@ -97,13 +97,15 @@ def run_xdist(suite: Path, workers: int, *args: str) -> float:
 
 
 def run_engine_alone(suite: Path, workers: int) -> float:
-    """PTD's fork engine with no dashboard around it: the run's own pytest command, as the pool
-    starts it, from a cold interpreter, with no history and its events going nowhere. What
-    ``run_suite`` costs beyond this is Django's, the database's and the launch's."""
+    """PTD's fork engine with no dashboard around it: the run's own pytest command and
+    environment, as the pool makes them, from a cold interpreter, with no history and its
+    events going nowhere. What ``run_suite`` costs beyond this is Django's, the database's
+    and the launch's."""
     from runner import command
 
     argv = command.build_argv(sys.executable, workers=workers, engine="fork")
-    env = {**user_env(), "PYTHONPATH": command.INRUN_PATH}
+    pycache = suite.parent / f".{suite.name}-pycache"  # bytecode kept, as run_suite's
+    env = command.build_env(user_env(), {}, None, None, pycache_dir=str(pycache))
     took, _ = timed(argv, suite, env)
     return took
 
@@ -139,7 +141,7 @@ def wait_until_idle(pid: int, quiet: float = 0.3, timeout: float = 10.0) -> None
     while time.monotonic() < deadline:
         time.sleep(0.05)
         now = _tree_cpu_ticks(pid)
-        if now > last:
+        if now != last:  # (less: a process of the tree ended; the others may be busy)
             last, since = now, time.monotonic()
         elif time.monotonic() - since >= quiet:
             return
