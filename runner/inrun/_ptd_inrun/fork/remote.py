@@ -15,10 +15,9 @@ the workers' results are read while the dashboard answers. A worker is asked for
 soon as it is down to two items, or holds little behind the one it runs (under half the
 dashboard's budget), not once it is down to its last item, which it runs only once it knows
 the next one (``fork.worker``): with an answer in before the running item ends, it never
-waits. The
-dashboard applies the local core's rule (``scheduling.core``) to each worker it is asked for,
-with a budget that outlasts the next answer: each request names how long answers have taken
-lately (``latency``, a running average).
+waits. The dashboard applies the local core's rule (``scheduling.core``) to each worker it
+is asked for, with a budget that outlasts the next answer: each request names how long
+answers have taken lately (``latency``, a running average).
 
 No socket is inherited by a worker: a request on its way is finished before any fork. The
 token is taken out of ``os.environ`` when the engine is made, before any worker is forked.
