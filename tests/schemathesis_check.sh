@@ -49,7 +49,7 @@ status=0
 (cd "$DATA" && "$VENV/bin/st" run "http://127.0.0.1:$PORT/api/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance \
-  --max-examples "$EXAMPLES" --seed 5 --workers 2 --request-timeout 20 \
+  --max-examples "$EXAMPLES" --seed 5 --workers 1 --request-timeout 20 \
   --phases examples,coverage,fuzzing) || status=$?
 
 if grep -q "Traceback" "$DATA/serve.log"; then
