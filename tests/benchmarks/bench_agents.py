@@ -104,7 +104,7 @@ def timeline(results: list[dict]) -> dict:
             "worst_gaps": [[round(g, 3), round(at, 2)] for g, at in gaps[:5]],
             "idle_at_end": round(
                 sum(last - max(r["stop"] for r in rows if r["worker"] == w) for w in workers), 2
-            ),  # fmt: skip
+            ),
             "last_stop": round(last - t0, 2),
             "busy_share": round(busy / max(1e-9, len(workers) * (last - first)), 2),
             # Its longest tests: when each started and took (longest-first puts them early).
