@@ -3,6 +3,8 @@
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from runner.pool import RunOutcome
+from runs.execution.sink import finish_run
 from runs.flaky import summary as flaky
 from runs.models import Run, TestStat
 from tests.base import BaseTestCase
@@ -142,3 +144,45 @@ class DetectionTests(BaseTestCase):
         self.assertTrue(all("ON CONFLICT" in q["sql"] for q in writes))  # batched upserts
         self.assertLess(len(writes), 600 // 20)
         self.assertEqual(TestStat.objects.filter(suite=self.suite).count(), 600)
+
+
+class CatchUpTests(BaseTestCase):
+    """Runs left unfolded (``history_pending``: run_suite's) fold oldest first, once each."""
+
+    def pending(self, results, **fields):
+        return make_run(self.suite, results=results, history_pending=True, **fields)
+
+    def test_waiting_runs_fold_oldest_first_and_once(self):
+        first = self.pending([(A, "gw0", "passed", 0.1)])
+        second = self.pending([(A, "gw1", "failed", 0.2)], status=Run.Status.FAILED)
+        self.assertFalse(TestStat.objects.filter(suite=self.suite).exists())
+        self.assertEqual(flaky.pending_runs(self.suite), 2)
+
+        self.assertEqual(flaky.catch_up(), 2)
+        s = stat(self.suite)
+        self.assertEqual([r[0] for r in s.recent], [first.id, second.id])
+        self.assertEqual((s.last_run_id, s.last_outcome, s.runs_seen), (second.id, "failed", 2))
+        self.assertEqual(flaky.pending_runs(self.suite), 0)
+
+        self.assertEqual(flaky.catch_up(), 0)  # claimed: nothing folds twice
+        self.assertEqual(stat(self.suite).runs_seen, 2)
+
+    def test_a_run_finishing_here_folds_after_the_suites_waiting_ones(self):
+        older = self.pending([(A, "gw0", "failed", 0.1)], status=Run.Status.FAILED)
+        newer = make_run(self.suite, results=[(A, "gw0", "passed", 0.1)], status=Run.Status.RUNNING)
+        finish_run(newer.id, RunOutcome(newer.id, 0, 1.0, None))
+        s = stat(self.suite)
+        self.assertEqual([r[0] for r in s.recent], [older.id, newer.id])
+        self.assertEqual((s.last_run_id, s.last_outcome), (newer.id, "passed"))
+        self.assertEqual(Run.objects.filter(history_pending=True).count(), 0)
+
+    def test_a_run_finished_later_waits_and_only_complete_runs_wait(self):
+        run = make_run(self.suite, results=[(A, "gw0", "passed", 0.1)], status=Run.Status.RUNNING)
+        finish_run(run.id, RunOutcome(run.id, 0, 1.0, None), fold="later")
+        self.assertTrue(Run.objects.get(pk=run.id).history_pending)
+        self.assertFalse(TestStat.objects.filter(suite=self.suite).exists())
+        cut = make_run(self.suite, results=[(A, "gw0", "passed", 0.1)], status=Run.Status.RUNNING)
+        finish_run(cut.id, RunOutcome(cut.id, None, 1.0, "cancelled"), fold="later")
+        self.assertFalse(Run.objects.get(pk=cut.id).history_pending)  # cancelled: never folds
+        flaky.catch_up(self.suite.id)
+        self.assertEqual(stat(self.suite).recent[0][0], run.id)

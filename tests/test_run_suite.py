@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from runner import warm
 from tests.factories import SUMMARY_KEYS, write_suite
-from tests.servers import ROOT, isolated_env
+from tests.servers import ROOT, ServeProcess, isolated_env
 
 SUITE = {
     "test_mixed.py": (
@@ -239,3 +240,43 @@ def test_an_interpreter_started_ahead_for_a_run_others_run_is_ended(tmp_path):
     prestart.discard()
     assert zygote.proc.poll() is not None and prestart.take() is None
     assert processes_in(suite) == []
+
+
+def test_the_flakiness_summary_of_a_run_is_folded_by_a_serve_not_by_the_command(data_dir, tmp_path):
+    """The CI job waits for run_suite to exit: the derived per-test summary (~0.2 s per 1,000
+    tests) is left for a serving process, which folds what it finds waiting within seconds."""
+    suite = write_suite(
+        tmp_path / "folded",
+        {"test_f.py": "def test_one(): pass\ndef test_two(): assert 0\n"},
+    )
+    out = run_suite(data_dir, suite, "--json")
+    assert out.returncode == 1, out.stderr
+    run_id = json.loads(out.stdout.strip().splitlines()[-1])["run_id"]
+    server = ServeProcess(data_dir, env=environment(data_dir))
+    probe = (
+        f"from runs.models import Run, TestStat; r = Run.objects.get(pk={run_id}); "
+        "print(r.history_pending, TestStat.objects.filter(suite=r.suite).count())"
+    )
+    assert server.manage("shell", "-v0", "-c", probe).split() == ["True", "0"]
+
+    server.start()
+    try:
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {server.create_token()}"
+        suites = api.get(f"{server.url}/api/suites", timeout=10).json()
+        suite_id = next(s["id"] for s in suites["items"] if s["name"] == "folded")
+        deadline = time.monotonic() + 30
+        while True:
+            history = api.get(
+                f"{server.url}/api/tests/{suite_id}/test_f.py::test_two/history", timeout=10
+            )
+            if history.status_code == 200 and history.json()["summary"] is not None:
+                break
+            assert time.monotonic() < deadline, history.text
+            time.sleep(0.1)
+        summary = history.json()["summary"]
+        assert (summary["runs_seen"], summary["last_outcome"]) == (1, "failed")
+        flaky = api.get(f"{server.url}/api/suites/{suite_id}/flaky", timeout=10).json()
+        assert flaky["pending_runs"] == 0
+    finally:
+        server.stop()

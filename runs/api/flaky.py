@@ -12,6 +12,7 @@ from ninja import Field, Router, Schema, Status
 
 from runs.api.common import Detail
 from runs.flaky import history as flaky_history
+from runs.flaky import summary
 from runs.flaky.queries import SORTS, flaky_queryset
 from runs.models import Suite
 from runs.pages import trends
@@ -40,6 +41,10 @@ class FlakyList(Schema):
     suite: str
     count: int
     items: list[FlakyOut]
+    pending_runs: int = Field(
+        description="finished runs not folded into these figures yet (run_suite's, until a "
+        "running serve folds them: within seconds)"
+    )
 
 
 class TrendPoint(Schema):
@@ -111,7 +116,12 @@ def suite_flaky(request, suite_id: int, sort: str = "flip_rate", limit: int = 50
     suite = _suite(suite_id)
     qs = flaky_queryset(suite, sort if sort in SORTS else "flip_rate")
     items = [s.to_dict() for s in qs[: max(1, min(limit, 5000))]]
-    return {"suite": suite.name, "count": qs.count(), "items": items}
+    return {
+        "suite": suite.name,
+        "count": qs.count(),
+        "items": items,
+        "pending_runs": summary.pending_runs(suite),
+    }
 
 
 @router.get("/suites/{suite_id}/trends", response={200: Trends, 404: Detail})

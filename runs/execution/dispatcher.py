@@ -2,6 +2,8 @@
 
 Runs are queued in the database (from the UI, the API or another process); the dispatcher
 claims them atomically in FIFO order as the pool has room, so no run is lost or run twice.
+Each tick it also hands the runs other processes left unfolded (``run_suite``'s) to the history
+thread, which folds them into the flakiness summary.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class Dispatcher:
                 self.dispatch()
                 self.cancel_requested()
                 self._fleet_active = self.fleet.tick()
+                if Run.objects.filter(history_pending=True).exists():
+                    self.env.history.catch_up_in_background()
                 if time.monotonic() - self._last_sweep > SWEEP_SECONDS:
                     self._last_sweep = time.monotonic()
                     launch.expire_silent_external_runs(history=self.env.history)

@@ -93,7 +93,7 @@ class Environment:
             return None
         outcome = RunOutcome(run_id, returncode, wall, reason=None, message=message)
         try:
-            run = finish_run(run_id, outcome, history=self.history, background_history=True)
+            run = finish_run(run_id, outcome, history=self.history, fold="background")
         except BaseException:
             running.update(finished_at=None)  # unclaimed: the sweeper can still close it
             raise

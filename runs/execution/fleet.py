@@ -255,7 +255,7 @@ class FleetRunner:
                 began = run.started_at or run.created_at
                 wall = max(0.0, ((run.finished_at or timezone.now()) - began).total_seconds())
                 outcome = RunOutcome(run.id, None, wall, "cancelled", "Cancelled.")
-                finish_run(run.id, outcome, history=self.env.history, background_history=True)
+                finish_run(run.id, outcome, history=self.env.history, fold="background")
             self.publish_machines(run)
 
     def publish_machines(self, run: Run) -> None:

@@ -158,6 +158,8 @@ def add_to_workers(
 class DbSink(LoadSinkMixin):
     """Implements runner.pool.Sink on top of the models and the environment's publisher."""
 
+    history_fold = "now"  # finish_run's ``fold``: a run this process ran folds as it ends
+
     def __init__(self, env):
         self.publisher = env.publisher
         self.history = env.history
@@ -262,7 +264,13 @@ class DbSink(LoadSinkMixin):
     def run_finished(self, run_id: int, outcome: RunOutcome) -> None:
         try:
             self.finish_load(run_id)
-            run = finish_run(run_id, outcome, history=self.history, interrupted=self.shutting_down)
+            run = finish_run(
+                run_id,
+                outcome,
+                history=self.history,
+                interrupted=self.shutting_down,
+                fold=self.history_fold,
+            )
             if self.publisher.reachable(run_id):
                 self.publisher.publish(run_id, {"type": "finished", "run": run.to_dict()})
         except Exception:
@@ -313,6 +321,7 @@ FINISH_FIELDS = [
     "tests_flaky",
     "speedup_measured",
     "time_breakdown",
+    "history_pending",
 ]
 
 
@@ -322,10 +331,11 @@ def finish_run(
     *,
     history: HistoryRecorder | None = None,
     interrupted: bool = False,
-    background_history: bool = False,
+    fold: str = "now",
 ) -> Run:
     """The run's final status, figures and worker rows from its stored results; then its tests
-    fold into the flakiness summary (on ``history``'s thread when ``background_history``)."""
+    fold into the flakiness summary: ``fold`` "now", "background" (on ``history``'s thread) or
+    "later" (it stays ``history_pending`` for a serving process to catch up on)."""
     run = Run.objects.select_related("suite").get(pk=run_id)
     tests = list(
         TestResult.objects.filter(run_id=run_id).values(
@@ -352,6 +362,7 @@ def finish_run(
     run.speedup_measured = measured_speedup(run)
     run.time_breakdown = time_breakdown(run, executed)
     run.withhold_figures()  # cancelled, timed out, errored, no test run: no speedup (README)
+    run.history_pending = run.status in Run.COMPLETE  # cleared by the fold, in its transaction
     with transaction.atomic():
         # Only what finishing decides: a batch stored since the row was read above keeps its
         # warnings and the live messages' count (live_seq) is not set back.
@@ -369,7 +380,9 @@ def finish_run(
         )
         # Nothing is running any more: a page opened later must not show a "current" test.
         WorkerStat.objects.filter(run_id=run_id).exclude(current_test="").update(current_test="")
-    if background_history and history is not None:
+    if not run.history_pending or fold == "later":
+        return run
+    if fold == "background" and history is not None:
         history.record_in_background(run, tests)
     else:
         record_run_safely(run, tests)
@@ -393,5 +406,5 @@ def close_interrupted(run_id: int, message: str, now=None, history=None) -> bool
     if run.started_at and last_stop:
         wall = max(0.0, last_stop - run.started_at.timestamp())
     outcome = RunOutcome(run_id, None, wall, "interrupted", message)
-    finish_run(run_id, outcome, history=history, background_history=True)
+    finish_run(run_id, outcome, history=history, fold="background")
     return True

@@ -1,7 +1,7 @@
 """The history thread: folds finished runs into the flakiness summary off the request's path.
 
 One instance per process, owned by its Environment (runs.execution.environment); tests build
-their own. One thread, so runs are folded in the order they finished.
+their own. Whatever folds, folds a suite's waiting runs oldest first (``summary.catch_up``).
 """
 
 from __future__ import annotations
@@ -16,18 +16,26 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from django.conf import settings
 from django.db import connection
 
-from runs.flaky.summary import record_run
+from runs.flaky.summary import catch_up
 from runs.models import Run
 
 log = logging.getLogger(__name__)
 
 
 def record_run_safely(run: Run, tests=None) -> None:
-    """The sink's hook: the summary is derived data, it must never fail a run's finish."""
+    """Fold a finished run (its ``history_pending`` set), after its suite's older waiting runs.
+    The summary is derived data: this never fails a run's finish (the run stays pending)."""
     try:
-        record_run(run, tests)
+        catch_up(run.suite_id, None if tests is None else {run.id: tests})
     except Exception:
         log.exception("could not update the flakiness summary of run %s", run.id)
+
+
+def catch_up_safely() -> None:
+    try:
+        catch_up()
+    except Exception:
+        log.exception("could not fold the finished runs waiting for the flakiness summary")
 
 
 def _lowest_priority() -> None:
@@ -39,9 +47,9 @@ def _lowest_priority() -> None:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
-def _record_in_thread(run: Run, tests) -> None:
+def _in_thread(fn, *args) -> None:
     try:
-        record_run_safely(run, tests)
+        fn(*args)
     finally:
         connection.close()  # this thread's own connection
 
@@ -50,6 +58,7 @@ class HistoryRecorder:
     def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._catching_up: Future | None = None
 
     def _thread(self) -> ThreadPoolExecutor:
         with self._lock:  # started on first use: most processes never need it
@@ -68,12 +77,26 @@ class HistoryRecorder:
 
         For ingestion's /finish: the CI job waits on that answer, and folding 10,000 tests costs
         it most of a second for derived data it does not need (if the server stops before this
-        runs, the flaky page's Rebuild recomputes the summary). Runs inline when
-        ``PTD_BACKGROUND_HISTORY`` is off (tests inside a transaction)."""
+        runs, the run stays ``history_pending`` and the next server's dispatcher folds it). Runs
+        inline when ``PTD_BACKGROUND_HISTORY`` is off (tests inside a transaction)."""
         if settings.PTD_BACKGROUND_HISTORY:
-            self._thread().submit(_record_in_thread, run, tests)
+            self._thread().submit(_in_thread, record_run_safely, run, tests)
         else:
             record_run_safely(run, tests)
+
+    def catch_up_in_background(self) -> None:
+        """Fold every run waiting for it (``run_suite``'s), on the history thread; once at a
+        time (a call while one is queued or going adds nothing)."""
+        if not settings.PTD_BACKGROUND_HISTORY:
+            catch_up_safely()
+            return
+        with self._lock:
+            going = self._catching_up
+            if going is not None and not going.done():
+                return
+        future = self._thread().submit(_in_thread, catch_up_safely)
+        with self._lock:
+            self._catching_up = future
 
     def submit(self, fn, *args) -> Future:
         """Queue any callable on the history thread (tests hold the thread with it)."""

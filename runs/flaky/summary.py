@@ -8,13 +8,15 @@ Rules:
 - a test that only ever fails is failing, not flaky; skips and xfails are neither.
 
 ``record_run`` folds one finished run into the suite's TestStat rows with a fixed number of
-queries (one read, one bulk upsert), whatever the number of tests.
+queries (one read, one bulk upsert), whatever the number of tests. A finished run that is not
+folded at once carries ``Run.history_pending`` until ``catch_up`` folds it: ``run_suite`` (a
+one-shot command in a CI job, which waits for it to exit) leaves its run to a serving process,
+whose dispatcher catches up within a second of seeing it (README: Flaky tests).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import SimpleNamespace
@@ -25,8 +27,6 @@ from django.utils import timezone
 
 from runner.metrics import FAILING, PASSING, base_nodeid
 from runs.models import Run, Suite, TestResult, TestStat
-
-log = logging.getLogger(__name__)
 
 MAX_COMMITS = 50  # commits remembered per test for the same-commit rule
 # Columns folded by record_run (FKs by their column), written with one raw upsert.
@@ -159,11 +159,49 @@ def fold(stat: TestStat, run: Run, entry: Mapping[str, Any], when) -> None:
 
 
 def record_run(run: Run, tests: Iterable[Mapping[str, Any]] | None = None) -> int:
-    """Fold a finished run into its suite's per-test summary; returns the rows written.
+    """Fold a finished run into its suite's per-test summary now; returns the rows written.
 
     Runs that did not complete (error, cancelled...) are not counted; a run already folded
-    in is not counted twice.
+    in is not counted twice. The run's ``history_pending`` is cleared in the same transaction.
     """
+    if run.status not in Run.COMPLETE:
+        return 0
+    with transaction.atomic():
+        Run.objects.filter(pk=run.id, history_pending=True).update(history_pending=False)
+        return _fold(run, tests)
+
+
+def catch_up(suite_id: int | None = None, tests: Mapping[int, list] | None = None) -> int:
+    """Fold the runs waiting for it (``history_pending``), oldest first, each in a transaction
+    of its own; ``tests``: results already in memory, by run id. Returns the runs folded.
+
+    Every fold goes through here (or ``record_run``), so a suite's runs fold in the order they
+    were made whoever folds them: the last outcome, the recent runs and the commits stay right.
+    A run is claimed by clearing its flag inside its transaction: two processes catching up at
+    once never fold one run twice (the second finds it claimed, or waits on the first's lock).
+    """
+    pending = Run.objects.filter(history_pending=True)
+    if suite_id is not None:
+        pending = pending.filter(suite_id=suite_id)
+    folded = 0
+    for run_id in pending.order_by("created_at", "id").values_list("id", flat=True):
+        with transaction.atomic():
+            if not Run.objects.filter(pk=run_id, history_pending=True).update(
+                history_pending=False
+            ):
+                continue  # another process folded it meanwhile
+            run = Run.objects.get(pk=run_id)
+            _fold(run, (tests or {}).get(run_id))
+            folded += 1
+    return folded
+
+
+def pending_runs(suite: Suite) -> int:
+    """How many of a suite's finished runs the summary does not hold yet (for the pages)."""
+    return Run.objects.filter(suite=suite, history_pending=True).count()
+
+
+def _fold(run: Run, tests: Iterable[Mapping[str, Any]] | None) -> int:
     if run.status not in Run.COMPLETE:
         return 0
     if tests is None:
@@ -176,20 +214,19 @@ def record_run(run: Run, tests: Iterable[Mapping[str, Any]] | None = None) -> in
     if not per_test:
         return 0
     when = run.finished_at or run.created_at or timezone.now()
-    with transaction.atomic():
-        # Plain rows, not model instances: building and saving 10,000 models costs seconds.
-        stats = read_rows(run.suite_id, list(per_test) if len(per_test) <= 500 else None)
-        rows = []
-        for nodeid, entry in per_test.items():
-            stat = stats.get(nodeid)
-            if stat is None:
-                stat = SimpleNamespace(**dict.fromkeys(COLUMNS), nodeid=nodeid)
-                stat.runs_seen = stat.runs_failed = stat.runs_flaky = stat.flip_count = 0
-            elif stat.recent and any(r[0] == run.id for r in stat.recent):
-                continue  # already folded in
-            fold(stat, run, entry, when)
-            rows.append(stat)
-        upsert(run.suite_id, rows)
+    # Plain rows, not model instances: building and saving 10,000 models costs seconds.
+    stats = read_rows(run.suite_id, list(per_test) if len(per_test) <= 500 else None)
+    rows = []
+    for nodeid, entry in per_test.items():
+        stat = stats.get(nodeid)
+        if stat is None:
+            stat = SimpleNamespace(**dict.fromkeys(COLUMNS), nodeid=nodeid)
+            stat.runs_seen = stat.runs_failed = stat.runs_flaky = stat.flip_count = 0
+        elif stat.recent and any(r[0] == run.id for r in stat.recent):
+            continue  # already folded in
+        fold(stat, run, entry, when)
+        rows.append(stat)
+    upsert(run.suite_id, rows)
     return len(rows)
 
 
@@ -287,14 +324,6 @@ def upsert(suite_id: int, rows: list) -> None:
             cursor.executemany(sql, params[start : start + 2000])
 
 
-def record_run_safely(run: Run, tests=None) -> None:
-    """The sink's hook: the summary is derived data, it must never fail a run's finish."""
-    try:
-        record_run(run, tests)
-    except Exception:
-        log.exception("could not update the flakiness summary of run %s", run.id)
-
-
 def rebuild(suite: Suite) -> int:
     """Recompute a suite's summary from every stored run, oldest first; keeps quarantines."""
     with transaction.atomic():
@@ -302,7 +331,6 @@ def rebuild(suite: Suite) -> int:
         # Every folded column back to its model default: an empty summary, quarantine kept.
         fields = {f.attname: f for f in TestStat._meta.concrete_fields}
         TestStat.objects.filter(suite=suite).update(**{c: fields[c].get_default() for c in COLUMNS})
-        runs = Run.objects.filter(suite=suite, status__in=Run.COMPLETE).order_by("created_at", "id")
-        for run in runs:
-            record_run(run)
+        Run.objects.filter(suite=suite, status__in=Run.COMPLETE).update(history_pending=True)
+        catch_up(suite.id)
     return TestStat.objects.filter(suite=suite).count()

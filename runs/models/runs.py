@@ -107,6 +107,9 @@ class Run(models.Model):
     # Where the wall time went (runs.insight.breakdown), computed when the run finishes. While
     # it runs, {"marks": {...}}: the moments its events carried (session start, collection).
     time_breakdown = models.JSONField(null=True, blank=True)
+    # Finished complete but not folded into the flakiness summary yet (runs.flaky.summary:
+    # a one-shot run_suite leaves that to a serving process, which catches up).
+    history_pending = models.BooleanField(default=False)
 
     objects = RunQuerySet.as_manager()
 
@@ -119,6 +122,12 @@ class Run(models.Model):
             models.Index(fields=["status", "created_at"], name="run_status_created"),
             # The runs list, newest first.
             models.Index(fields=["-created_at"], name="run_created"),
+            # The runs waiting to be folded into the flakiness summary (few, or none).
+            models.Index(
+                fields=["suite", "created_at"],
+                condition=models.Q(history_pending=True),
+                name="run_history_pending",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -48,6 +48,7 @@ def flaky_list(request, name):
             "sorts": list(SORTS),
             "quarantined": TestStat.objects.filter(suite=suite, quarantined=True).count(),
             "tracked": TestStat.objects.filter(suite=suite).count(),
+            "pending": summary.pending_runs(suite),
         },
     )
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from runner.metrics import base_nodeid
 from runs.csvcell import csv_cell
 from runs.flaky.queries import flaky_queryset
+from runs.flaky.summary import pending_runs
 from runs.models import Run, Suite, TestResult, TestStat
 from runs.pages import trends
 
@@ -168,6 +169,7 @@ def report_page(request, name):
             "flaky": top_flaky(suite, since, until),
             "flaky_total": TestStat.objects.filter(suite=suite, flip_count__gt=0).count(),
             "quarantined": TestStat.objects.filter(suite=suite, quarantined=True).count(),
+            "history_pending": pending_runs(suite),
             "slowest": slowest_tests(runs),
             "worst_balanced": worst_balanced(runs),
             "points": points(suite, since, until),
