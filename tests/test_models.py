@@ -2,7 +2,14 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError
 
-from runs.execution.sink import RESULT_COLUMNS, insert_results, result_from_event
+from runs.execution.store import (
+    RESULT_COLUMNS,
+    WorkerDelta,
+    add_counts,
+    add_to_workers,
+    insert_results,
+    result_from_event,
+)
 from runs.models import ApiToken, RunConfig, Suite, TestResult, WorkerStat
 from tests.base import BaseTestCase
 from tests.factories import SUMMARY_KEYS, make_run, test_event
@@ -98,3 +105,23 @@ class ResultInsertTests(BaseTestCase):
         stored = {r.nodeid: r for r in TestResult.objects.filter(run=run)}
         assert stored["t.py::b"].outcome == "failed" and stored["t.py::b"].worker == "gw1"
         assert stored["t.py::a"].stop == 1000.5 and stored["t.py::b"].longrepr == "E   assert 0"
+
+    def test_worker_figures_add_up_and_keep_the_widest_span(self):
+        """store.add_to_workers: counts add, the span keeps its earliest start and latest
+        stop, and a batch with no times (a crash report) leaves the span as it is."""
+        run = make_run(self.suite)
+        batches = [
+            {"gw0": WorkerDelta(1, 0.5, 5.0, 6.0, 0, "t.py::a"), "gw1": WorkerDelta()},
+            {"gw0": WorkerDelta(1, 0.0, None, None, 1, "t.py::b")},
+            {"gw0": WorkerDelta(2, 1.0, 4.0, 7.0, 0, "t.py::c")},
+        ]
+        for deltas in batches:
+            add_to_workers(run.id, deltas, read_back=False)
+        gw0 = WorkerStat.objects.get(run=run, worker="gw0")
+        assert (gw0.tests, gw0.busy_seconds, gw0.crashed) == (4, 1.5, 1)
+        assert (gw0.first_start, gw0.last_stop, gw0.current_test) == (4.0, 7.0, "t.py::c")
+        gw1 = WorkerStat.objects.get(run=run, worker="gw1")  # announced, nothing run yet
+        assert (gw1.tests, gw1.first_start, gw1.last_stop) == (0, None, None)
+        add_counts(run.id, {"total": 3, "passed": 2, "failed": 1, "errors": 0})
+        run.refresh_from_db()
+        assert (run.tests_total, run.tests_passed, run.tests_failed) == (3, 2, 1)

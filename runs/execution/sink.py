@@ -8,20 +8,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import namedtuple
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from _ptd_inrun.output import cut, storable
-from django.conf import settings
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, FloatField, Max, Value
-from django.db.models.functions import Coalesce, Concat, Greatest, Least
+from django.db.models import F, Max, Value
+from django.db.models.functions import Concat
 from django.utils import timezone
 
 from runner import metrics
 from runner.pool import RunOutcome
 from runs.execution.load_sink import LOAD_EVENTS, LoadSinkMixin
+from runs.execution.store import (
+    COLLECT_WORKER,
+    COUNT_COLUMNS,
+    WORKER_MAX,
+    ResultRow,
+    WorkerDelta,
+    add_counts,
+    add_to_workers,
+    insert_results,
+    result_from_event,
+)
 from runs.execution.timing import add_marks, time_breakdown
 from runs.execution.verdict import measured_speedup, status_for
 from runs.flaky.quarantine import apply_quarantine
@@ -31,128 +38,10 @@ from runs.load.verdict import load_status
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
-LONGREPR_MAX = 4000
-OUTPUT_MAX = 2 * settings.PTD_MAX_OUTPUT_PER_TEST + 200  # characters of a stream (cap: bytes)
-WORKER_MAX = 64  # TestResult.worker: "AGENT/gwN" on runs over several machines
-COLLECT_WORKER = "-"  # the "worker" of a collection error: none
 # runner.metrics.summarize's figures stored as they are on the Run.
 SUMMARY_FIGURES = (
     "wall_seconds", "serial_seconds", "speedup", "efficiency", "balance", "flakiness_rate",
 )  # fmt: skip
-# runner.metrics.count_outcomes' keys -> the Run columns holding them.
-COUNT_COLUMNS = {
-    "total": "tests_total",
-    "passed": "tests_passed",
-    "failed": "tests_failed",
-    "skipped": "tests_skipped",
-    "errors": "tests_errors",
-}
-
-
-# TestResult's columns are plain text and numbers (tests/test_models.py checks it), so rows go
-# to the database as they are, in one executemany: bulk_create compiled SQL for every 500 rows
-# and prepared each value through its field, 0.34 s of CPU per 10,000 results against 0.08 s.
-RESULT_COLUMNS = [f for f in TestResult._meta.concrete_fields if not f.primary_key]
-
-
-# A result on its way to the database: the values of RESULT_COLUMNS, in their order (its run,
-# then TestResult.FIELDS). A model instance per result (its __init__ and pre/post_init signals)
-# cost more than the INSERT itself on a 10,000-test run.
-ResultRow = namedtuple("ResultRow", ["run_id", *TestResult.FIELDS])
-
-
-assert ResultRow._fields == tuple(f.attname for f in RESULT_COLUMNS), "TestResult changed"
-
-
-def insert_results(results: list[ResultRow]) -> None:
-    qn = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {qn(TestResult._meta.db_table)} "  # noqa: S608 - constant identifiers
-        f"({', '.join(qn(f.column) for f in RESULT_COLUMNS)}) "
-        f"VALUES ({', '.join(['%s'] * len(RESULT_COLUMNS))})"
-    )
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, results)
-
-
-def result_from_event(run_id: int, event: dict) -> ResultRow:
-    return ResultRow(
-        run_id=run_id,
-        nodeid=str(event.get("nodeid", ""))[:1000],
-        worker=str(event.get("worker") or "gw0")[:WORKER_MAX],
-        outcome=event.get("outcome", "failed"),
-        attempt=event.get("attempt") or 0,
-        when=event.get("when") or "",
-        start=event.get("start"),
-        stop=event.get("stop"),
-        duration=event.get("duration") or 0.0,
-        longrepr=(event.get("longrepr") or "")[:LONGREPR_MAX],
-        group=str(event.get("group") or "")[:200],
-        # Cut in the run already (_ptd_inrun/output.py); here for what ingestion sends (a CI
-        # job may set larger caps): cut the same way, head and tail (the error is at the end).
-        **{key: _kept_output(event.get(key)) for key in ("stdout", "stderr", "log")},
-    )
-
-
-def _kept_output(value) -> str:
-    text = storable(str(value or ""))
-    if len(text) <= OUTPUT_MAX:
-        return text
-    return cut(text, settings.PTD_MAX_OUTPUT_PER_TEST)
-
-
-@dataclass
-class WorkerDelta:
-    """What one batch adds to a worker's figures (added to its row in one UPDATE)."""
-
-    tests: int = 0
-    busy_seconds: float = 0.0
-    first_start: float | None = None
-    last_stop: float | None = None
-    crashed: int = 0
-    current_test: str = ""
-
-    def add(self, result: ResultRow) -> None:
-        self.tests += 1
-        self.busy_seconds += result.duration
-        if result.start is not None:
-            self.first_start = min(self.first_start or result.start, result.start)
-        if result.stop is not None:
-            self.last_stop = max(self.last_stop or result.stop, result.stop)
-        self.current_test = result.nodeid
-        self.crashed += result.outcome == "crashed"
-
-
-def add_to_workers(
-    run_id: int, deltas: dict[str, WorkerDelta], read_back: bool = True
-) -> list[WorkerStat]:
-    """Add a batch's figures to the workers' rows with atomic updates (tests = tests + n):
-    the database holds the totals, so any process may store any batch of a run (ingestion
-    behind several server processes, or after a restart) without losing counts. The rows as
-    they now stand come back if ``read_back`` (for a live page; nobody watching, no query)."""
-    WorkerStat.objects.bulk_create(
-        [WorkerStat(run_id=run_id, worker=w) for w in deltas],
-        ignore_conflicts=True,
-    )
-    for worker, d in sorted(deltas.items()):  # one lock order for every process: no deadlock
-        if not d.tests:
-            continue
-        changes: dict = {
-            "tests": F("tests") + d.tests,
-            "busy_seconds": F("busy_seconds") + d.busy_seconds,
-            "crashed": F("crashed") + d.crashed,
-            "current_test": d.current_test,
-        }
-        if d.first_start is not None:
-            first = Value(d.first_start, output_field=FloatField())
-            changes["first_start"] = Least(Coalesce("first_start", first), first)
-        if d.last_stop is not None:
-            last = Value(d.last_stop, output_field=FloatField())
-            changes["last_stop"] = Greatest(Coalesce("last_stop", last), last)
-        WorkerStat.objects.filter(run_id=run_id, worker=worker).update(**changes)
-    if not read_back:
-        return []
-    return list(WorkerStat.objects.filter(run_id=run_id, worker__in=deltas).order_by("worker"))
 
 
 class DbSink(LoadSinkMixin):
@@ -221,10 +110,6 @@ class DbSink(LoadSinkMixin):
                 deltas.setdefault(str(event.get("worker"))[:WORKER_MAX], WorkerDelta())
         # The run's counts so far, as finish_run counts them at the end (which overwrites them).
         counts = metrics.count_outcomes([{"outcome": r.outcome} for r in results])
-        for key, value in counts.items():
-            if value:
-                column = COUNT_COLUMNS[key]
-                run_fields[column] = F(column) + value
         stats: list[WorkerStat] = []
         # The workers alone are not progress: a load run's load_start publishes its "load" only.
         news = results or deltas or run_fields.keys() - {"workers"}
@@ -232,6 +117,7 @@ class DbSink(LoadSinkMixin):
         with transaction.atomic():
             if results:
                 insert_results(results)
+                add_counts(run_id, counts)
             if deltas:
                 stats = add_to_workers(run_id, deltas, read_back=publishing)
             if warnings:  # appended in the database: ingested runs come in several requests
