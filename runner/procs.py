@@ -400,13 +400,16 @@ def start_watchdog() -> None:
         return
     me = os.getpid()
     with _watchdog_lock:
-        if _watchdog is not None and _watchdog.args[3] == str(me) and _watchdog.poll() is None:
+        if _watchdog is not None and _watchdog.args[-2] == str(me) and _watchdog.poll() is None:
             return
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        start = lifeline.start_time(me) or "0"
         try:
             _watchdog = subprocess.Popen(
-                [sys.executable, "-m", "runner.watchdog", str(me), lifeline.start_time(me) or "0"],
+                # -S: no site-packages to scan (an editable install's finder, .pth files): it
+                # starts as a run does, on a busy core, and needs only this package.
+                [sys.executable, "-S", "-m", "runner.watchdog", str(me), start],
                 env={**os.environ, "PYTHONPATH": path},
                 # Holds none of our pipes: whoever reads our output sees its end with us.
                 stdin=subprocess.DEVNULL,

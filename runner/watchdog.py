@@ -18,8 +18,6 @@ import time
 
 from _ptd_inrun import lifeline
 
-from runner import procs
-
 
 def wait_for_exit(pid: int, start: str) -> None:
     """Return once process ``pid`` (started at ``start``) has exited: gone, or a zombie its
@@ -47,6 +45,8 @@ def main(argv: list[str]) -> None:
     pid, start = int(argv[1]), argv[2]
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     wait_for_exit(pid, start)
+    from runner import procs  # only now: it costs more to import than all the rest
+
     procs.end_orphans(f"{pid}.{start}")
 
 

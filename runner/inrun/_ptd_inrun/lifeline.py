@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import uuid
 
 COOKIE_VAR = "PTD_RUN_COOKIE"
 _MARK = COOKIE_VAR.encode() + b"="
@@ -42,7 +41,7 @@ def start_time(pid: int) -> str | None:
 def new_cookie(owner_pid: int | None = None) -> str:
     """A cookie for one run, owned by ``owner_pid`` (this process by default)."""
     pid = owner_pid or os.getpid()
-    return f"{pid}.{start_time(pid) or 0}.{uuid.uuid4().hex[:16]}"
+    return f"{pid}.{start_time(pid) or 0}.{os.urandom(8).hex()}"
 
 
 def owner_alive(cookie: str) -> bool:
