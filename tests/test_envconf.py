@@ -88,3 +88,10 @@ def test_data_dir_is_private_to_its_owner(tmp_path, env):
     old.mkdir(mode=0o755)
     env(PTD_DATA_DIR=str(old))
     assert stat.S_IMODE(envconf.data_dir().stat().st_mode) == 0o700
+
+
+def test_static_files_skip_compressing_what_whitenoise_skips_and_source_maps(settings):
+    from whitenoise.compress import Compressor
+
+    skipped = set(settings.WHITENOISE_SKIP_COMPRESS_EXTENSIONS)
+    assert set(Compressor.SKIP_COMPRESS_EXTENSIONS) | {"map"} <= skipped
