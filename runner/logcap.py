@@ -15,6 +15,11 @@ import select
 import threading
 
 CHUNK = 1 << 16
+# A trickle of output (pytest's progress: a character and a flush per test) is read a few
+# times a second instead of once per write: every read woke this thread, on cores the run's
+# workers need (2,000 tests: 2,000 wake-ups). Reads of a full pipe go on without a pause.
+TRICKLE = 4096  # bytes: a read smaller than this waits before the next one
+PAUSE = 0.05  # seconds
 
 
 class CappedLog:
@@ -31,6 +36,7 @@ class CappedLog:
         self.tail_bytes = 0
         self.cut = 0
         self._stop = threading.Event()
+        self._ending = threading.Event()  # finish() was called: no more pauses
         self.read_fd, self.write_fd = os.pipe()
         self._write_open = True
         self._thread = threading.Thread(target=self._copy, name="ptd-log", daemon=True)
@@ -48,6 +54,7 @@ class CappedLog:
         """Write the tail and close the file. A process that escaped the run and still holds
         the pipe does not keep us waiting past ``timeout``."""
         self.spawned()
+        self._ending.set()
         self._thread.join(timeout)
         if self._thread.is_alive():
             self._stop.set()
@@ -64,6 +71,8 @@ class CappedLog:
                 if not chunk:
                     break
                 self._take(chunk)
+                if len(chunk) < TRICKLE:
+                    self._ending.wait(PAUSE)
         except OSError:
             pass  # the file or the pipe failed: keep what was written
         finally:

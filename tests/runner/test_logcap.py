@@ -49,3 +49,41 @@ def test_a_talkative_run_keeps_the_head_and_the_tail_of_its_output(tmp_path):
 def test_without_a_cap_everything_is_kept(tmp_path):
     outcome, log = run_once(tmp_path, None)
     assert outcome.log_bytes_cut == 0 and len(log) == PRINTED
+
+
+def copy_through(writes, pause=0.0):
+    """Write ``writes`` into a CappedLog's pipe (one os.write each); returns (reads, seconds)."""
+    import os
+    import tempfile
+    import time
+
+    from runner.logcap import CappedLog
+
+    reads = []
+    with tempfile.TemporaryDirectory() as tmp:
+        log = CappedLog(os.path.join(tmp, "log"), None)
+        take = log._take
+        log._take = lambda chunk: (reads.append(len(chunk)), take(chunk))
+        began = time.monotonic()
+        for data in writes:
+            os.write(log.write_fd, data)
+            if pause:
+                time.sleep(pause)
+        log.finish()
+        took = time.monotonic() - began
+        with open(os.path.join(tmp, "log"), "rb") as fh:
+            assert fh.read() == b"".join(writes)
+    return reads, took
+
+
+def test_a_trickle_of_output_is_read_in_a_few_wakeups_not_one_per_write():
+    # pytest's progress: a character and a flush per test, a test every millisecond or so.
+    reads, _ = copy_through([b"."] * 300, pause=0.001)
+    assert len(reads) < 100
+
+
+def test_a_flood_of_output_is_read_without_pausing():
+    # 8 MB in 1 KB writes: a reader pausing after every read would take over 6 s (64 KB at
+    # a time, 50 ms apart); this one keeps the pipe drained.
+    reads, took = copy_through([b"x" * 1024] * 8192)
+    assert took < 3.0 and sum(reads) == 8 * 1024 * 1024
