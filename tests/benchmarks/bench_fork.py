@@ -6,7 +6,9 @@ Measure in what users have: a venv holding only PTD and its test extras (every e
 plugin an interpreter autoloads slows each of plain xdist's processes down, not PTD's one):
 
     python -m venv /tmp/lean && /tmp/lean/bin/pip install -e '.[test]'
-    /tmp/lean/bin/python -m tests.benchmarks.bench_fork --only uniform --rounds 5
+    /tmp/lean/bin/python -m tests.benchmarks.bench_fork --only uniform --rounds 15
+
+(On a shared 2-core machine single rounds vary by a third either way: take 15.)
 
 The first lines name the interpreter, pytest, xdist and the plugins the figures come from.
 
