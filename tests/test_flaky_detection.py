@@ -1,5 +1,7 @@
 """Flakiness rules on hand-made histories (runs/flaky/summary.py::record_run)."""
 
+from unittest import mock
+
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -186,3 +188,23 @@ class CatchUpTests(BaseTestCase):
         self.assertFalse(Run.objects.get(pk=cut.id).history_pending)  # cancelled: never folds
         flaky.catch_up(self.suite.id)
         self.assertEqual(stat(self.suite).recent[0][0], run.id)
+
+    def test_a_run_that_cannot_be_folded_is_said_once_and_let_go(self):
+        broken = self.pending([(A, "gw0", "passed", 0.1)])
+        after = self.pending([(A, "gw1", "failed", 0.1)], status=Run.Status.FAILED)
+        real = flaky.aggregate
+
+        def failing(tests):
+            tests = list(tests)
+            if tests and tests[0]["worker"] == "gw0":
+                raise ValueError("a row the fold cannot read")
+            return real(tests)
+
+        with (
+            self.assertLogs("runs.flaky.summary", "ERROR") as logs,
+            mock.patch.object(flaky, "aggregate", failing),
+        ):
+            self.assertEqual(flaky.catch_up(), 1)
+        self.assertIn(f"could not fold run {broken.id}", logs.output[0])
+        self.assertEqual(flaky.pending_runs(self.suite), 0)  # not retried at every tick
+        self.assertEqual(stat(self.suite).recent[0][0], after.id)  # the next one still folds

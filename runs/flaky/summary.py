@@ -17,6 +17,7 @@ whose dispatcher catches up within a second of seeing it (README: Flaky tests).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from types import SimpleNamespace
@@ -27,6 +28,8 @@ from django.utils import timezone
 
 from runner.metrics import FAILING, PASSING, base_nodeid
 from runs.models import Run, Suite, TestResult, TestStat
+
+log = logging.getLogger(__name__)
 
 MAX_COMMITS = 50  # commits remembered per test for the same-commit rule
 # Columns folded by record_run (FKs by their column), written with one raw upsert.
@@ -185,14 +188,20 @@ def catch_up(suite_id: int | None = None, tests: Mapping[int, list] | None = Non
         pending = pending.filter(suite_id=suite_id)
     folded = 0
     for run_id in pending.order_by("created_at", "id").values_list("id", flat=True):
-        with transaction.atomic():
-            if not Run.objects.filter(pk=run_id, history_pending=True).update(
-                history_pending=False
-            ):
-                continue  # another process folded it meanwhile
-            run = Run.objects.get(pk=run_id)
-            _fold(run, (tests or {}).get(run_id))
-            folded += 1
+        try:
+            with transaction.atomic():
+                if not Run.objects.filter(pk=run_id, history_pending=True).update(
+                    history_pending=False
+                ):
+                    continue  # another process folded it meanwhile
+                run = Run.objects.get(pk=run_id)
+                _fold(run, (tests or {}).get(run_id))
+                folded += 1
+        except Exception:
+            # Rolled back, so still waiting: a fold that fails would fail again at every
+            # dispatcher tick. Said once and let go; the flaky page's Rebuild recomputes all.
+            log.exception("could not fold run %s into the flakiness summary", run_id)
+            Run.objects.filter(pk=run_id).update(history_pending=False)
     return folded
 
 
