@@ -33,6 +33,13 @@ COUNT_COLUMNS = {
 }
 
 
+# The NOT NULL columns of a new worker row, at their model defaults (the database has none).
+NEW_WORKER_DEFAULTS = {
+    name: WorkerStat._meta.get_field(name).get_default()
+    for name in ("tests", "busy_seconds", "crashed", "current_test")
+}
+
+
 # TestResult's columns are plain text and numbers (tests/test_models.py checks it), so rows go
 # to the database as they are, in one executemany: bulk_create compiled SQL for every 500 rows
 # and prepared each value through its field, 0.34 s of CPU per 10,000 results against 0.08 s.
@@ -121,7 +128,9 @@ def add_to_workers(
         if d.tests
     ]  # fmt: skip
     with connection.cursor() as cursor:
-        cursor.executemany(_new_workers_sql(), [(run_id, worker) for worker in sorted(deltas)])
+        defaults = list(NEW_WORKER_DEFAULTS.values())
+        new_rows = [(run_id, worker, *defaults) for worker in sorted(deltas)]
+        cursor.executemany(_new_workers_sql(), new_rows)
         if rows:
             cursor.executemany(_workers_sql(), rows)
     if not read_back:
@@ -130,12 +139,14 @@ def add_to_workers(
 
 
 def _new_workers_sql() -> str:
-    """A worker's row, unless it has one (its first batch here, or from another process)."""
+    """A worker's row, unless it has one (its first batch here, or from another process);
+    its other columns at their model defaults (``NEW_WORKER_DEFAULTS``)."""
     qn = connection.ops.quote_name
-    columns = ", ".join(map(qn, ["run_id", "worker", "tests", "busy_seconds", "crashed"]))
+    columns = ", ".join(map(qn, ["run_id", "worker", *NEW_WORKER_DEFAULTS]))
+    marks = ", ".join(["%s"] * (2 + len(NEW_WORKER_DEFAULTS)))
     return (
-        f"INSERT INTO {qn(WorkerStat._meta.db_table)} ({columns}, {qn('current_test')}) "  # noqa: S608
-        f"VALUES (%s, %s, 0, 0.0, 0, '') ON CONFLICT ({qn('run_id')}, {qn('worker')}) DO NOTHING"
+        f"INSERT INTO {qn(WorkerStat._meta.db_table)} ({columns}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({qn('run_id')}, {qn('worker')}) DO NOTHING"
     )
 
 

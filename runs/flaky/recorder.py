@@ -68,10 +68,6 @@ class HistoryRecorder:
                 )
             return self._executor
 
-    def record(self, run: Run, tests=None) -> None:
-        """Fold a finished run into the summary now (the sink of a run this process ran)."""
-        record_run_safely(run, tests)
-
     def record_in_background(self, run: Run, tests=None) -> None:
         """Fold a finished run into the summary on the history thread.
 

@@ -1,4 +1,4 @@
-"""Flakiness detection and the per-test summary (README: Flaky tests).
+"""Flakiness detection and the per-test summary (README: Comparing runs, CI).
 
 Rules:
 - within a run, a test (its base node id: pytest-repeat's ``[i-N]`` and loadgroup's ``@name``
@@ -11,7 +11,8 @@ Rules:
 queries (one read, one bulk upsert), whatever the number of tests. A finished run that is not
 folded at once carries ``Run.history_pending`` until ``catch_up`` folds it: ``run_suite`` (a
 one-shot command in a CI job, which waits for it to exit) leaves its run to a serving process,
-whose dispatcher catches up within a second of seeing it (README: Flaky tests).
+whose dispatcher catches up within a second of seeing it (README: Running a suite from a
+terminal).
 """
 
 from __future__ import annotations
