@@ -21,6 +21,7 @@ import os
 import select
 import sys
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -33,6 +34,8 @@ from ..scheduling.core import LPTScheduler, load_durations
 from .nodes import Handle, WorkerNode, describe_exit, kill_all, stop_on_collection_errors
 from .plugins import handle_crash, node_down, track_status_db
 from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
+
+READ_EVERY = 0.005  # seconds between reads of the workers' results while none runs low
 
 
 class ForkEngine:
@@ -113,12 +116,23 @@ class ForkEngine:
 
     def _loop(self) -> None:
         have_pidfd = hasattr(os, "pidfd_open")
+        next_read = 0.0
         while self.handles:
+            # Workers write each test's results as it ends; they are read every READ_EVERY
+            # s, not at every write (each wake-up took a core from the workers), unless a
+            # worker may be waiting for work. A dead worker's pidfd wakes us at once.
+            now = time.monotonic()
+            reading = now >= next_read or self._runs_low()
             rlist: list[int] = []
             for handle in self.handles.values():
-                rlist += [fd for fd in (handle.res_fd, handle.pidfd) if fd is not None]
+                if handle.res_fd is not None and (reading or handle.pidfd is None):
+                    rlist.append(handle.res_fd)
+                if handle.pidfd is not None:
+                    rlist.append(handle.pidfd)
             wlist: list[int] = []
             timeout = None if have_pidfd else 0.05
+            if not reading:
+                timeout = next_read - now if timeout is None else min(timeout, next_read - now)
             extra, io_due = self._io_wait()
             rlist += extra
             if io_due is not None:
@@ -139,6 +153,7 @@ class ForkEngine:
             for handle in list(self.handles.values()):
                 if handle.res_fd in ready:
                     self._read(handle)
+                    next_read = time.monotonic() + READ_EVERY
                 if handle.pidfd is not None:
                     exited = handle.pidfd in ready
                 else:  # no pidfd: poll
@@ -150,6 +165,12 @@ class ForkEngine:
                     self._on_exit(handle)
             if extra or io_due is not None:
                 self._io_ready(ready)
+
+    def _runs_low(self) -> bool:
+        """Whether a worker may be about to wait for its next item: it holds two or fewer as
+        far as we know (we learn that it finished one only when we read its results)."""
+        core = self.core
+        return core is None or any(len(w.in_flight) <= 2 for w in core.workers.values())
 
     def _io_wait(self) -> tuple[list[int], float | None]:
         """More descriptors for the loop to watch, and when to look at them anyway: a

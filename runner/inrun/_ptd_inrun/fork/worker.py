@@ -3,7 +3,8 @@
 It inherits the collected session, makes itself look like an xdist worker, then runs the
 collection indices the controller sends, in order. It runs an item only once it knows the
 next one (or that there is none), so ``nextitem`` is right for fixture teardown, and sends
-each item's logstart / reports / warnings / logfinish back as one message. It never runs
+each item's logstart / reports / warnings / logfinish back as one message, written to the
+pipe as soon as the item is over (a crash in the next loses nothing of it). It never runs
 session-finish hooks (junitxml, terminal summary, caches are the controller's) and leaves
 with ``os._exit``.
 """
@@ -17,7 +18,6 @@ import random
 import select
 import signal
 import sys
-import time
 import traceback
 import warnings
 from pathlib import Path
@@ -31,7 +31,6 @@ from .safety import isolate_inherited
 from .wire import FrameReader, pack, write_all
 
 PR_SET_PDEATHSIG = 1
-FLUSH_EVERY = 0.005  # seconds: results of tiny tests travel together
 
 
 _prctl: Any = None
@@ -115,7 +114,6 @@ class Worker:
         self.shutdown = False
         self.stop = False
         self.outbox: list[tuple] = []
-        self.last_flush = time.monotonic()
         self.reporter = WorkerReporter(self.config, worker_id, workerinput["testrunuid"])
 
     # -- talking to the controller ---------------------------------------------------------
@@ -132,7 +130,6 @@ class Worker:
         except Exception:  # an unpicklable user property or warning: degrade to text
             data = pack([_sanitize(m) for m in messages])
         write_all(self.res_fd, data)
-        self.last_flush = time.monotonic()
 
     def receive(self, block: bool) -> None:
         if not block and not select.select([self.cmd_fd], [], [], 0)[0]:
@@ -170,8 +167,11 @@ class Worker:
             self.reporter.events = []
             hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
             self.send(("item", index, self.reporter.events))
-            if len(self.pending) <= 2 or time.monotonic() - self.last_flush >= FLUSH_EVERY:
-                self.flush()
+            # Into the pipe before the next item runs: should that one kill this process,
+            # what this one did is not lost with it (the controller reads a pipe after its
+            # writer died), and the crash is the next one's alone. The controller reads the
+            # pipe every few ms (fork.controller.READ_EVERY), not at every write.
+            self.flush()
         self._teardown_all()
         # Saves its coverage; its workeroutput goes to plugins' pytest_testnodedown.
         self.send(("bye", plugins.finish_worker(self.config, self.session)))
