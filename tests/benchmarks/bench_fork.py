@@ -29,6 +29,10 @@ Each round also times the run's own pytest command with no dashboard around it (
 alone": what run_suite would cost if Django, the database and the launch cost nothing), and
 a served run is followed by a wait until the server is idle again, so its aftermath (the
 fold, the next zygote) does not slow the command timed next.
+
+Where serial pytest is timed (uniform), so is ``pytest --co`` (start-up and collection), for
+the *collect-once floor*: that time plus the rest of the serial run divided by N, what an
+engine that collects once in one process and adds no cost of its own would take on N cores.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from tests.benchmarks.common import (
     lower_bound,
     make_suite,
     median,
+    run_collect_only,
     run_engine_alone,
     run_ptd,
     run_serial,
@@ -116,7 +121,7 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
     run_ptd(data, suite, *ptd_args)  # records the durations the scheduler uses next
     served = Served(base / f"{name}-serve", suite, n)
     served.run()  # the same for the server, which also starts the suite's zygote
-    cmd, wall, xdist, serial, warm, alone = [], [], [], [], [], []
+    cmd, wall, xdist, serial, warm, alone, collect = [], [], [], [], [], [], []
     try:
         for i in range(rounds):
             took, summary = run_ptd(data, suite, *ptd_args)
@@ -133,7 +138,8 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
             )
             if "serial" in targets:
                 serial.append(run_serial(suite))
-                line += f", serial pytest {serial[-1]:.2f} s"
+                collect.append(run_collect_only(suite))
+                line += f", serial pytest {serial[-1]:.2f} s, pytest --co {collect[-1]:.2f} s"
             print(line, flush=True)
     finally:
         served.stop()
@@ -145,6 +151,23 @@ def bench(name: str, rounds: int, base: Path) -> list[str]:
         f"  engine alone (the run's pytest command, no dashboard, no history) {median(alone):.2f} s"
         f" = {median(alone) / m_x:.3f} x pytest -n {n}",
     ]
+    ratios = sorted(c / x for c, x in zip(cmd, xdist, strict=True))
+    target = targets.get("xdist")
+    out.append(
+        f"  per round, run_suite / pytest -n {n}: median {median(ratios):.3f}, range "
+        f"{ratios[0]:.3f}-{ratios[-1]:.3f}"
+        + (f", {sum(r <= target for r in ratios)} of {rounds} <= {target}" if target else "")
+    )
+    if collect:
+        # What no collect-once engine beats on N cores: pytest's start-up and collection
+        # (serial, in the one process that collects), then the rest of the serial run's
+        # work spread perfectly over N workers with no cost of its own.
+        floor = median(collect) + (median(serial) - median(collect)) / n
+        out.append(
+            f"  collect-once floor (pytest --co {median(collect):.2f} s + the rest of the "
+            f"serial run / {n}) {floor:.2f} s = {floor / m_x:.3f} x pytest -n {n}; "
+            f"run_suite = {m_cmd / floor:.3f} x that floor"
+        )
     checks = {
         "serial": ("run_suite / serial pytest", m_cmd / median(serial) if serial else None),
         "xdist": (f"run_suite / pytest -n {n}", m_cmd / m_x),

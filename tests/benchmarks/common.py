@@ -115,6 +115,13 @@ def run_serial(suite: Path) -> float:
     return took
 
 
+def run_collect_only(suite: Path) -> float:
+    """Plain pytest up to the end of its collection (the part no engine that collects once
+    can spread over workers: its start-up and collection)."""
+    took, _ = timed([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--co"], suite)
+    return took
+
+
 def _tree_cpu_ticks(pid: int) -> int:
     """CPU clock ticks used so far by ``pid`` and every live process below it (Linux /proc)."""
     total, todo = 0, [pid]
