@@ -143,33 +143,17 @@ def test_a_crashed_worker_is_replaced_and_the_run_goes_on(suite, engine):
     assert summary["tests"]["total"] == 6 and summary["tests"]["failed"] == 1
 
 
-
 # A worker holding several tests when one of them kills it: the results of the tests it ran
 # before must reach the controller, and the crash must be the dying test's alone. The slow
 # first test makes the old worker, which sent its results every 5 ms, send there and then
 # hold test_quick's result when test_dies killed it.
+AFTER = ("after_1", "after_2", "after_3")
 CRASH_AFTER_QUICK_ONES = {
-    "test_held.py": """
-        import os, time
-
-        def test_slow_first():
-            time.sleep(0.02)
-
-        def test_quick():
-            pass
-
-        def test_dies():
-            os._exit(1)
-
-        def test_after_1():
-            pass
-
-        def test_after_2():
-            pass
-
-        def test_after_3():
-            pass
-    """,
+    "test_held.py": "import os, time\n\n"
+    "def test_slow_first():\n    time.sleep(0.02)\n\n"
+    "def test_quick():\n    pass\n\n"
+    "def test_dies():\n    os._exit(1)\n\n"
+    + "".join(f"def test_{name}():\n    pass\n\n" for name in AFTER),
 }
 
 
@@ -179,9 +163,9 @@ def test_a_crash_loses_none_of_the_results_its_worker_had(suite, engine):
     outcomes = {k: [t["outcome"] for t in v] for k, v in run.by_nodeid().items()}
     assert outcomes.pop("test_held.py::test_dies") == ["crashed"], run.output
     assert outcomes == {
-        f"test_held.py::test_{name}": ["passed"]
-        for name in ("slow_first", "quick", "after_1", "after_2", "after_3")
+        f"test_held.py::test_{name}": ["passed"] for name in ("slow_first", "quick", *AFTER)
     }, run.output
+
 
 FLAKY = {
     "test_flaky.py": """
