@@ -35,7 +35,8 @@ from .nodes import Handle, WorkerNode, describe_exit, kill_all, stop_on_collecti
 from .plugins import handle_crash, node_down, track_status_db
 from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
 
-READ_EVERY = 0.005  # seconds between reads of the workers' results while none runs low
+READ_EVERY = 0.005  # seconds between reads of a worker's results while it does not ring
+PIPE_SIZE = 1 << 16  # a read this large found the pipe full
 
 
 class ForkEngine:
@@ -120,15 +121,14 @@ class ForkEngine:
         while self.handles:
             # Workers write each test's results as it ends; they are read every READ_EVERY
             # s, not at every write (each wake-up took a core from the workers), unless a
-            # worker may be waiting for work. A dead worker's pidfd wakes us at once.
+            # worker rings (it is down to its last items, or sends a lot) or dies (pidfd).
             now = time.monotonic()
-            reading = now >= next_read or self._runs_low()
+            reading = now >= next_read
             rlist: list[int] = []
             for handle in self.handles.values():
                 if handle.res_fd is not None and (reading or handle.pidfd is None):
                     rlist.append(handle.res_fd)
-                if handle.pidfd is not None:
-                    rlist.append(handle.pidfd)
+                rlist += [fd for fd in (handle.wake_fd, handle.pidfd) if fd is not None]
             wlist: list[int] = []
             timeout = None if have_pidfd else 0.05
             if not reading:
@@ -150,10 +150,19 @@ class ForkEngine:
             if writable and writer is not None:
                 writer.flush(force=True)
             ready = set(readable)
+            looked = full = False
             for handle in list(self.handles.values()):
-                if handle.res_fd in ready:
-                    self._read(handle)
-                    next_read = time.monotonic() + READ_EVERY
+                rung = handle.wake_fd is not None and handle.wake_fd in ready
+                if rung:
+                    _, closed = read_available(handle.wake_fd)
+                    if closed:
+                        os.close(handle.wake_fd)
+                        handle.wake_fd = None
+                scheduled = handle.res_fd is not None and handle.res_fd in ready
+                if rung or scheduled:
+                    looked |= scheduled  # (a ring does not put the next look off)
+                    # A full pipe's worth: the worker is still writing, go on at once.
+                    full |= self._read(handle) >= PIPE_SIZE
                 if handle.pidfd is not None:
                     exited = handle.pidfd in ready
                 else:  # no pidfd: poll
@@ -163,14 +172,12 @@ class ForkEngine:
                     exited = bool(pid)
                 if exited:
                     self._on_exit(handle)
+            if full:
+                next_read = 0.0
+            elif looked:
+                next_read = time.monotonic() + READ_EVERY
             if extra or io_due is not None:
                 self._io_ready(ready)
-
-    def _runs_low(self) -> bool:
-        """Whether a worker may be about to wait for its next item: it holds two or fewer as
-        far as we know (we learn that it finished one only when we read its results)."""
-        core = self.core
-        return core is None or any(len(w.in_flight) <= 2 for w in core.workers.values())
 
     def _io_wait(self) -> tuple[list[int], float | None]:
         """More descriptors for the loop to watch, and when to look at them anyway: a
@@ -195,7 +202,8 @@ class ForkEngine:
         node = self.nodes.setdefault(worker_id, WorkerNode(worker_id, workerinput))
         cmd_r, cmd_w = os.pipe()
         res_r, res_w = os.pipe()
-        close_in_child = [cmd_w, res_r]
+        wake_r, wake_w = os.pipe()
+        close_in_child = [cmd_w, res_r, wake_r]
         for other in self.handles.values():
             close_in_child += other.fds()
         if self.writer is not None:
@@ -214,15 +222,17 @@ class ForkEngine:
                 workerinput,
                 cmd_r,
                 res_w,
+                wake_w,
                 os.getppid(),
                 close_in_child,
                 controller_only,
                 self.basetemp,
             )
-        os.close(cmd_r)
-        os.close(res_w)
+        for fd in (cmd_r, res_w, wake_w):
+            os.close(fd)
         os.set_blocking(res_r, False)
-        handle = Handle(worker_id, pid, cmd_w, res_r)
+        os.set_blocking(wake_r, False)
+        handle = Handle(worker_id, pid, cmd_w, res_r, wake_r)
         with contextlib.suppress(AttributeError, OSError):
             handle.pidfd = os.pidfd_open(pid)
         self.handles[worker_id] = handle
@@ -270,9 +280,10 @@ class ForkEngine:
 
     # -- results ---------------------------------------------------------------------------
 
-    def _read(self, handle: Handle) -> None:
+    def _read(self, handle: Handle) -> int:
+        """Handle what the worker wrote; the number of bytes read."""
         if handle.res_fd is None:
-            return
+            return 0
         data, eof = read_available(handle.res_fd)
         if data:
             for frame in handle.reader.feed(data):
@@ -282,6 +293,7 @@ class ForkEngine:
         if eof:
             os.close(handle.res_fd)
             handle.res_fd = None
+        return len(data)
 
     def _handle_message(self, handle: Handle, message: tuple) -> None:
         kind = message[0]
@@ -341,7 +353,7 @@ class ForkEngine:
         for fd in handle.fds():
             with contextlib.suppress(OSError):
                 os.close(fd)
-        handle.res_fd = handle.pidfd = None
+        handle.res_fd = handle.wake_fd = handle.pidfd = None
         del self.handles[handle.id]
         assert self.core is not None
         unfinished = self.core.remove_worker(handle.id)

@@ -41,11 +41,12 @@ class WorkerNode:
 class Handle:
     """The controller's side of one worker process."""
 
-    def __init__(self, worker_id: str, pid: int, cmd_fd: int, res_fd: int) -> None:
+    def __init__(self, worker_id: str, pid: int, cmd_fd: int, res_fd: int, wake_fd: int) -> None:
         self.id = worker_id
         self.pid = pid
         self.cmd_fd = cmd_fd
         self.res_fd: int | None = res_fd
+        self.wake_fd: int | None = wake_fd  # rung when its results should be read at once
         self.pidfd: int | None = None
         self.reader = FrameReader()
         self.shutdown_sent = False
@@ -55,7 +56,7 @@ class Handle:
         self.status: int | None = None  # wait status, once reaped
 
     def fds(self) -> list[int]:
-        return [fd for fd in (self.cmd_fd, self.res_fd, self.pidfd) if fd is not None]
+        return [fd for fd in (self.cmd_fd, self.res_fd, self.wake_fd, self.pidfd) if fd is not None]
 
 
 def stop_on_collection_errors(session) -> None:

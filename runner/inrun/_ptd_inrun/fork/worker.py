@@ -4,7 +4,9 @@ It inherits the collected session, makes itself look like an xdist worker, then 
 collection indices the controller sends, in order. It runs an item only once it knows the
 next one (or that there is none), so ``nextitem`` is right for fixture teardown, and sends
 each item's logstart / reports / warnings / logfinish back as one message, written to the
-pipe as soon as the item is over (a crash in the next loses nothing of it). It never runs
+pipe as soon as the item is over (a crash in the next loses nothing of it); the controller
+reads that pipe every few ms, or at once when the worker rings its wake pipe (down to its
+last items, or sending a lot). It never runs
 session-finish hooks (junitxml, terminal summary, caches are the controller's) and leaves
 with ``os._exit``.
 """
@@ -31,6 +33,7 @@ from .safety import isolate_inherited
 from .wire import FrameReader, pack, write_all
 
 PR_SET_PDEATHSIG = 1
+LARGE = 1 << 15  # bytes: a message this large rings first, for the controller to drain it
 
 
 _prctl: Any = None
@@ -101,7 +104,13 @@ class WorkerReporter:
 
 class Worker:
     def __init__(
-        self, session: pytest.Session, worker_id: str, workerinput: dict, cmd_fd: int, res_fd: int
+        self,
+        session: pytest.Session,
+        worker_id: str,
+        workerinput: dict,
+        cmd_fd: int,
+        res_fd: int,
+        wake_fd: int,
     ) -> None:
         self.session = session
         self.config = session.config
@@ -109,6 +118,8 @@ class Worker:
         self.worker_id = worker_id
         self.cmd_fd = cmd_fd
         self.res_fd = res_fd
+        self.wake_fd = wake_fd  # one byte: read my results now, not at your next look
+        os.set_blocking(wake_fd, False)
         self.reader = FrameReader()
         self.pending: collections.deque[int] = collections.deque()
         self.shutdown = False
@@ -121,21 +132,27 @@ class Worker:
     def send(self, message: tuple) -> None:
         self.outbox.append(message)
 
-    def flush(self) -> None:
-        if not self.outbox:
-            return
-        messages, self.outbox = self.outbox, []
-        try:
-            data = pack(messages)
-        except Exception:  # an unpicklable user property or warning: degrade to text
-            data = pack([_sanitize(m) for m in messages])
-        write_all(self.res_fd, data)
+    def flush(self, urgent: bool = False) -> None:
+        """Write what is in the outbox; ``urgent``: and ring, for it to be read at once."""
+        if self.outbox:
+            messages, self.outbox = self.outbox, []
+            try:
+                data = pack(messages)
+            except Exception:  # an unpicklable user property or warning: degrade to text
+                data = pack([_sanitize(m) for m in messages])
+            if len(data) >= LARGE:
+                self.ring()  # it may not fit in the pipe: let it be drained as it goes
+            write_all(self.res_fd, data)
+        if urgent:
+            self.ring()
+
+    def ring(self) -> None:
+        with contextlib.suppress(OSError):  # full: rung already; closed: the controller left
+            os.write(self.wake_fd, b"!")
 
     def receive(self, block: bool) -> None:
         if not block and not select.select([self.cmd_fd], [], [], 0)[0]:
             return
-        if block:
-            self.flush()  # the controller needs our results before it sends more
         data = os.read(self.cmd_fd, 1 << 16)
         if not data:  # the controller is gone
             self.stop = True
@@ -170,12 +187,13 @@ class Worker:
             # Into the pipe before the next item runs: should that one kill this process,
             # what this one did is not lost with it (the controller reads a pipe after its
             # writer died), and the crash is the next one's alone. The controller reads the
-            # pipe every few ms (fork.controller.READ_EVERY), not at every write.
-            self.flush()
+            # pipe every few ms (fork.controller.READ_EVERY), at once if we ring: when we are
+            # down to our last items, it must know before we wait for more.
+            self.flush(urgent=len(self.pending) <= 2)
         self._teardown_all()
         # Saves its coverage; its workeroutput goes to plugins' pytest_testnodedown.
         self.send(("bye", plugins.finish_worker(self.config, self.session)))
-        self.flush()
+        self.flush(urgent=True)
         return 0
 
     def _teardown_all(self) -> None:
@@ -251,6 +269,7 @@ def worker_main(
     workerinput: dict,
     cmd_fd: int,
     res_fd: int,
+    wake_fd: int,
     parent_pid: int,
     close_fds: list[int],
     controller_only: list[Any],
@@ -260,11 +279,11 @@ def worker_main(
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    isolate_inherited(keep=(cmd_fd, res_fd))  # user code's import-time connections
+    isolate_inherited(keep=(cmd_fd, res_fd, wake_fd))  # user code's import-time connections
     config = session.config
     setup_worker(config, worker_id, workerinput, controller_only, basetemp)
     plugins.setup_worker(config)  # rerunfailures' db: the controller's, as under xdist
-    worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd)
+    worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd, wake_fd)
     config.pluginmanager.register(worker.reporter, "ptd-fork-worker")
     try:
         return worker.run()
@@ -272,7 +291,7 @@ def worker_main(
         text = "".join(traceback.format_exception(exc))
         with contextlib.suppress(Exception):
             worker.send(("fatal", text))
-            worker.flush()
+            worker.flush(urgent=True)
         sys.stderr.write(text)
         return 3 if isinstance(exc, KeyboardInterrupt) else 1
 
