@@ -167,6 +167,30 @@ def test_a_crash_loses_none_of_the_results_its_worker_had(suite, engine):
     }, run.output
 
 
+# Failures whose reports are larger than a pipe holds (a 200 KB assertion message each):
+# a worker waiting for room in its result pipe rings for it to be read.
+BIG_REPORTS = {
+    "test_big.py": """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(12))
+        def test_big(i):
+            assert False, f"{i}:" + "x" * 200_000
+    """,
+}
+
+
+@both
+def test_reports_larger_than_a_pipe_arrive_whole(suite, engine):
+    run = suite(BIG_REPORTS, *parallel(engine))
+    tests = run.by_nodeid()
+    assert len(tests) == 12, run.output
+    for nodeid, [test] in tests.items():
+        i = nodeid.partition("[")[2].rstrip("]")
+        assert test["outcome"] == "failed"
+        assert f"AssertionError: {i}:" + "x" * 1000 in test["longrepr"]
+
+
 FLAKY = {
     "test_flaky.py": """
         from pathlib import Path

@@ -36,7 +36,6 @@ from .plugins import handle_crash, node_down, track_status_db
 from .wire import LoopWriter, pack, read_available, write_all, writer_from_env
 
 READ_EVERY = 0.005  # seconds between reads of a worker's results while it does not ring
-PIPE_SIZE = 1 << 16  # a read this large found the pipe full
 
 
 class ForkEngine:
@@ -121,7 +120,7 @@ class ForkEngine:
         while self.handles:
             # Workers write each test's results as it ends; they are read every READ_EVERY
             # s, not at every write (each wake-up took a core from the workers), unless a
-            # worker rings (it is down to its last items, or sends a lot) or dies (pidfd).
+            # worker rings (it is down to its last items, or its pipe is full) or dies.
             now = time.monotonic()
             reading = now >= next_read
             rlist: list[int] = []
@@ -130,7 +129,9 @@ class ForkEngine:
                     rlist.append(handle.res_fd)
                 rlist += [fd for fd in (handle.wake_fd, handle.pidfd) if fd is not None]
             wlist: list[int] = []
-            timeout = None if have_pidfd else 0.05
+            # A worker without a pidfd is polled (waitpid below).
+            polled = not have_pidfd or any(h.pidfd is None for h in self.handles.values())
+            timeout = 0.05 if polled else None
             if not reading:
                 timeout = next_read - now if timeout is None else min(timeout, next_read - now)
             extra, io_due = self._io_wait()
@@ -150,19 +151,19 @@ class ForkEngine:
             if writable and writer is not None:
                 writer.flush(force=True)
             ready = set(readable)
-            looked = full = False
+            looked = False
             for handle in list(self.handles.values()):
-                rung = handle.wake_fd is not None and handle.wake_fd in ready
-                if rung:
+                rung = closed = False
+                if handle.wake_fd is not None and handle.wake_fd in ready:
+                    rung = True
                     _, closed = read_available(handle.wake_fd)
-                    if closed:
+                    if closed:  # it is exiting: nothing more for it
                         os.close(handle.wake_fd)
                         handle.wake_fd = None
                 scheduled = handle.res_fd is not None and handle.res_fd in ready
                 if rung or scheduled:
                     looked |= scheduled  # (a ring does not put the next look off)
-                    # A full pipe's worth: the worker is still writing, go on at once.
-                    full |= self._read(handle) >= PIPE_SIZE
+                    self._read(handle, dispatch=not closed)
                 if handle.pidfd is not None:
                     exited = handle.pidfd in ready
                 else:  # no pidfd: poll
@@ -172,9 +173,7 @@ class ForkEngine:
                     exited = bool(pid)
                 if exited:
                     self._on_exit(handle)
-            if full:
-                next_read = 0.0
-            elif looked:
+            if looked:
                 next_read = time.monotonic() + READ_EVERY
             if extra or io_due is not None:
                 self._io_ready(ready)
@@ -280,20 +279,21 @@ class ForkEngine:
 
     # -- results ---------------------------------------------------------------------------
 
-    def _read(self, handle: Handle) -> int:
-        """Handle what the worker wrote; the number of bytes read."""
+    def _read(self, handle: Handle, dispatch: bool = True) -> None:
+        """Handle what the worker wrote, then send it more work (``dispatch``: not to one
+        that is exiting, whose items would only come back, merged, as one requeued unit)."""
         if handle.res_fd is None:
-            return 0
+            return
         data, eof = read_available(handle.res_fd)
         if data:
             for frame in handle.reader.feed(data):
                 for message in frame:
                     self._handle_message(handle, message)
-            self._dispatch(handle)
+            if dispatch:
+                self._dispatch(handle)
         if eof:
             os.close(handle.res_fd)
             handle.res_fd = None
-        return len(data)
 
     def _handle_message(self, handle: Handle, message: tuple) -> None:
         kind = message[0]
@@ -343,7 +343,7 @@ class ForkEngine:
 
     def _on_exit(self, handle: Handle) -> None:
         if handle.res_fd is not None:  # whatever it wrote before dying
-            self._read(handle)
+            self._read(handle, dispatch=False)
         status = handle.status
         if status is None:
             try:

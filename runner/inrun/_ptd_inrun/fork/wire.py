@@ -14,6 +14,7 @@ import pickle
 import select
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..events import _dumps
@@ -27,13 +28,16 @@ def pack(message: Any) -> bytes:
     return _HEADER.pack(len(data)) + data
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Blocking write of everything (the descriptor may be non-blocking)."""
+def write_all(fd: int, data: bytes, when_full: Callable[[], None] | None = None) -> None:
+    """Blocking write of everything (the descriptor may be non-blocking); ``when_full`` is
+    called each time a non-blocking descriptor's pipe is full, before waiting for room."""
     view = memoryview(data)
     while view:
         try:
             written = os.write(fd, view)
         except BlockingIOError:
+            if when_full is not None:
+                when_full()
             select.select([], [fd], [])
             continue
         view = view[written:]

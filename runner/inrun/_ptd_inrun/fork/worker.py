@@ -6,7 +6,7 @@ next one (or that there is none), so ``nextitem`` is right for fixture teardown,
 each item's logstart / reports / warnings / logfinish back as one message, written to the
 pipe as soon as the item is over (a crash in the next loses nothing of it); the controller
 reads that pipe every few ms, or at once when the worker rings its wake pipe (down to its
-last items, or sending a lot). It never runs
+last items, or the pipe is full). It never runs
 session-finish hooks (junitxml, terminal summary, caches are the controller's) and leaves
 with ``os._exit``.
 """
@@ -33,7 +33,6 @@ from .safety import isolate_inherited
 from .wire import FrameReader, pack, write_all
 
 PR_SET_PDEATHSIG = 1
-LARGE = 1 << 15  # bytes: a message this large rings first, for the controller to drain it
 
 
 _prctl: Any = None
@@ -119,7 +118,8 @@ class Worker:
         self.cmd_fd = cmd_fd
         self.res_fd = res_fd
         self.wake_fd = wake_fd  # one byte: read my results now, not at your next look
-        os.set_blocking(wake_fd, False)
+        for fd in (res_fd, wake_fd):  # a full result pipe rings (flush) before we wait
+            os.set_blocking(fd, False)
         self.reader = FrameReader()
         self.pending: collections.deque[int] = collections.deque()
         self.shutdown = False
@@ -140,9 +140,7 @@ class Worker:
                 data = pack(messages)
             except Exception:  # an unpicklable user property or warning: degrade to text
                 data = pack([_sanitize(m) for m in messages])
-            if len(data) >= LARGE:
-                self.ring()  # it may not fit in the pipe: let it be drained as it goes
-            write_all(self.res_fd, data)
+            write_all(self.res_fd, data, when_full=self.ring)
         if urgent:
             self.ring()
 
