@@ -189,7 +189,7 @@ class ForkEngine:
     # -- workers ---------------------------------------------------------------------------
 
     def _spawn(self, worker_id: str) -> None:
-        from .worker import run_forked_child, worker_main
+        from .worker import Ends, run_forked_child, worker_main
 
         assert self.core is not None and self.session is not None
         workerinput = {
@@ -202,6 +202,7 @@ class ForkEngine:
         cmd_r, cmd_w = os.pipe()
         res_r, res_w = os.pipe()
         wake_r, wake_w = os.pipe()
+        ends = Ends(cmd_r, res_w, wake_w)
         close_in_child = [cmd_w, res_r, wake_r]
         for other in self.handles.values():
             close_in_child += other.fds()
@@ -219,15 +220,13 @@ class ForkEngine:
                 self.session,
                 worker_id,
                 workerinput,
-                cmd_r,
-                res_w,
-                wake_w,
+                ends,
                 os.getppid(),
                 close_in_child,
                 controller_only,
                 self.basetemp,
             )
-        for fd in (cmd_r, res_w, wake_w):
+        for fd in ends:
             os.close(fd)
         os.set_blocking(res_r, False)
         os.set_blocking(wake_r, False)

@@ -23,7 +23,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -101,24 +101,24 @@ class WorkerReporter:
         self.events.append(("warning", serialize_warning(warning_message), when, nodeid, location))
 
 
+class Ends(NamedTuple):
+    """A worker's ends of its pipes with the controller."""
+
+    cmd: int  # read: what to run
+    res: int  # written: its results, as each item ends
+    wake: int  # written: a byte, for the controller to read its results at once
+
+
 class Worker:
     def __init__(
-        self,
-        session: pytest.Session,
-        worker_id: str,
-        workerinput: dict,
-        cmd_fd: int,
-        res_fd: int,
-        wake_fd: int,
+        self, session: pytest.Session, worker_id: str, workerinput: dict, ends: Ends
     ) -> None:
         self.session = session
         self.config = session.config
         self.items = session.items
         self.worker_id = worker_id
-        self.cmd_fd = cmd_fd
-        self.res_fd = res_fd
-        self.wake_fd = wake_fd  # one byte: read my results now, not at your next look
-        for fd in (res_fd, wake_fd):  # a full result pipe rings (flush) before we wait
+        self.cmd_fd, self.res_fd, self.wake_fd = ends
+        for fd in (ends.res, ends.wake):  # a full result pipe rings (flush) before we wait
             os.set_blocking(fd, False)
         self.reader = FrameReader()
         self.pending: collections.deque[int] = collections.deque()
@@ -265,9 +265,7 @@ def worker_main(
     session: pytest.Session,
     worker_id: str,
     workerinput: dict,
-    cmd_fd: int,
-    res_fd: int,
-    wake_fd: int,
+    ends: Ends,
     parent_pid: int,
     close_fds: list[int],
     controller_only: list[Any],
@@ -277,11 +275,11 @@ def worker_main(
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    isolate_inherited(keep=(cmd_fd, res_fd, wake_fd))  # user code's import-time connections
+    isolate_inherited(keep=ends)  # user code's import-time connections
     config = session.config
     setup_worker(config, worker_id, workerinput, controller_only, basetemp)
     plugins.setup_worker(config)  # rerunfailures' db: the controller's, as under xdist
-    worker = Worker(session, worker_id, workerinput, cmd_fd, res_fd, wake_fd)
+    worker = Worker(session, worker_id, workerinput, ends)
     config.pluginmanager.register(worker.reporter, "ptd-fork-worker")
     try:
         return worker.run()
