@@ -115,7 +115,6 @@ class ForkEngine:
         return LPTScheduler(ids, durations, self.mode, groups=groups)
 
     def _loop(self) -> None:
-        have_pidfd = hasattr(os, "pidfd_open")
         next_read = 0.0
         while self.handles:
             # Workers write each test's results as it ends; they are read every READ_EVERY
@@ -129,8 +128,9 @@ class ForkEngine:
                     rlist.append(handle.res_fd)
                 rlist += [fd for fd in (handle.wake_fd, handle.pidfd) if fd is not None]
             wlist: list[int] = []
-            # A worker without a pidfd is polled (waitpid below).
-            polled = not have_pidfd or any(h.pidfd is None for h in self.handles.values())
+            # A worker without a pidfd (none where os.pidfd_open is missing or fails) is
+            # polled: waitpid below.
+            polled = any(h.pidfd is None for h in self.handles.values())
             timeout = 0.05 if polled else None
             if not reading:
                 timeout = next_read - now if timeout is None else min(timeout, next_read - now)
