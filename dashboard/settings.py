@@ -65,7 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    "runs.pages.middleware.MethodNotAllowedPage",
+    "runs.pages.middleware.ErrorBodies",
 ]
 
 ROOT_URLCONF = "dashboard.urls"

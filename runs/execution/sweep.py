@@ -16,6 +16,7 @@ from django.db import transaction
 from runs.execution import launch
 from runs.execution.pytest_input import LaunchError
 from runs.models import MAX_WORKERS, Run, RunConfig, Suite
+from runs.numbers import whole_number
 
 MAX_STEPS = 8
 DEFAULT_WORKERS = (1, 2, 4, 8)
@@ -38,10 +39,10 @@ def clean_workers(values) -> list[int]:
 
 def parse_workers(text: str) -> list[int]:
     """'1, 2, 4, 8' (a form field) -> [1, 2, 4, 8]. Raises LaunchError."""
-    parts = [p for p in text.replace(",", " ").split() if p]
-    if not all(p.isascii() and p.isdigit() for p in parts):
+    counts = [whole_number(p) for p in text.replace(",", " ").split()]
+    if None in counts:
         raise LaunchError("worker counts are whole numbers separated by commas", "workers")
-    return clean_workers([int(p) for p in parts])
+    return clean_workers(counts)
 
 
 def start(

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runner import options
+from runs.numbers import ID_MAX, object_id
 
 ENGINES = [("fork", "fork (collect once, then fork)"), ("xdist", "xdist (pytest -n)")]
 DIST_MODES = [
@@ -54,9 +55,11 @@ class SuiteQuerySet(models.QuerySet):
         else a name (names are never all digits: validate_suite_name)."""
         if isinstance(ref, bool):  # JSON true is not suite 1
             return None
-        if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
-            number = int(ref)
-            return self.filter(pk=number).first() if 0 < number < 2**63 else None
+        if isinstance(ref, int):
+            return self.filter(pk=ref).first() if 0 < ref <= ID_MAX else None
+        if ref.isascii() and ref.isdigit():
+            number = object_id(ref)
+            return None if number is None else self.filter(pk=number).first()
         return self.filter(name=ref).first()
 
 

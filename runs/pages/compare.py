@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from runs.insight import queries
 from runs.models import Run
+from runs.numbers import object_id
 
 SHOWN = 200  # rows of each list on the page
 # (key, heading, what the group means) in the page's order.
@@ -97,9 +98,8 @@ def compare_pick(request, run_id):
     """The run page's "compare with…" form (GET ?with=N): to the page comparing run N (the
     baseline) with this run. Anything else goes back to the run page, saying why."""
     run = get_object_or_404(Run, pk=run_id)
-    other = request.GET.get("with", "").strip()
-    number = other.isascii() and other.isdigit() and len(other) <= 18  # fits a database id
-    if not number or not Run.objects.filter(pk=int(other)).exists():
+    other = object_id(request.GET.get("with", ""))
+    if other is None or not Run.objects.filter(pk=other).exists():
         messages.warning(request, "Compare with: choose a run (its number) that exists.")
         return redirect(run)
-    return redirect("compare", run_id=int(other), other_id=run.id)
+    return redirect("compare", run_id=other, other_id=run.id)

@@ -22,6 +22,7 @@ from runs.flaky import history as flaky_history
 from runs.flaky import summary
 from runs.flaky.queries import SORTS, failing_queryset, flaky_queryset
 from runs.models import Run, Suite, TestStat
+from runs.numbers import object_id
 
 RERUN_DEFAULT = 10
 RERUN_MAX = 200
@@ -187,9 +188,9 @@ def rerun(request, name):
         messages.error(request, f"Rerun between 1 and {RERUN_MAX} times.")
         return redirect(back)
     source = None
-    run_id = request.POST.get("run", "")
-    if run_id.isascii() and run_id.isdigit():  # not "²": str.isdigit() but int() refuses it
-        source = Run.objects.filter(pk=int(run_id), suite=suite).select_related("config").first()
+    run_id = object_id(request.POST.get("run", ""))
+    if run_id is not None:
+        source = Run.objects.filter(pk=run_id, suite=suite).select_related("config").first()
     if source is None:
         source = flaky_history.last_run_of(suite, nodeid)
     if not rerunnable(suite, nodeid):

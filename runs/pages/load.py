@@ -15,6 +15,7 @@ from django.template.loader import render_to_string
 from runs import permissions
 from runs.load import export, queries
 from runs.models import LoadSummary, Run, Suite
+from runs.numbers import object_id
 
 TREND_POINTS = 1000
 COMPARED = (  # (key of queries.load_dict, label)
@@ -144,10 +145,10 @@ def compare(request, name):
     suite = get_object_or_404(Suite, name=name)
     picked = []
     for key in ("a", "b"):
-        value = request.GET.get(key, "")
-        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**63:
+        value = object_id(request.GET.get(key, ""))
+        if value is None:
             raise Http404("Choose two load runs of this suite (?a=ID&b=ID).")
-        run = Run.objects.filter(pk=int(value), suite=suite, config_snapshot__mode="load").first()
+        run = Run.objects.filter(pk=value, suite=suite, config_snapshot__mode="load").first()
         if run is None:
             raise Http404(f"No load run {value} of {suite.name}.")
         picked.append(run)

@@ -1,28 +1,66 @@
-"""A page for the one error Django answers with an empty body in the browser: 405."""
+"""The error answers Django would give in the wrong shape: a JSON body for every error under
+/api/, a page for the pages' empty ones, and a 400 for a NUL character in an address."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
+API = "/api/"
+API_DETAIL = {
+    404: "Not Found: the API's operations are at /api/docs",
+    405: "Method not allowed",
+}
+NUL_DETAIL = "the address holds a NUL character (%00)"
 
-class MethodNotAllowedPage:
-    """A GET of a POST-only page (a bookmarked 'cancel' URL) shows a page, not a blank one.
 
-    The API keeps its own JSON answers; only empty 405 responses of pages are filled in.
+def _has_nul(request) -> bool:
+    if "\x00" in request.path_info:
+        return True
+    return any(
+        "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
+    )
+
+
+class ErrorBodies:
+    """Every client gets its errors in the form it reads.
+
+    - An address (path or query string) holding NUL is refused with a 400 before any view
+      runs: PostgreSQL refuses NUL in text, so a lookup by such a name or filter failed with
+      a 500 (SQLite merely found nothing).
+    - Under /api/, a 404 or 405 that Django made (an unknown address, a wrong method) is JSON
+      ``{"detail": ...}`` like every API error, not an HTML page.
+    - A page's 405 (a bookmarked "cancel" URL: Django answers with an empty body) shows a
+      page saying to use the button.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        api = request.path_info.startswith(API)
+        if _has_nul(request):
+            if api:
+                return JsonResponse({"detail": NUL_DETAIL}, status=400)
+            return self._page(request, "400.html", {"problem": NUL_DETAIL}, 400)
         response = self.get_response(request)
-        if (
-            response.status_code == 405
-            and not response.content
-            and not request.path_info.startswith("/api/")
-        ):
+        status = response.status_code
+        if api and status in API_DETAIL and not _is_json(response):
+            body = JsonResponse({"detail": API_DETAIL[status]}, status=status)
+            if response.has_header("Allow"):
+                body["Allow"] = response["Allow"]
+            return body
+        if status == 405 and not api and not response.content:
             response.content = render_to_string(
                 "405.html", {"allowed": response.get("Allow", "")}, request=request
             )
             response["Content-Type"] = "text/html; charset=utf-8"
         return response
+
+    @staticmethod
+    def _page(request, template, context, status):
+        return HttpResponse(render_to_string(template, context, request=request), status=status)
+
+
+def _is_json(response) -> bool:
+    return response.get("Content-Type", "").startswith("application/json")

@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
 
 from runs.models import Run, Suite
+from runs.numbers import whole_number
 
 MAX_POINTS = 5000
 FIELDS = (
@@ -29,10 +30,10 @@ FIELDS = (
 def filtered_runs(suite: Suite, params) -> tuple:
     runs = Run.objects.whole().filter(suite=suite, status__in=Run.COMPLETE)
     filters = {}
-    workers = params.get("workers", "").strip()
-    if workers.isascii() and workers.isdigit():  # not "²": str.isdigit() but int() refuses it
-        runs = runs.filter(workers=int(workers))
-        filters["workers"] = workers
+    workers = whole_number(params.get("workers", ""))
+    if workers is not None:
+        runs = runs.filter(workers=workers)
+        filters["workers"] = str(workers)
     if branch := params.get("branch", "").strip():
         runs = runs.filter(branch=branch)
         filters["branch"] = branch

@@ -21,6 +21,7 @@ from runs.execution import environment, launch
 from runs.insight import breakdown
 from runs.insight import queries as insight
 from runs.models import Run, RunConfig, Suite, TestResult
+from runs.numbers import whole_number
 from runs.pages import load
 from runs.pages.forms import LaunchForm, NamedRunConfigForm, RunConfigForm, SuiteForm
 
@@ -191,9 +192,9 @@ def run_rows(request):
     runs list's filters and page, or the latest ``limit`` runs. A fragment: it renders no
     flash message, so polling never eats one meant for the page."""
     runs, _ = filtered_runs(request)
-    limit = request.GET.get("limit", "")
-    if limit.isascii() and limit.isdigit():
-        rows = runs[: min(int(limit), RUNS_PER_PAGE)]
+    limit = whole_number(request.GET.get("limit", ""))
+    if limit is not None:
+        rows = runs[: min(limit, RUNS_PER_PAGE)]
     else:
         rows = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page")).object_list
     return render(request, "runs/_run_rows.html", {"runs": rows})
