@@ -13,6 +13,7 @@ from dashboard.asgi import application
 from runner.pool import RunOutcome
 from runs.execution.environment import Environment, install
 from runs.execution.sink import finish_run
+from runs.live import consumers
 from runs.live import publish as live
 from runs.models import Run, RunConfig, Suite
 from tests.factories import DEMO_DIR, test_event
@@ -144,7 +145,8 @@ async def test_unknown_run_closes_with_error():
     await communicator.disconnect()
 
 
-async def test_malformed_client_messages_are_ignored():
+async def test_malformed_client_messages_are_ignored(monkeypatch):
+    monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.0)
     user, run = await setup_run()
     communicator = await connect(run.id, user)
     assert (await communicator.connect())[0]
@@ -155,6 +157,36 @@ async def test_malformed_client_messages_are_ignored():
     await communicator.send_json_to({"type": "snapshot"})  # the socket is still open and served
     assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
     await communicator.disconnect()
+
+
+async def test_snapshots_asked_for_in_a_burst_come_as_one(monkeypatch):
+    """A snapshot is megabytes asked for with a few bytes: a client asking in a loop gets one
+    per interval, and every request of a burst is answered by the same one."""
+    monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.5)
+    user, run = await setup_run()
+    communicator = await connect(run.id, user)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    for _ in range(50):
+        await communicator.send_json_to({"type": "snapshot"})
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    assert await communicator.receive_nothing(timeout=1.0)  # two intervals: no second one
+    await communicator.send_json_to({"type": "snapshot"})  # the interval is over: at once
+    assert (await communicator.receive_json_from(timeout=0.4))["type"] == "snapshot"
+    await communicator.disconnect()
+
+
+async def test_a_snapshot_put_off_is_dropped_with_its_connection(monkeypatch):
+    monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 30.0)
+    user, run = await setup_run()
+    communicator = await connect(run.id, user)
+    assert (await communicator.connect())[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    await communicator.send_json_to({"type": "snapshot"})
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()  # the put-off snapshot is cancelled, not sent to nobody
+    owed = [t for t in asyncio.all_tasks() if "fresh_snapshot" in repr(t.get_coro())]
+    assert owed == [] or all(t.cancelled() or t.done() for t in owed)
 
 
 async def test_a_big_snapshot_arrives_in_several_messages(monkeypatch):

@@ -9,10 +9,16 @@ Increments are numbered per run (``seq``, runs.live.publish); the snapshot carri
 of the last one published before it was read, so a client skips those it already has and, on a gap
 (a message lost), sends ``{"type": "snapshot"}`` and gets a fresh snapshot. The parts of a
 snapshot split over several messages (``results`` without a ``seq``) follow it directly.
+
+A snapshot of a large run is megabytes, asked for with a few bytes: a connection gets at most
+one every ``SNAPSHOT_EVERY`` seconds. Asking sooner is not refused but put off, and any number
+of such requests bring one snapshot when the interval is over (a client that asked, even
+many times, gets exactly one fresh state).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -28,6 +34,7 @@ from runs.models import Run, TestResult
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+SNAPSHOT_EVERY = 2.0  # seconds between two snapshots sent on one connection, at the least
 
 
 def snapshot(run_id: int) -> dict | None:
@@ -72,6 +79,9 @@ class NotFoundConsumer(AsyncJsonWebsocketConsumer):
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):
+    last_snapshot = float("-inf")  # loop time of the last snapshot sent on this connection
+    owed: asyncio.Task | None = None  # the snapshot asked for too soon, sent when it is time
+
     async def connect(self):
         user = self.scope.get("user")
         if not permissions.can_view(user):
@@ -97,12 +107,15 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     async def send_snapshot(self, data: dict) -> None:
         """The snapshot, its results split over several messages when they are many."""
+        self.last_snapshot = asyncio.get_running_loop().time()
         first, *rest = chunked(data["results"])
         await self.send_json({**data, "results": first})
         for chunk in rest:
             await self.send_json({"type": "results", "results": chunk})
 
     async def disconnect(self, code):
+        if self.owed is not None:
+            self.owed.cancel()
         if hasattr(self, "group"):
             self.publisher.watch(self.run_id, -1)
             await self.channel_layer.group_discard(self.group, self.channel_name)
@@ -122,9 +135,26 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if not isinstance(content, dict):
             return
         if content.get("type") == "snapshot":  # a client may ask to rebuild its state
+            await self.snapshot_asked()
+
+    async def snapshot_asked(self) -> None:
+        if self.owed is not None:  # one is on its way: it answers this request too
+            return
+        wait = self.last_snapshot + SNAPSHOT_EVERY - asyncio.get_running_loop().time()
+        if wait <= 0:
+            await self.fresh_snapshot()
+        else:
+            self.owed = asyncio.create_task(self.fresh_snapshot(after=wait))
+
+    async def fresh_snapshot(self, after: float = 0.0) -> None:
+        try:
+            if after:
+                await asyncio.sleep(after)
             data = await database_sync_to_async(snapshot)(self.run_id)
             if data:
                 await self.send_snapshot(data)
+        finally:
+            self.owed = None
 
     async def run_message(self, event):
         await self.send_json(event["message"])
