@@ -11,15 +11,16 @@ API_DETAIL = {
     404: "Not Found: the API's operations are at /api/docs",
     405: "Method not allowed",
 }
-NUL_DETAIL = "the address holds a NUL character (%00)"
 
 
-def _has_nul(request) -> bool:
+def _nul_in(request) -> str | None:
+    """Where the address holds a NUL character (the path, or a query parameter), or None."""
     if "\x00" in request.path_info:
-        return True
-    return any(
-        "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
-    )
+        return "the path"
+    for key, values in request.GET.lists():
+        if "\x00" in key or any("\x00" in v for v in values):
+            return f"the query parameter {key.replace(chr(0), '?')!r}"
+    return None
 
 
 class ErrorBodies:
@@ -39,10 +40,12 @@ class ErrorBodies:
 
     def __call__(self, request):
         api = request.path_info.startswith(API)
-        if _has_nul(request):
+        where = _nul_in(request)
+        if where:
+            problem = f"{where} holds a NUL character (%00)"
             if api:
-                return JsonResponse({"detail": NUL_DETAIL}, status=400)
-            return self._page(request, "400.html", {"problem": NUL_DETAIL}, 400)
+                return JsonResponse({"detail": problem}, status=400)
+            return self._page(request, "400.html", {"problem": problem}, 400)
         response = self.get_response(request)
         status = response.status_code
         if api and status in API_DETAIL and not _is_json(response):
