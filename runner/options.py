@@ -17,6 +17,7 @@ the number of load processes.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -209,6 +210,18 @@ def clean(name: str, value: Any) -> Any:
     return value
 
 
+def number(text: str) -> float:
+    """A command-line number: finite (``float`` takes "nan" and "inf", which no option means
+    and JSON cannot carry to the server)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options as flags; values are sent as typed (the server checks them with ``clean``)."""
     for option in OPTIONS:
@@ -216,7 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if option.kind == "int":
             kwargs["type"] = int
         elif option.kind == "number":
-            kwargs["type"] = float
+            kwargs["type"] = number
         elif option.kind == "list":
             kwargs["action"] = "append"
         elif option.kind == "choice":

@@ -158,11 +158,30 @@ def test_rejected_requests_exit_2(server, args, message):
         ["status", "0", "--server", "http://x", "--token", "t"],
         ["status", "abc"],
         ["frobnicate"],
+        ["run", "--server", "http://x", "--token", "t", "--suite", "ok", "--spawn-rate", "nan"],
+        ["run", "--server", "http://x", "--token", "t", "--suite", "ok", "--think-time", "inf"],
     ],
 )
 def test_bad_usage_exits_2(args):
     out = ptd(*args, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[]\n",  # JSON, but no spool
+        b"\xff\xfe not utf-8\n",
+        b'{"type": "ptd_spool", "suite": "ok"}\n{"type": "ptd_run"}\n',  # a line without its id
+        b'{"type": "ptd_spool", "suite": "ok"}\n{"type": "ptd_finish", "exitstatus": "x"}\n',
+    ],
+)
+def test_upload_of_a_file_that_is_no_spool_exits_2(tmp_path, content):
+    spool = tmp_path / "run.jsonl"
+    spool.write_bytes(content)
+    out = ptd("upload", str(spool), "--server", "http://127.0.0.1:9", "--token", "t")
+    assert out.returncode == 2 and "not a PTD spool file" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_unreachable_server_exits_3_within_its_timeout():
@@ -219,3 +238,13 @@ def test_cli_never_imports_django():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_what_the_server_says_is_shown_as_text_not_as_terminal_commands(capsys):
+    """A run's message and an error's detail come from the server, which any member can set."""
+    from runner.client.cli import log
+
+    log("boom \x1b[2J\x1b]0;owned\x07\x1b[31mFAKE\x1b\r\nptd: run 1 passed\x9b")
+    err = capsys.readouterr().err
+    assert not set(err) & {"\x1b", "\r", "\x07", "\x9b"}
+    assert "FAKE" in err and "\nptd: run 1 passed" in err  # the words and lines stay

@@ -22,6 +22,8 @@ import sys
 import time
 from urllib.parse import urlsplit
 
+from _ptd_inrun.output import printable
+
 from runner import options
 from runner.records import ACTIVE_STATUSES as ACTIVE
 
@@ -162,7 +164,9 @@ def cmd_upload(client: Client, args: argparse.Namespace) -> int:
 
 
 def log(message: str) -> None:
-    print(f"ptd: {message}", file=sys.stderr, flush=True)
+    """A line for the user. Much of it comes from the server (a run's message, an error's
+    detail), which any member can set: shown as text, never as commands to the terminal."""
+    print(f"ptd: {printable(message)}", file=sys.stderr, flush=True)
 
 
 def positive_float(text: str) -> float:

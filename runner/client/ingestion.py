@@ -178,25 +178,31 @@ def upload_spool(path: Path | str, conn: Connection) -> dict:
     seq = 0  # the number of the first spooled event (0 when the run was never created)
     finish = {"exitstatus": 1, "wall_seconds": 0.0}
     events: list[dict] = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         for line in fh:
-            if not line.strip():
-                continue
             try:
                 item = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash
+            except ValueError:  # a line cut short by a crash, not UTF-8, or blank
+                continue
+            if not isinstance(item, dict):
+                raise NotASpool(f"{path} is not a PTD spool file (a line is no JSON object)")
             kind = item.get("type")
-            if kind == "ptd_spool":
-                header = item
-            elif kind == "ptd_run":
-                run_id = item["id"]
-            elif kind == "ptd_seq":
-                seq = int(item["seq"])
-            elif kind == "ptd_finish":
-                finish = item
-            else:
-                events.append(item)
+            try:
+                if kind == "ptd_spool":
+                    header = item
+                elif kind == "ptd_run":
+                    run_id = int(item["id"])
+                elif kind == "ptd_seq":
+                    seq = int(item["seq"])
+                elif kind == "ptd_finish":
+                    finish = {
+                        "exitstatus": int(item["exitstatus"]),
+                        "wall_seconds": float(item["wall_seconds"]),
+                    }
+                else:
+                    events.append(item)
+            except (KeyError, TypeError, ValueError):
+                raise NotASpool(f"{path} is not a PTD spool file (a bad {kind} line)") from None
     if not header:
         raise NotASpool(f"{path} is not a PTD spool file")
     if run_id is None:

@@ -1,14 +1,16 @@
-"""What every resource of the API shares: the one error schema, the text type, paging,
+"""What every resource of the API shares: the one error schema, the text types, paging,
 finding a suite."""
 
 from typing import Annotated
 
+from _ptd_inrun.output import printable
 from ninja import Field, Schema
 from ninja.errors import HttpError
 from ninja.pagination import LimitOffsetPagination
 from pydantic import AfterValidator, ConfigDict
 
-from runs.models import Suite
+from runs.execution.pytest_input import one_line_problem
+from runs.models import Suite, redact_tokens
 
 
 # Every 4xx answer: {"detail": "what was wrong"} (no docstring: it would change the schema).
@@ -30,6 +32,31 @@ def _storable(value: str) -> str:
 
 # Every text field of an API input (body or query): a 422 {"detail": ...} otherwise.
 Text = Annotated[str, AfterValidator(_storable)]
+
+
+def _one_line(value: str) -> str:
+    """A name shown on one line (pytest_input.one_line_problem). A token pasted into it by
+    mistake is redacted: it is never stored."""
+    problem = one_line_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return redact_tokens(value)
+
+
+def _web_link(value: str) -> str:
+    if value and not value.lower().startswith(("https://", "http://")):
+        raise ValueError("must be an http(s):// address")
+    return value
+
+
+# A run's metadata: its commit, branch and host (Line), the CI job's address (WebLink).
+Line = Annotated[Text, AfterValidator(_one_line)]
+WebLink = Annotated[Line, AfterValidator(_web_link)]
+
+# Lines of text shown as they are (output.printable: no terminal sequence, no other control
+# character but tab and newline). Cleaned, not refused: a message comes with a run's end,
+# which must not be lost for a stray colour code in pytest's summary.
+Message = Annotated[Text, AfterValidator(printable)]
 
 
 class StrictIn(Schema):

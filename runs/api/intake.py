@@ -29,13 +29,13 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from runner.client.ingestion import strip_token
 from runs import permissions
-from runs.api.common import Detail, Text, find_suite
+from runs.api.common import Detail, Line, Message, Text, WebLink, find_suite
 from runs.execution import environment
-from runs.execution.pytest_input import NODEID_MAX, hidden_character, nodeid_problem
+from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
 from runs.models import Run, redact_tokens
 
 MAX_BATCH = 5000
@@ -50,25 +50,15 @@ DURATION_SLACK = 1.0  # seconds a test's duration may exceed its stop - start (r
 router = Router(tags=["ingest"])
 
 
-def _plain_worker(value: str) -> str:
-    hidden = hidden_character(value)
-    if hidden:
-        raise ValueError(f"a worker id has no control, format or separator characters ({hidden})")
-    return value
-
-
-WorkerId = Annotated[Text, AfterValidator(_plain_worker)]
-
-
 class IngestRunIn(Schema):
     model_config = ConfigDict(strict=True)
 
     suite: str | int
     workers: int | None = Field(None, ge=1, le=MAX_WORKERS_EXTERNAL)
-    commit: Text = Field("", max_length=64)
-    branch: Text = Field("", max_length=200)
-    ci_url: Text = Field("", max_length=1000)
-    host: Text = Field("", max_length=200, description="machine the run is made on")
+    commit: Line = Field("", max_length=64)
+    branch: Line = Field("", max_length=200)
+    ci_url: WebLink = Field("", max_length=1000)
+    host: Line = Field("", max_length=200, description="machine the run is made on")
     args: list[Annotated[Text, Field(max_length=ARG_MAX)]] = Field(
         [], max_length=200, description="the pytest command line (never the token)"
     )
@@ -91,7 +81,7 @@ class EventIn(BaseModel):
 
     type: Text = Field(max_length=40)
     nodeid: Text | None = Field(None, max_length=NODEID_MAX)
-    worker: WorkerId | None = Field(None, min_length=1, max_length=20)
+    worker: Line | None = Field(None, min_length=1, max_length=20)
     outcome: OUTCOMES | None = None
     attempt: int | None = Field(None, ge=0, le=10_000)
     when: Text | None = Field(None, max_length=10)
@@ -130,7 +120,7 @@ class FinishIn(Schema):
 
     exitstatus: int = Field(ge=-1000, le=1000, description="pytest's exit status")
     wall_seconds: float = Field(ge=0, le=1e7, allow_inf_nan=False)
-    message: Text = Field("", max_length=5000)
+    message: Message = Field("", max_length=5000)
 
 
 class IngestCreated(Schema):
@@ -183,7 +173,7 @@ def create_external_run(request, payload: IngestRunIn):
         "keyword": "",
         "markers": "",
         "extra_args": clean_args(payload.args),
-        "host": redact_tokens(payload.host) or request.META.get("REMOTE_ADDR", ""),
+        "host": payload.host or request.META.get("REMOTE_ADDR", ""),
         "started": payload.started,
     }
     run = Run.objects.create(
@@ -194,7 +184,7 @@ def create_external_run(request, payload: IngestRunIn):
         user=request.auth,
         commit=payload.commit,
         branch=payload.branch,
-        ci_url=redact_tokens(payload.ci_url),
+        ci_url=payload.ci_url,
         workers=payload.workers or 0,
         started_at=timezone.now(),
     )

@@ -65,7 +65,8 @@ def junit_xml(run: Run) -> bytes:
         ("ptd.balance", run.balance),
         ("ptd.flakiness_rate", run.flakiness_rate),
     ]:
-        ET.SubElement(props, "property", name=key, value="" if value is None else str(value))
+        # _text: a run stored before the API refused control characters in its metadata
+        ET.SubElement(props, "property", name=key, value="" if value is None else _text(str(value)))
     for nodeid, tries in attempts.items():
         final = next((r for r in reversed(tries) if r.outcome != "rerun"), tries[-1])
         classname, name = split_nodeid(nodeid)

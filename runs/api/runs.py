@@ -10,7 +10,7 @@ from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from runs import permissions
-from runs.api.common import Detail, Pages, StrictIn, Text, find_suite
+from runs.api.common import Detail, Line, Pages, StrictIn, Text, WebLink, find_suite
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
 from runs.load import queries as load_queries
@@ -39,9 +39,9 @@ class RunIn(StrictIn):
         None, description="machines (agents) to spread the run over, or 'all'; default 1"
     )
     queue: Text | None = Field(None, max_length=40, description="the agents' queue")
-    commit: Text = Field("", max_length=64)
-    branch: Text = Field("", max_length=200)
-    ci_url: Text = Field("", max_length=1000)
+    commit: Line = Field("", max_length=64)
+    branch: Line = Field("", max_length=200)
+    ci_url: WebLink = Field("", max_length=1000)
 
 
 class RunCreated(Schema):

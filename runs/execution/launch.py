@@ -29,10 +29,11 @@ from runs.execution.pytest_input import (
     check_args,
     check_expression,
     check_nodeid,
+    one_line_problem,
 )
 from runs.execution.sink import close_interrupted
 from runs.load import thresholds
-from runs.models import Run, RunConfig, Suite, TestResult
+from runs.models import Run, RunConfig, Suite, TestResult, redact_tokens
 
 # The options a launch may override: declared once, in runner.options (the CLI offers them),
 # and load mode's thresholds, which are the dashboard's alone (runs.load.thresholds).
@@ -194,6 +195,10 @@ def launch(
         if not Path(suite.path).is_dir():
             raise LaunchError(f"the suite's directory {suite.path} does not exist", "suite")
         check_engine_available(suite, snap)
+    for field, value in (("commit", commit), ("branch", branch), ("ci_url", ci_url)):
+        problem = one_line_problem(value)
+        if problem:
+            raise LaunchError(f"{field} {problem}", field)
     if not commit and not branch:
         commit, branch = git_revision(suite.path)
     check_queue_share(user)
@@ -205,9 +210,9 @@ def launch(
         config_snapshot=snap,
         trigger=trigger,
         user=user if getattr(user, "is_authenticated", False) else None,
-        commit=commit[:64],
-        branch=branch[:200],
-        ci_url=ci_url,
+        commit=redact_tokens(commit[:64]),
+        branch=redact_tokens(branch[:200]),
+        ci_url=redact_tokens(ci_url),
         # A run over machines: K x N, known once its shards start (an agent's own N for auto).
         workers=0 if snap.get("fleet") else command.resolve_workers(snap["workers"] or "auto"),
     )

@@ -40,6 +40,14 @@ def hidden_character(text: str) -> str | None:
     return None
 
 
+def one_line_problem(text: str) -> str | None:
+    """Why `text` is not one line of plain text (a branch, a commit, a machine's name), or
+    None: a control character would break a JUnit file or rewrite the terminal showing it (ESC
+    sequences, carriage returns), a format character disguise it (U+202E)."""
+    hidden = hidden_character(text)
+    return f"must be one line of plain text (it holds {hidden})" if hidden else None
+
+
 class LaunchError(ValueError):
     """A run that cannot be launched; `field` names the offending input when there is one;
     `status`: the HTTP status the API answers with (400: the input; 429: too many waiting)."""

@@ -62,6 +62,17 @@ def storable(text: str) -> str:
     return text
 
 
+# Control characters but tab and newline: a carriage return or a lone ESC left by storable()
+# could still overwrite what a terminal shows.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``storable(text)`` with every other control character but tab and newline shown as
+    U+FFFD: text a terminal or a page shows as it is, never as a command to the terminal."""
+    return _CONTROLS.sub("\ufffd", storable(text))
+
+
 def streams_of(sections: Iterable[tuple[str, str]]) -> dict[str, str]:
     """``{"stdout": ..., "stderr": ..., "log": ...}`` from a report's sections (only those
     with text). A stream captured in several phases says which phase printed what."""
