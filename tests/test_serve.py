@@ -1,11 +1,15 @@
 """`manage.py serve` end to end: first-start admin, login, demo suite, clean stop."""
 
+import os
 import re
+import socket
 import stat
+import subprocess
+import sys
 
 import requests
 
-from tests.servers import ServeProcess
+from tests.servers import ROOT, ServeProcess
 
 
 def login(session: requests.Session, base: str, username: str, password: str):
@@ -66,3 +70,24 @@ def assert_plotly_served_compressed(session: requests.Session, base: str):
     assert "immutable" in script.headers["Cache-Control"]
     compressed = len(script.raw.read(decode_content=False))
     assert compressed < 2_000_000 < 4_000_000 < len(requests.get(f"{base}{src[1]}").content)
+
+
+def test_a_port_in_use_is_a_usage_error_before_anything_starts(tmp_path):
+    """Exit 2 with one line, as every command's bad usage; it used to print "PTD is serving",
+    fail to listen, and exit 0 after migrating a database and starting its dispatcher."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "manage.py", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "PTD_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.count("\n") == 1 and "cannot listen on" in out.stderr
+    assert "serving" not in out.stdout
+    assert not (tmp_path / "data" / "ptd.sqlite3").exists()  # nothing migrated

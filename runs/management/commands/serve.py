@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import socket
 
 from django.conf import settings
 from django.core.management import call_command
@@ -27,6 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, no_migrate, **options):
         if not 0 < port < 65536:
             raise CommandError(f"--port must be between 1 and 65535, got {port}", returncode=2)
+        check_address(host, port)  # before migrating and starting anything
         # daphne.server installs Twisted's asyncio reactor on import; import it first.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server, twisted_loop
@@ -74,3 +76,24 @@ class Command(BaseCommand):
             env.stop()
             install(None)
             self.stdout.write("PTD stopped.")
+        if not server.listening_addresses:  # taken between the check and daphne's listen
+            raise CommandError(f"could not listen on {host}:{port} (see above)", returncode=2)
+
+
+def check_address(host: str, port: int) -> None:
+    """A CommandError (exit 2, one line) unless this server can listen on host:port."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise CommandError(
+            f"--host {host!r} is no address of this machine ({exc})", returncode=2
+        ) from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot listen on {host}:{port}: {exc.strerror} (another server there?)",
+                returncode=2,
+            ) from None
