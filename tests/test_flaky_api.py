@@ -1,4 +1,5 @@
-"""GET /api/suites/{id}/flaky, /api/suites/{id}/trends, /api/tests/{suite_id}/{nodeid}/history."""
+"""GET /api/suites/{suite}/flaky, /api/suites/{suite}/trends, /api/tests/{suite}/{nodeid}/history
+(a suite by its id or its name)."""
 
 from runs.flaky import summary as flaky
 from runs.models import ApiToken, Run
@@ -60,6 +61,14 @@ class FlakyApiTests(BaseTestCase):
         self.assertEqual(data["by_worker_id"][1], {"key": "gw1", "attempts": 2, "failures": 1,
                                                    "fail_rate": 0.5})  # fmt: skip
         self.assertEqual(data["errors"][0]["count"], 1)
+
+    def test_a_suite_is_named_by_its_id_or_its_name_as_everywhere_in_the_api(self):
+        by_id = self.get(f"/api/suites/{self.suite.id}/flaky").json()
+        assert self.get(f"/api/suites/{self.suite.name}/flaky").json() == by_id
+        trends = self.get(f"/api/suites/{self.suite.name}/trends")
+        assert trends.status_code == 200 and trends.json()["suite"] == self.suite.name
+        assert self.get(f"/api/tests/{self.suite.name}/{NODE}/history").status_code == 200
+        assert "no suite 'nope'" in self.get("/api/suites/nope/flaky").json()["detail"]
 
     def test_errors_are_json_details(self):
         self.assertEqual(self.get("/api/suites/999/flaky").status_code, 404)

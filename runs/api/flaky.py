@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.shortcuts import get_object_or_404
 from ninja import Field, Router, Schema, Status
 
-from runs.api.common import Detail
+from runs.api.common import Detail, find_suite
 from runs.flaky import history as flaky_history
 from runs.flaky import summary
 from runs.flaky.queries import SORTS, flaky_queryset
-from runs.models import Suite
 from runs.pages import trends
 
 router = Router(tags=["flakiness"])
@@ -107,13 +105,9 @@ class History(Schema):
     errors: list[ErrorGroup]
 
 
-def _suite(suite_id: int) -> Suite:
-    return get_object_or_404(Suite, pk=suite_id)
-
-
 @router.get("/suites/{suite_id}/flaky", response={200: FlakyList, 404: Detail})
-def suite_flaky(request, suite_id: int, sort: str = "flip_rate", limit: int = 500):
-    suite = _suite(suite_id)
+def suite_flaky(request, suite_id: str, sort: str = "flip_rate", limit: int = 500):
+    suite = find_suite(suite_id)
     qs = flaky_queryset(suite, sort if sort in SORTS else "flip_rate")
     items = [s.to_dict() for s in qs[: max(1, min(limit, 5000))]]
     return {
@@ -125,15 +119,15 @@ def suite_flaky(request, suite_id: int, sort: str = "flip_rate", limit: int = 50
 
 
 @router.get("/suites/{suite_id}/trends", response={200: Trends, 404: Detail})
-def suite_trends(request, suite_id: int, workers: str = "", branch: str = "", config: str = ""):
-    suite = _suite(suite_id)
+def suite_trends(request, suite_id: str, workers: str = "", branch: str = "", config: str = ""):
+    suite = find_suite(suite_id)
     params = {"workers": workers, "branch": branch, "config": config}
     return {"suite": suite.name, "points": trends.series(suite, params)}
 
 
 @router.get("/tests/{suite_id}/{path:nodeid}/history", response={200: History, 404: Detail})
-def test_history(request, suite_id: int, nodeid: str):
-    suite = _suite(suite_id)
+def test_history(request, suite_id: str, nodeid: str):
+    suite = find_suite(suite_id)
     data = flaky_history.history(suite, nodeid)
     stat = data["stat"]
     if stat is None and not data["points"]:
