@@ -40,6 +40,22 @@ class RerunTests(BaseTestCase):
         self.assertEqual(run.status, Run.Status.QUEUED)
         self.assertEqual(run.user, self.member)
 
+    def test_a_run_whose_snapshot_holds_load_settings_is_rerun_as_a_run_of_tests(self):
+        """Every snapshot carries the load options (users 10, spawn rate 10 by default), which
+        a launch in tests mode refuses: staff and a run's launcher could rerun nothing."""
+        for mode in ("tests", "load"):
+            with self.subTest(mode=mode):
+                self.source.config_snapshot.update(
+                    mode=mode, users=10, spawn_rate=10.0, think_time=0.0, thresholds=[]
+                )
+                self.source.save()
+                self.login_staff()
+                self.client.post(URL, {"nodeid": NODE, "times": "4", "run": self.source.id})
+                rerun = Run.objects.exclude(pk=self.source.pk).latest("id")
+                snap = rerun.config_snapshot
+                assert (snap["mode"], snap["repeat"], snap["workers"]) == ("tests", 4, 3)
+                rerun.delete()
+
     def test_a_rerun_is_labelled_and_kept_out_of_trends_and_reports(self):
         self.login_member()
         self.client.post(URL, {"nodeid": NODE, "times": "5", "run": self.source.id})

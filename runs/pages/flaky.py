@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
+from runner import options
 from runner.metrics import base_nodeid
 from runs import permissions
 from runs.execution import launch
@@ -156,15 +157,19 @@ def rerun_source(user, source: Run | None) -> Run | None:
 
 
 def rerun_overrides(source: Run | None, times: int) -> dict:
-    """The source run's configuration (its snapshot), repeated `times` times."""
+    """The source run's configuration (its snapshot), repeated `times` times: a run of the
+    tests (a rerun probes a test's flakiness, even of a load run), so without the load-only
+    options every snapshot carries (a configuration keeps its load settings in tests mode,
+    and a launch that asks for one of them in a tests run is refused)."""
     overrides: dict = {}
     if source is not None:
         snap = source.config_snapshot or {}
         for key in launch.OVERRIDABLE:
-            if key in snap and snap[key] is not None:
+            if key in snap and snap[key] is not None and key not in options.LOAD_ONLY:
                 overrides[key] = snap[key]
         if overrides.get("workers") == 0:
             overrides["workers"] = "auto"
+    overrides["mode"] = "tests"
     overrides["repeat"] = times
     return overrides
 
