@@ -68,13 +68,17 @@ class ConfigPagesTests(BaseTestCase):
         for bad, message in (
             ({"name": "default"}, "already has a configuration"),
             ({"name": "no spaces"}, "Use letters, digits"),
-            ({"workers": "65"}, "less than or equal to 64"),
+            ({"workers": "65"}, "workers must be between 1 and 64"),
             ({"workers": "-1"}, "greater than or equal to 0"),
-            ({"repeat": "0"}, "greater than or equal to 1"),
+            ({"repeat": "0"}, "repeat must be between 1 and 1000"),
             ({"dist": "random"}, "Select a valid choice"),
-            ({"timeout": "0"}, "greater than or equal to 1"),
+            ({"timeout": "0"}, "timeout must be between 1 and 604800"),
             ({"keyword": "smoke and"}, "not a pytest expression"),
             ({"markers": "not (slow"}, "not a pytest expression"),
+            # What the model's validators let through and the launch refused (or ran wrong):
+            ({"timeout": "9999999999999"}, "timeout must be between 1 and 604800"),
+            ({"mode": "load", "think_time": "1e308"}, "think_time must be between 0 and 3600"),
+            ({"mode": "load", "spawn_rate": "1e308"}, "spawn_rate must be between"),
         ):
             with self.subTest(bad=bad):
                 response = self.client.post("/suites/demo/configs/new/", {**FIELDS, **bad})
@@ -99,3 +103,24 @@ class ConfigPagesTests(BaseTestCase):
         self.assertEqual(self.client.get("/suites/demo/configs/999/").status_code, 404)
         self.assertEqual(self.client.get("/suites/nope/configs/new/").status_code, 404)
         self.assertEqual(self.client.get("/suites/demo/configs/1/delete/").status_code, 405)
+
+
+class SavedBeforeTheChecksTests(BaseTestCase):
+    def test_a_configuration_saved_with_a_value_no_launch_takes_is_refused_saying_which(self):
+        """Saved before the forms checked as a launch does (a 10^13 s timeout ran with no
+        timeout at all): the launch's last gate refuses it, naming the option."""
+        from runs.execution import launch
+
+        RunConfig.objects.filter(pk=self.config.pk).update(timeout=9_999_999_999_999)
+        self.config.refresh_from_db()
+        try:
+            launch.launch(self.config)
+        except launch.LaunchError as exc:
+            assert exc.field == "timeout" and "between 1 and 604800" in exc.message
+        else:
+            raise AssertionError("launched")
+        assert not Run.objects.exists()
+        # A load setting of a configuration that runs its tests does not stop it.
+        RunConfig.objects.filter(pk=self.config.pk).update(timeout=None, think_time=1e308)
+        self.config.refresh_from_db()
+        assert launch.launch(self.config).status == Run.Status.QUEUED

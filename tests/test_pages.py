@@ -151,6 +151,15 @@ class SuiteEditingTests(BaseTestCase):
         assert "path" in form.errors and "env" in form.errors
         assert not Suite.objects.filter(name="api-checks").exists()
 
+    def test_the_default_configuration_is_checked_as_a_launch_would_check_it(self):
+        """A -k that is no pytest expression was saved, and every launch was refused."""
+        self.login_staff()
+        response = self.client.post(
+            reverse("suite_new"), self.form_data(**{"config-keyword": "not (a"})
+        )
+        self.assertContains(response, "not a pytest expression", status_code=400)
+        assert not Suite.objects.filter(name="api-checks").exists()
+
 
 @pytest.mark.django_db
 def test_plotly_js_is_served_locally(client):

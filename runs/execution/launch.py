@@ -55,11 +55,13 @@ class Overrides:
                 continue
             if key not in OVERRIDABLE:
                 raise LaunchError(f"unknown option {key!r}", key)
-            out[key] = _clean_value(key, value)
+            out[key] = clean_option(key, value)
         return cls(out)
 
 
-def _clean_value(key: str, value):
+def clean_option(key: str, value):
+    """One option's value as a launch takes it (the run configuration forms check theirs with
+    it too: a configuration saved is one that runs). Raises LaunchError naming ``key``."""
     if key == "thresholds":
         try:
             return thresholds.clean(value)
@@ -137,11 +139,18 @@ def check_engine_available(suite: Suite, snap: dict) -> None:
 
 def check_selection(snap: dict) -> None:
     """The last gate before argv: what users may choose is checked again (a run queued before
-    a rule existed, or written by other code, is refused here rather than run)."""
-    for key in ("keyword", "markers"):
-        if snap.get(key):
-            check_expression(key, snap[key])
-    if snap.get("mode") == "load":
+    a rule existed, a configuration saved before the forms checked it as a launch does, or
+    written by other code, is refused here rather than run wrong: a timeout of 10^13 s ran
+    with none). A load option is checked only in a load run, where it means something."""
+    load = snap.get("mode") == "load"
+    for key in options.NAMES:
+        value = snap.get(key)
+        if value in (None, "", []) or (key in options.LOAD_ONLY and not load):
+            continue
+        if (key, value) in (("workers", options.AUTO_WORKERS), ("machines", options.ALL_MACHINES)):
+            continue
+        clean_option(key, value)
+    if load:
         if not (snap.get("duration") or snap.get("iterations")):
             raise LaunchError("a load run needs a duration or a number of iterations", "duration")
         try:

@@ -4,9 +4,10 @@ import json
 
 from django import forms
 
-from runner.options import LOAD_ONLY
-from runs.execution.launch import Overrides
-from runs.execution.pytest_input import LaunchError, check_expression
+from runner import options
+from runner.options import ALL_MACHINES, AUTO_WORKERS, LOAD_ONLY
+from runs.execution.launch import Overrides, clean_option
+from runs.execution.pytest_input import LaunchError
 from runs.load import thresholds
 from runs.models import DIST_MODES, ENGINES, MAX_WORKERS, RunConfig, Suite
 from runs.models.suites import MODES
@@ -114,6 +115,19 @@ class RunConfigForm(StackedForm):
             default = RunConfig._meta.get_field(name).get_default()
             if data.get(name) in (None, "") and default is not None:
                 data[name] = default
+        # The launch's own checks (bounds, -k/-m grammar, thresholds): saved, it runs. The
+        # model's validators know only part of it (a timeout of 10^13 s once saved, and ran
+        # with no timeout at all).
+        for name in options.NAMES:
+            value = data.get(name)
+            if name not in self.fields or name in self.errors or value in (None, "", []):
+                continue
+            if (name, value) in (("workers", AUTO_WORKERS), ("machines", ALL_MACHINES)):
+                continue
+            try:
+                clean_option(name, value)
+            except LaunchError as exc:
+                self.add_error(name, exc.message)
         return data
 
 
@@ -135,21 +149,6 @@ class NamedRunConfigForm(RunConfigForm):
         if clash.exists():
             raise forms.ValidationError(f"{self.suite.name} already has a configuration {name!r}.")
         return name
-
-    def clean_keyword(self):
-        return self._expression("keyword")
-
-    def clean_markers(self):
-        return self._expression("markers")
-
-    def _expression(self, field: str) -> str:
-        value = self.cleaned_data[field]
-        if value:
-            try:
-                check_expression(field, value)
-            except LaunchError as exc:
-                raise forms.ValidationError(exc.message) from None
-        return value
 
     def clean_is_default(self):
         if self.instance.pk and self.instance.is_default and not self.cleaned_data["is_default"]:
