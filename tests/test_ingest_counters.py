@@ -143,3 +143,25 @@ class FinishKeepsWhatArrivedMeanwhileTests(BaseTestCase):
         assert run.status == Run.Status.PASSED
         assert run.warnings == "late news\n"
         assert run.live_seq == 7
+
+
+class EventTypeTests(Ingestion):
+    def test_a_batch_says_how_many_events_were_of_a_type_this_server_does_not_know(self):
+        """Kept out, not refused (a newer client's event must not lose the batch), and not
+        counted as accepted: "accepted": 1 for an event stored nowhere misled its sender."""
+        run_id = self.start()
+        body = {"events": [{"type": "result", "nodeid": "t.py::a"}, test_event("t.py::b")]}
+        stored = self.post(f"/api/ingest/runs/{run_id}/events", body).json()
+        assert (stored["accepted"], stored["unknown"]) == (1, 1)
+        assert list(Run.objects.get(pk=run_id).results.values_list("nodeid", flat=True)) == [
+            "t.py::b"
+        ]
+
+    def test_warnings_and_events_the_run_could_not_send_are_said_on_the_run(self):
+        run_id = self.start()
+        warning = {"type": "warning", "message": "ptd warning: xdist lacks _rsyncdirs"}
+        self.post(f"/api/ingest/runs/{run_id}/events", {"events": [warning]})
+        lost = {"type": "internal_error", "message": "unserialisable event: bad float"}
+        self.post(f"/api/ingest/runs/{run_id}/events", {"events": [lost]})
+        warnings = Run.objects.get(pk=run_id).warnings
+        assert "lacks _rsyncdirs" in warnings and "unserialisable event" in warnings

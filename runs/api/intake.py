@@ -36,6 +36,7 @@ from runs import permissions
 from runs.api.common import Detail, Line, Message, Text, WebLink, find_suite
 from runs.execution import environment
 from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
+from runs.execution.sink import EVENT_TYPES
 from runs.models import Run, redact_tokens
 
 MAX_BATCH = 5000
@@ -96,6 +97,7 @@ class EventIn(BaseModel):
     count: int | None = Field(None, ge=0, le=100_000_000)
     workers: int | None = Field(None, ge=0, le=MAX_WORKERS_EXTERNAL)
     exitstatus: int | None = Field(None, ge=-1000, le=1000)
+    message: Message | None = Field(None, max_length=5000)  # a warning's, an internal error's
     # When the plugin emitted it (the CI machine's clock): session start and collection finish
     # feed the run's time breakdown, which clamps them to the run's time.
     time: float | None = Field(None, ge=0, le=1e11, allow_inf_nan=False)
@@ -132,6 +134,9 @@ class IngestCreated(Schema):
 class BatchStored(Schema):
     accepted: int
     duplicates: int = Field(0, description="events of the batch stored before (by first_seq)")
+    unknown: int = Field(
+        0, description="events of a type this server does not know (a newer client's): kept out"
+    )
     server_seconds: float = Field(description="time the server took to store the batch")
 
 
@@ -263,9 +268,11 @@ def ingest_events(request, run_id: int, payload: EventBatch):
             events = events[skipped:]
             Run.objects.filter(pk=run.pk).update(events_received=max(stored, end))
             environment.current().sink.handle_events(run.id, events)
+    unknown = sum(event["type"] not in EVENT_TYPES for event in events)
     return {
-        "accepted": len(events),
+        "accepted": len(events) - unknown,
         "duplicates": skipped,
+        "unknown": unknown,
         "server_seconds": round(time.perf_counter() - started, 6),
     }
 

@@ -39,6 +39,14 @@ from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
 # runner.metrics.summarize's figures stored as they are on the Run.
+# The events a run's process sends (_ptd_inrun.reporter, the load engine): what the sink
+# stores, and what it knows to pass over (session_finish: the run's end comes from its
+# process). Ingestion says how many of a batch were of another type (a newer client's).
+EVENT_TYPES = frozenset({
+    "session_start", "collected", "test", "collect_error", "warning", "internal_error",
+    "worker_up", "worker_down", "session_finish", *LOAD_EVENTS,
+})  # fmt: skip
+
 SUMMARY_FIGURES = (
     "wall_seconds", "serial_seconds", "speedup", "efficiency", "balance", "flakiness_rate",
 )  # fmt: skip
@@ -102,7 +110,7 @@ class DbSink(LoadSinkMixin):
                 # A load run's workers are its load processes: its session_start (after it,
                 # never later) speaks for the controller alone and says 1.
                 run_fields["workers"] = int(event["processes"])
-            elif kind == "warning":  # the engine works in a degraded way: say it on the page
+            elif kind in ("warning", "internal_error"):  # degraded, or an event lost: say it
                 line = " ".join(str(event.get("message") or "").split())[:1000]
                 log.warning("run %s: %s", run_id, line)
                 warnings.append(line + "\n")

@@ -79,7 +79,7 @@ def _dumps(event: dict[str, Any]) -> str:
                 {
                     "type": "internal_error",
                     "time": time.time(),
-                    "error": f"unserialisable event: {exc}",
+                    "message": f"unserialisable event: {exc}",
                 }
             )
             + "\n"
