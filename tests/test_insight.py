@@ -109,6 +109,22 @@ def test_breakdown_of_hand_made_phases():
     assert [s["bad"] for s in segments] == [False, False, False, True, False]
 
 
+def test_a_run_stopped_mid_test_calls_nothing_idle_nor_teardown():
+    """Cancelled while gw0 was in a 20 s test: it has no result, and the run was said to have
+    one worker idle 100 % (use fewer workers), or, timed out, 93 % teardown."""
+    tests = [attempt(f"a.py::t{i}", "gw1", 104 + i, 1) for i in range(3)]
+    for stopped in ("cancelled", "timed out", "interrupted"):
+        marks = {"session_start": 101.0, "collected": 103.0}
+        b = breakdown.compute(
+            launch=100.0, wall=30.0, marks=marks, tests=tests, workers=2, stopped=stopped
+        )
+        assert (b["tests"], b["teardown"], b["stopped"]) == (26.0, 0.0, stopped)
+        (finding,) = b["findings"]
+        assert finding["message"].startswith(f"The run was {stopped} before its tests were over")
+    finished = breakdown.compute(launch=100.0, wall=30.0, marks={}, tests=tests, workers=2)
+    assert {f["part"] for f in finished["findings"]} == {"idle", "teardown"}
+
+
 def test_breakdown_names_the_loadscope_unit_that_holds_most_tests():
     tests = [attempt(f"big.py::test_{i}", "gw0", 10 + i, 1) for i in range(22)]
     tests += [attempt(f"small_{i}.py::test", f"gw{1 + i % 7}", 10, 1) for i in range(23)]

@@ -88,6 +88,9 @@ class BreakdownOut(Schema):
     idle_share: float
     longest_test: LongestTest | None = None
     findings: list[Finding] = []
+    stopped: str | None = Field(
+        None, description="how the run was ended before its tests were over, if it was"
+    )
 
 
 class MachineOut(Schema):

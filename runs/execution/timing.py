@@ -10,6 +10,9 @@ from __future__ import annotations
 from runs.insight import breakdown
 from runs.models import Run
 
+# Ended by PTD before the tests were over (an error run ended by itself: pytest's own exit).
+STOPPED = (Run.Status.CANCELLED, Run.Status.TIMED_OUT, Run.Status.INTERRUPTED)
+
 
 def add_marks(run_id: int, marks: dict) -> None:
     """Keep the moments a batch carried (session start, collection finish) until the run
@@ -33,6 +36,7 @@ def time_breakdown(run: Run, tests: list[dict]) -> dict | None:
         tests=tests,
         workers=run.workers or 1,
         dist=run.config_snapshot.get("dist", "load"),
+        stopped=run.get_status_display() if run.status in STOPPED else None,
     )
     if result is not None:
         result["marks"] = marks

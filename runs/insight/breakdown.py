@@ -54,12 +54,15 @@ def compute(
     tests: list[dict],
     workers: int,
     dist: str = "load",
+    stopped: str | None = None,
 ) -> dict | None:
     """The breakdown of a finished run, or None without a launch time and a wall.
 
     ``marks``: epoch seconds of ``session_start`` and ``collected`` (either may be missing);
     ``tests``: its executed attempts as dicts with ``nodeid, worker, start, stop, duration``
-    (``group`` optional).
+    (``group`` optional). ``stopped``: how the run was ended before its tests were over
+    ("cancelled", "timed out", "interrupted"): its test phase lasts to the end (the tests then
+    running have no result to show it), nothing is teardown nor called idle.
     """
     if launch is None or not wall:
         return None
@@ -81,6 +84,8 @@ def compute(
     before = min(before, first)
     collection = (before - session) if session is not None and collected is not None else 0.0
     startup = (first - launch) - collection
+    if stopped and timed:
+        last = exit_
     phase = max(0.0, last - first)
     teardown = max(0.0, exit_ - last)
     count = max(workers, len({t["worker"] for t in timed}), 1)
@@ -111,7 +116,18 @@ def compute(
             else None
         ),
     }
-    result["findings"] = findings(result, timed, idle_each, phase, dist)
+    if stopped:
+        result["stopped"] = stopped
+        result["findings"] = [
+            {
+                "part": "tests",
+                "message": f"The run was {stopped} before its tests were over: the tests it "
+                "was running then have no result, so how busy its workers were is not known. "
+                "Compare runs that finished.",
+            }
+        ]
+    else:
+        result["findings"] = findings(result, timed, idle_each, phase, dist)
     return result
 
 
