@@ -4,7 +4,7 @@ import xml.etree.ElementTree as ET
 
 from django.contrib.staticfiles import finders
 
-from runs.models import ApiToken, Run, Suite
+from runs.models import ApiToken, Run, RunConfig, Suite
 from tests.base import BaseTestCase
 from tests.factories import make_run
 
@@ -100,6 +100,21 @@ class RunApiTests(ApiTestCase):
         assert ok.status_code == 201
         missing = self.call("post", "/api/runs", self.member_token, data={"suite": "nope"})
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+    def test_a_named_configuration_is_launched_by_its_name_or_id(self):
+        smoke = RunConfig.objects.create(suite=self.suite, name="smoke", workers=3, keyword="ok")
+        for ref in ("smoke", smoke.id):
+            with self.subTest(ref=ref):
+                data = {"suite": "demo", "config": ref, "repeat": 2}
+                response = self.call("post", "/api/runs", self.member_token, data=data)
+                assert response.status_code == 201, response.content
+                run = Run.objects.get(pk=response.json()["id"])
+                snap = run.config_snapshot
+                assert run.config == smoke and (snap["workers"], snap["keyword"]) == (3, "ok")
+                assert snap["repeat"] == 2  # overrides apply on top of it
+        data = {"suite": "demo", "config": "nope"}
+        missing = self.call("post", "/api/runs", self.member_token, data=data)
+        assert missing.status_code == 404 and "no configuration 'nope'" in missing.json()["detail"]
 
     def test_bad_options_are_400_naming_the_field(self):
         for data, field in [

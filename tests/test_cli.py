@@ -139,6 +139,7 @@ def test_cancel_then_status_is_3_and_cancel_again_is_2(server):
         (["--suite", "nope"], "no suite 'nope'"),
         (["--suite", "ok", "--workers", "0.5"], "workers"),
         (["--suite", "ok", "--token", "ptd_wrong"], "token was refused"),
+        (["--suite", "ok", "--config", "nope"], "no configuration 'nope'"),
     ],
 )
 def test_rejected_requests_exit_2(server, args, message):

@@ -110,6 +110,7 @@ def test_passing_selection_exit_0_and_measured_speedup(data_dir, tmp_path):
         (["{suite}", "--repeat", "0"], "repeat must be between 1 and 1000"),
         (["{empty}"], "no test files"),
         (["{suite}", "--branch", "main\x1b[2J"], "branch must be one line of plain text"),
+        (["{suite}", "--config", "nope"], "has no configuration 'nope'"),
     ],
 )
 def test_bad_usage_exit_2_and_nothing_stored(data_dir, tmp_path, args, message):

@@ -40,6 +40,8 @@ FINISHED = {"passed": EXIT_PASSED, "failed": EXIT_FAILED}
 def cmd_run(client: Client, args: argparse.Namespace) -> int:
     meta = ci_metadata()
     body = {"suite": args.suite}
+    if args.config:
+        body["config"] = args.config
     for key in options.NAMES:
         value = getattr(args, key)
         if value is not None:
@@ -207,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="launch a run of a suite")
     run.add_argument("--suite", required=True, help="suite name or id")
+    run.add_argument("--config", help="one of the suite's configurations (default: its default)")
     options.add_arguments(run)
     run.add_argument(
         "--load",

@@ -10,7 +10,7 @@ from ninja.pagination import LimitOffsetPagination
 from pydantic import AfterValidator, ConfigDict
 
 from runs.execution.pytest_input import one_line_problem
-from runs.models import Suite, redact_tokens
+from runs.models import RunConfig, Suite, redact_tokens
 
 
 # Every 4xx answer: {"detail": "what was wrong"} (no docstring: it would change the schema).
@@ -82,3 +82,11 @@ def find_suite(ref: str | int, field: str = "") -> Suite:
     if suite is None:
         raise HttpError(404, f"{field}: no suite {ref!r}" if field else f"no suite {ref!r}")
     return suite
+
+
+def find_config(suite: Suite, ref: str | int | None) -> RunConfig:
+    """The suite's configuration a client names (Suite.find_config), or a 404 naming it."""
+    config = suite.find_config(ref)
+    if config is None:
+        raise HttpError(404, f"config: suite {suite.name} has no configuration {ref!r}")
+    return config

@@ -10,7 +10,16 @@ from ninja.errors import HttpError
 from ninja.pagination import paginate
 
 from runs import permissions
-from runs.api.common import Detail, Line, Pages, StrictIn, Text, WebLink, find_suite
+from runs.api.common import (
+    Detail,
+    Line,
+    Pages,
+    StrictIn,
+    Text,
+    WebLink,
+    find_config,
+    find_suite,
+)
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
 from runs.load import queries as load_queries
@@ -19,6 +28,9 @@ from runs.models import Run, TestResult
 
 class RunIn(StrictIn):
     suite: Text | int
+    config: Text | int | None = Field(
+        None, description="one of the suite's configurations, by name or id (default: its default)"
+    )
     workers: int | Text | None = None
     engine: Text | None = None
     dist: Text | None = None
@@ -261,11 +273,12 @@ def create_run(request, payload: RunIn):
     if not permissions.can_launch(request.auth):
         raise HttpError(403, "you may not launch runs")
     suite = find_suite(payload.suite)
+    config = find_config(suite, payload.config)
     data = payload.dict()
     overrides = {k: data[k] for k in launch.OVERRIDABLE if data.get(k) is not None}
     try:
         run = launch.launch(
-            suite,
+            config,
             trigger=Run.Trigger.API,
             user=request.auth,
             overrides=overrides,

@@ -9,11 +9,10 @@ from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from runs import permissions
-from runs.api.common import Detail, StrictIn, Text, find_suite
+from runs.api.common import Detail, StrictIn, Text, find_config, find_suite
 from runs.api.runs import BreakdownOut
 from runs.execution import launch, sweep
 from runs.insight.scaling_data import suite_scaling
-from runs.models import RunConfig, Suite
 
 router = Router(tags=["scaling"])
 
@@ -81,18 +80,6 @@ class ScalingOut(Schema):
     cores: int
     fit: list[FitPoint]
     explanations: list[Explanation]
-
-
-def find_config(suite: Suite, ref) -> RunConfig:
-    default = suite.default_config()  # unsaved until the suite's first launch
-    if ref is None or ref == "" or ref == default.name:
-        return default
-    configs = suite.configs.all()
-    found = configs.filter(pk=ref).first() if isinstance(ref, int) else None
-    found = found or configs.filter(name=str(ref)).first()
-    if found is None:
-        raise HttpError(404, f"config: suite {suite.name} has no configuration {ref!r}")
-    return found
 
 
 @router.post(

@@ -133,6 +133,16 @@ class Suite(models.Model):
             or RunConfig(suite=self, name="default", is_default=True)
         )
 
+    def find_config(self, ref: str | int | None) -> RunConfig | None:
+        """The configuration a client names (its name, or its id as a number); the default
+        one when ``ref`` is empty or names it; None when the suite has no such one."""
+        default = self.default_config()
+        if ref is None or ref == "" or ref == default.name:
+            return default
+        configs = self.configs.all()
+        found = configs.filter(pk=ref).first() if isinstance(ref, int) and 0 < ref < 2**63 else None
+        return found or configs.filter(name=str(ref)).first()
+
     def to_dict(self) -> dict:
         return {
             "id": self.id,

@@ -164,6 +164,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path", nargs="?", help="suite directory (registered on first use)")
         parser.add_argument("--suite", help="name of a registered suite")
+        parser.add_argument(
+            "--config", help="one of the suite's run configurations (default: its default)"
+        )
         options.add_arguments(parser)  # --workers, --engine, --dist, ... -k, -m, load's
         # Load mode's shortcuts, unless runner.options declares them already.
         with contextlib.suppress(argparse.ArgumentError):
@@ -206,10 +209,13 @@ class Command(BaseCommand):
                 raise usage_error(f"no suite named {opts['suite']!r}")
         else:
             raise usage_error("give a suite PATH or --suite NAME")
+        config = suite.find_config(opts["config"])
+        if config is None:
+            raise usage_error(f"suite {suite.name} has no configuration {opts['config']!r}")
         overrides = {key: opts[key] for key in launch.OVERRIDABLE if opts.get(key) is not None}
         try:
             return launch.launch(
-                suite,
+                config,
                 trigger=Run.Trigger.CLI,
                 overrides=overrides,
                 commit=opts["commit"],
