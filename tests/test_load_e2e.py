@@ -99,6 +99,9 @@ def test_figures_equal_the_tests_own_timings(load_suite, viewer):
     assert sum(s["iterations"] for s in series) == len(samples)
     assert LoadSecond.objects.filter(run=run).count() == len(series) <= 6
     assert max(s["users"] for s in series) == 6
+    seconds = [s["second"] for s in series]
+    assert seconds == list(range(seconds[0], seconds[-1] + 1))  # no second missing
+    assert all(s["users"] == 6 for s in series[1:-1])  # every user counted while held
 
 
 def test_a_failing_endpoint_is_grouped_and_a_failed_threshold_fails_the_run(load_suite, viewer):

@@ -401,6 +401,20 @@ def test_the_recorder_sends_deltas_once_a_second():
     assert tick["second"] == 3  # never twice the same second
 
 
+def test_a_process_with_users_ticks_every_second_even_when_none_finished_anything():
+    """Users in a 20 s request finish nothing for 20 s: their process must still say they are
+    there, or the run's users per second dropped and seconds went missing from its series."""
+    recorder = Recorder("p0", start=1000.0)
+    recorder.set_users(3)
+    for second in (1, 2, 3):
+        (tick,) = recorder.take(now=1000.0 + second + 0.02)
+        assert (tick["second"], tick["users"], tick["tests"]) == (second, 3, {})
+    recorder.set_users(0)
+    (tick,) = recorder.take(now=1004.02)
+    assert tick["users"] == 0  # said once
+    assert recorder.take(now=1005.02) == []
+
+
 KEEP_ALIVE = """
 import os, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -107,7 +107,11 @@ class Recorder:
     # -- the ticker ------------------------------------------------------------------------
 
     def take(self, now: float | None = None, final: bool = False) -> list[dict[str, Any]]:
-        """The events for what happened since the last call: nothing when nothing did.
+        """The events for what happened since the last call. A tick every second while the
+        process has users, even when none of them finished anything (the dashboard sums each
+        second's users over the processes' ticks: a process silent for a second counted as
+        none of its users there, and a second no process spoke of was missing from the
+        series); nothing once it has none and has said so.
 
         ``second`` is whole seconds since load_start, never the same twice in one process
         (a final flush in the second of the last tick is dated the next second)."""
@@ -117,7 +121,7 @@ class Recorder:
             requests, self.requests = self.requests, {}
             errors, self.errors = self.errors, {}
             users = self.users
-        if not tests and not requests and not errors and users == self._sent_users:
+        if not tests and not requests and not errors and users == self._sent_users == 0:
             return []
         second = max(int(now - self.start), 0)
         if second <= self._last_second:
