@@ -151,6 +151,15 @@ class SuiteEditingTests(BaseTestCase):
         assert "path" in form.errors and "env" in form.errors
         assert not Suite.objects.filter(name="api-checks").exists()
 
+    def test_a_rename_refused_leaves_the_page_about_the_suite_as_saved(self):
+        Suite.objects.create(name="other", path=str(self.suite.path))
+        self.login_staff()
+        data = {**self.form_data(), "suite-name": "other", "suite-path": str(self.suite.path)}
+        response = self.client.post(reverse("suite_edit", args=["demo"]), data)
+        self.assertContains(response, "already exists", status_code=400)
+        self.assertContains(response, "<h1>Edit demo</h1>", status_code=400)
+        self.assertContains(response, 'href="/suites/demo/">Cancel', status_code=400)
+
     def test_the_default_configuration_is_checked_as_a_launch_would_check_it(self):
         """A -k that is no pytest expression was saved, and every launch was refused."""
         self.login_staff()

@@ -104,7 +104,8 @@ def suite_edit(request, name=None):
     return render(
         request,
         "runs/suite_form.html",
-        {"form": form, "config_form": config_form, "suite": suite},
+        # The suite's name as saved: a form that failed has set the instance's to what was typed.
+        {"form": form, "config_form": config_form, "name": name},
         status=400 if request.method == "POST" else 200,
     )
 
