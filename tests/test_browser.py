@@ -131,7 +131,7 @@ run = Run.objects.create(suite=suite, status="running", workers=2, collected=300
                          config_snapshot={"workers": 2})
 TestResult.objects.bulk_create(
     TestResult(run=run, nodeid=f"t.py::test_{i}", worker=f"gw{i % 2}",
-               outcome="failed" if i == 700 else "passed", start=1000 + i * 0.01,
+               outcome={700: "failed", 701: "error"}.get(i, "passed"), start=1000 + i * 0.01,
                stop=1000 + i * 0.01 + 0.01, duration=0.01)
     for i in range(1500))
 print(run.id)
@@ -152,8 +152,11 @@ def test_a_big_running_run_shows_its_whole_timeline_in_bounded_bars(server, page
         "({name: t.name, bars: t.x.length, text: t.text[0]}))"
     )
     assert sum(t["bars"] for t in traces) <= 600  # not 1,500 bars: slices of each worker
-    assert {t["name"] for t in traces} == {"passed", "failed"}  # the failing slice shows
+    assert {t["name"] for t in traces} == {"passed", "failed", "error"}  # failing slices show
     assert all(" tests" in t["text"] for t in traces)
+    # Counted as the server counts them (an error is not a failure: the CLI and API say so).
+    progress = page.text_content("#progress-text")
+    assert "1500/3000 done · 1498 passed · 1 failed · 1 errors · 0 skipped" in progress
 
 
 def test_new_token_copies_and_revoking_asks_first(server, page):

@@ -107,7 +107,8 @@
     const bar = document.getElementById("progress");
     bar.max = total;
     bar.value = Math.min(c.done, total);
-    let text = `${c.done}/${state.collected ?? "?"} done · ${c.passed} passed · ${c.failed} failed · ${c.skipped} skipped`;
+    let text = `${c.done}/${state.collected ?? "?"} done · ${c.passed} passed · ${c.failed} failed`
+      + `${c.errors ? ` · ${c.errors} errors` : ""} · ${c.skipped} skipped`;
     const elapsed = state.elapsed();
     if (elapsed !== null) {
       text += ` · elapsed ${elapsed.toFixed(1)} s`;
@@ -146,7 +147,7 @@
     }
     workers.forEach((w, i) => {  // same lanes: only their text changes
       const [, summary, current] = lanes.children[i].children;
-      const text = ` · ${w.tests} tests · ${w.busy.toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`;
+      const text = ` · ${w.tests} test${w.tests === 1 ? "" : "s"} · ${w.busy.toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`;
       if (summary.textContent !== text) summary.textContent = text;
       const now = state.running ? w.current : "";
       if (current.textContent !== now) current.textContent = now;

@@ -22,7 +22,7 @@
       this.estimate = null;
       this.startedAt = null;
       this.failures = [];
-      this.counts = { done: 0, passed: 0, failed: 0, skipped: 0 };
+      this.counts = { done: 0, passed: 0, failed: 0, errors: 0, skipped: 0 };
       this.work = 0; // seconds of setup + call + teardown received so far
     }
 
@@ -60,7 +60,8 @@
       const c = this.counts;
       c.done += 1;
       if (this.failing.has(r.outcome)) {
-        c.failed += 1;
+        if (r.outcome === "error") c.errors += 1; // as the server counts (metrics.count_outcomes)
+        else c.failed += 1;
         this.failures.push(r);
       } else if (r.outcome === "skipped" || r.outcome === "xfailed") c.skipped += 1;
       else c.passed += 1;
