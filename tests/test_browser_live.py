@@ -40,13 +40,15 @@ READ_FRAME = """() => {
   const gantt = document.getElementById('gantt').data || [];
   const balance = document.getElementById('balance').data || [];
   const lanes = [...document.querySelectorAll('.lane span')]
-    .map((s) => Number(/(\\d+) tests/.exec(s.textContent)[1]));
+    .map((s) => Number(/(\\d+) tests?/.exec(s.textContent)[1]));
+  const lastFinished = [...document.querySelectorAll('.lane div')].map((d) => d.textContent);
   return {
     done,
     frame: Number(document.getElementById('run-app').dataset.frameDone || -1),
     bars: gantt.reduce((n, t) => n + t.x.length, 0),
     balance: balance.length ? balance[1].y.reduce((a, b) => a + b, 0) : 0,
     lanes: lanes.reduce((a, b) => a + b, 0),
+    lastFinished,
     status: document.getElementById('run-status').dataset.runStatus,
     wallLive: document.querySelector('[data-metric=wall_seconds]').dataset.live || '',
   };
@@ -116,6 +118,8 @@ def test_progress_lanes_balance_and_timeline_agree_while_the_run_goes(server, pa
     for s in mid:
         assert s["done"] == s["frame"] == s["bars"] == s["balance"] == s["lanes"], s
         assert s["wallLive"] == "so far", s
+        # What a lane names is the test its worker finished last, and says so.
+        assert all(t == "" or t.startswith("last finished: ") for t in s["lastFinished"]), s
 
     page.wait_for_function(
         "['passed', 'failed'].includes(document.getElementById('run-status').dataset.runStatus)"

@@ -149,7 +149,9 @@
       const [, summary, current] = lanes.children[i].children;
       const text = ` · ${w.tests} test${w.tests === 1 ? "" : "s"} · ${w.busy.toFixed(1)} s busy${w.crashed ? ` · ${w.crashed} crashed` : ""}`;
       if (summary.textContent !== text) summary.textContent = text;
-      const now = state.running ? w.current : "";
+      // The test the worker finished last: results come as tests end (a fork worker sends an
+      // item's reports once it is over), so the one it is in now is not known here.
+      const now = state.running && w.current ? `last finished: ${w.current}` : "";
       if (current.textContent !== now) current.textContent = now;
     });
   }
