@@ -108,3 +108,18 @@ class FlakyPagesTests(BaseTestCase):
         page = self.client.get(f"/runs/{run.id}/")
         self.assertContains(page, 'id="rerun-config"')
         self.assertContains(page, 'data-url="/suites/demo/rerun/"')
+
+
+class MixedWithoutACommitTests(BaseTestCase):
+    def test_a_test_that_failed_in_some_runs_of_unknown_code_is_mixed_and_says_why(self):
+        """Failing 72 % over 13 runs without a commit read 'stable' with 0 flips."""
+        node = "tests/test_api.py::test_sometimes"
+        for outcome in ("failed", "passed", "failed"):
+            run = make_run(
+                self.suite, status=Run.Status.FAILED, results=[(node, "gw0", outcome, 0.1)]
+            )
+            flaky.record_run(run)
+        self.login_member()
+        page = self.client.get(f"/suites/demo/tests/{node}")
+        self.assertContains(page, '<div class="value" data-figure="verdict">mixed</div>')
+        self.assertContains(page, "It failed in 2 of 3 runs and passed in the others")
