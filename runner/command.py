@@ -202,6 +202,9 @@ def required_modules(
     return mods
 
 
+ANSWER = "ptd-check"  # what check_plugins' code prints first: a Python ran it
+
+
 def check_plugins(
     python: str,
     workers: int | str,
@@ -221,7 +224,7 @@ def check_plugins(
     code = (
         "import importlib.util,sys\n"
         f"m=[n for n in {mods!r} if importlib.util.find_spec(n) is None]\n"
-        "print(' '.join(m))"
+        f"print({ANSWER!r}, *m)"
     )
     try:
         proc = subprocess.run(
@@ -240,7 +243,10 @@ def check_plugins(
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return f"python interpreter {python} failed: {err}"
-    missing = proc.stdout.split()
+    answer = proc.stdout.split()
+    if answer[:1] != [ANSWER]:  # /usr/bin/true answers nothing and exits 0
+        return f"{python} is not a Python interpreter (it did not run the check it was given)"
+    missing = answer[1:]
     if not missing:
         return None
     names = [_PLUGIN_PACKAGES.get(m, m) for m in missing]

@@ -147,6 +147,13 @@ def test_check_plugins_bad_interpreter(tmp_path):
     assert msg is not None and "not found" in msg
 
 
+def test_check_plugins_refuses_a_program_that_is_no_python():
+    """/usr/bin/true exits 0 and says nothing: it passed the check, and its runs failed with
+    'pytest exited with code 0 before finishing the session'."""
+    msg = command.check_plugins("/bin/true", 2, 1, 0)
+    assert msg is not None and "is not a Python interpreter" in msg
+
+
 def test_build_argv_for_a_load():
     argv = command.build_argv(
         "/py", workers=4, mode="load", users=3, spawn_rate=2, duration=10, think_time=0.5,
