@@ -10,7 +10,7 @@ from ninja.pagination import LimitOffsetPagination
 from pydantic import AfterValidator, ConfigDict
 
 from runs.execution.pytest_input import one_line_problem
-from runs.models import RunConfig, Suite, redact_tokens
+from runs.models import Run, RunConfig, Suite, redact_tokens
 
 
 # Every 4xx answer: {"detail": "what was wrong"} (no docstring: it would change the schema).
@@ -90,3 +90,12 @@ def find_config(suite: Suite, ref: str | int | None) -> RunConfig:
     if config is None:
         raise HttpError(404, f"config: suite {suite.name} has no configuration {ref!r}")
     return config
+
+
+def get_run(run_id: int) -> Run:
+    """The run, or a 404 naming it (ptd status shows the detail: 'Not Found' said nothing)."""
+    found = Run.objects.select_related("suite").filter(pk=run_id) if 0 < run_id < 2**63 else None
+    run = found.first() if found is not None else None
+    if run is None:
+        raise HttpError(404, f"no run {run_id}")
+    return run

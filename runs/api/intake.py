@@ -25,7 +25,6 @@ from typing import Annotated, Literal
 
 from django.db import transaction
 from django.http import HttpRequest
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
@@ -33,7 +32,7 @@ from pydantic import BaseModel, ConfigDict
 
 from runner.client.ingestion import strip_token
 from runs import permissions
-from runs.api.common import Detail, Line, Message, Text, WebLink, find_suite
+from runs.api.common import Detail, Line, Message, Text, WebLink, find_suite, get_run
 from runs.execution import environment
 from runs.execution.pytest_input import NODEID_MAX, nodeid_problem
 from runs.execution.sink import EVENT_TYPES
@@ -142,9 +141,7 @@ class BatchStored(Schema):
 
 def external_run(request: HttpRequest, run_id: int) -> Run:
     """The external, still running run `run_id` that this user may write to."""
-    if not 0 < run_id < 2**63:
-        raise HttpError(404, f"no run {run_id}")
-    run = get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
+    run = get_run(run_id)
     if run.trigger != Run.Trigger.EXTERNAL:
         raise HttpError(409, f"run {run.id} was not created by ingestion")
     if not permissions.can_stream(request.auth, run):

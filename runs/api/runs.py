@@ -4,7 +4,6 @@ from datetime import datetime
 from typing import Literal
 
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.pagination import paginate
@@ -19,6 +18,7 @@ from runs.api.common import (
     WebLink,
     find_config,
     find_suite,
+    get_run,
 )
 from runs.api.junit import junit_xml
 from runs.execution import environment, launch
@@ -307,10 +307,6 @@ def list_runs(request, filters: Query[RunFilters]):
     if filters.commit:
         qs = qs.filter(commit__startswith=filters.commit)
     return LazyRuns(qs)
-
-
-def get_run(run_id: int) -> Run:
-    return get_object_or_404(Run.objects.select_related("suite"), pk=run_id)
 
 
 @router.get("/{run_id}", response={200: RunDetailOut, 404: Detail})

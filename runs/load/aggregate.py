@@ -60,6 +60,7 @@ class LoadAggregator:
         self.written: set[int] = set()
         self.newest = -1
         self.process_newest: dict[str, int] = {}  # each process's latest second ticked
+        self.last_users: dict[str, int] = {}  # each process's users in the last second stored
         self.total = Entry()
         self.entries: dict[tuple[str, str], Entry] = {}
         self.errors: dict[tuple[str, str], dict] = {}
@@ -138,8 +139,11 @@ class LoadAggregator:
     def store(self, due: list[int]) -> list[dict]:
         if not due and not self.errors:
             return []
-        buckets = [self.open.pop(second) for second in due]
-        ticked_at = max((b.ticked_at for b in buckets), default=None)
+        due = self.with_gaps(due)
+        buckets = [self.open.pop(second, None) or Bucket() for second in due]
+        for second, bucket in zip(due, buckets, strict=True):
+            self.carry_users(second, bucket)
+        ticked_at = max((b.ticked_at for b in buckets), default=None) or None
         rows = [self.second_row(second, b) for second, b in zip(due, buckets, strict=True)]
         errors, self.errors = self.errors, {}
         with transaction.atomic():
@@ -159,6 +163,27 @@ class LoadAggregator:
                 self.save_entries()
             self.save_errors(errors)
         return [{**self.message(rows, errors), "ticked_at": ticked_at}]
+
+    def with_gaps(self, due: list[int]) -> list[int]:
+        """``due`` and the seconds between it and what is stored that no process ticked for
+        (its ticker starved of CPU past a whole second): the series has no hole in it."""
+        if not due or not self.written:
+            return due
+        start = max(self.written) + 1
+        return sorted(set(due) | set(range(start, due[-1])) - self.written)
+
+    def carry_users(self, second: int, bucket: Bucket) -> None:
+        """A running process that did not tick for this second (its tick came a second late)
+        still had its users: the ones it reported last, not none. Seconds are stored in
+        order, so ``last_users`` holds each process's users as of the second before."""
+        if second in self.written:  # a late tick merged into a stored row: it has its users
+            return
+        for process, users in self.last_users.items():
+            if process not in bucket.users and self.process_newest.get(process, -1) > second:
+                bucket.users[process] = users
+        self.last_users.update(
+            {process: users for process, users in bucket.users.items() if process != "stored"}
+        )
 
     def second_row(self, second: int, bucket: Bucket) -> LoadSecond:
         if second in self.written:  # a tick later than LAG: merge into the stored row
