@@ -111,7 +111,7 @@ class SavedBeforeTheChecksTests(BaseTestCase):
         timeout at all): the launch's last gate refuses it, naming the option."""
         from runs.execution import launch
 
-        RunConfig.objects.filter(pk=self.config.pk).update(timeout=9_999_999_999_999)
+        RunConfig.objects.filter(pk=self.config.pk).update(timeout=2_000_000_000)  # 63 years
         self.config.refresh_from_db()
         try:
             launch.launch(self.config)
