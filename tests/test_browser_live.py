@@ -126,6 +126,8 @@ def test_progress_lanes_balance_and_timeline_agree_while_the_run_goes(server, pa
     )
     final = page.evaluate(READ_FRAME)
     assert final["done"] == final["bars"] == final["balance"] == 37 and final["wallLive"] == ""
+    # Where the time went, computed as the run finished, shows without a reload.
+    page.wait_for_function("document.querySelector('#time-breakdown svg.breakdown-bar') !== null")
 
     # The 1 ms failure is a visible bar, drawn over its neighbours.
     width = page.evaluate("""() => {

@@ -324,11 +324,27 @@
         showRun(msg.run);
         state.setWorkers(msg.run.per_worker);
         render(true);
+        showBreakdown();
         // Every result stored should be here: if not, some never came; fetch them all.
         if (msg.run.tests && msg.run.tests.total !== state.counts.done) {
           resync(`finished with ${msg.run.tests.total} results, ${state.counts.done} shown`);
         }
         break;
+    }
+  }
+
+  // Where the time went is computed as the run finishes and drawn by the server (one
+  // template): take that section from the page once, rather than asking for a reload.
+  async function showBreakdown() {
+    const box = document.getElementById("time-breakdown");
+    try {
+      const page = await fetch(location.pathname, { credentials: "same-origin" });
+      const fresh = page.ok
+        ? new DOMParser().parseFromString(await page.text(), "text/html").getElementById("time-breakdown")
+        : null;
+      if (box && fresh) box.replaceWith(document.importNode(fresh, true));
+    } catch (e) {
+      // offline or the server going away: the section says to reload, which still works
     }
   }
 
