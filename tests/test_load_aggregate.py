@@ -159,19 +159,31 @@ class AggregateTests(BaseTestCase):
 
     def test_a_tick_a_second_late_loses_neither_the_users_nor_the_second(self):
         """A process's ticker starved of CPU past a whole second dates its tick a second later:
-        the second it skipped had its users all the same (not 3 of 6), and a second no process
-        ticked for is in the series (not a hole the chart drew across)."""
+        the second it skipped had its users all the same (not 3 of 6), whether that second
+        was stored already or not, and a second no process ticked for is in the series (not
+        a hole the chart drew across)."""
         run = load_run(self.suite)
         aggregator = LoadAggregator.for_run(run)
         one = {TEST: entry([10.0])}
         aggregator.feed([tick("p0", 0, 3, one), tick("p1", 0, 3, one)])
-        aggregator.feed([tick("p0", 1, 3, one)])  # p1 skips second 1
-        aggregator.feed([tick("p0", 2, 3, one), tick("p1", 2, 3, one)])
-        aggregator.feed([tick("p0", 4, 3, one), tick("p1", 4, 3, one)])  # both skip second 3
-        aggregator.feed([{"type": "load_stop", "time": T0 + 5, "reason": "duration"}])
-        rows = LoadSecond.objects.filter(run=run).order_by("second")
-        assert [(r.second, r.users, r.iterations) for r in rows] == [
-            (0, 6, 2), (1, 6, 1), (2, 6, 2), (3, 6, 0), (4, 6, 2)
+        aggregator.feed([tick("p0", 1, 3, one)])  # p1 skips second 1...
+        aggregator.feed([tick("p0", s, 3, one) for s in range(2, 2 + LAG + 1)])
+        assert LoadSecond.objects.get(run=run, second=1).users == 3  # stored before it knew
+        aggregator.feed([tick("p1", s, 3, one) for s in range(2, 2 + LAG + 1)])  # ...says so
+        aggregator.feed([tick("p0", 2 + LAG + 2, 3, one), tick("p1", 2 + LAG + 2, 3, one)])
+        aggregator.feed([{"type": "load_stop", "time": T0 + 2 * LAG, "reason": "duration"}])
+        rows = list(LoadSecond.objects.filter(run=run).order_by("second"))
+        assert [r.second for r in rows] == list(range(0, 2 + LAG + 3))  # both skipped 3 + LAG
+        assert {r.users for r in rows} == {6}
+
+    def test_a_clock_that_jumps_is_not_seconds_to_make_up(self):
+        run = load_run(self.suite)
+        aggregator = LoadAggregator.for_run(run)
+        aggregator.feed([tick("p0", 0, 3, {TEST: entry([10.0])})])
+        aggregator.feed([tick("p0", 200_000, 3, {TEST: entry([10.0])})])
+        aggregator.feed([{"type": "load_stop", "time": T0 + 9, "reason": "duration"}])
+        assert list(LoadSecond.objects.filter(run=run).values_list("second", flat=True)) == [
+            0, 200_000
         ]  # fmt: skip
 
     def test_errors_are_grouped_with_their_first_traceback(self):

@@ -28,6 +28,7 @@ from runs.models.load import ERROR_MAX, NAME_MAX, TRACEBACK_MAX
 
 LAG = 2  # seconds a second stays open for the other processes' ticks
 MAX_SECOND = 10**8  # over three years of load: what an integer column holds everywhere
+MAX_GAP = 60  # seconds a process may skip and still be counted through (LoadAggregator.tick)
 LOAD_EVENTS = ("load_start", "load_tick", "load_error", "load_stop")
 
 
@@ -60,7 +61,7 @@ class LoadAggregator:
         self.written: set[int] = set()
         self.newest = -1
         self.process_newest: dict[str, int] = {}  # each process's latest second ticked
-        self.last_users: dict[str, int] = {}  # each process's users in the last second stored
+        self.process_users: dict[str, int] = {}  # each process's users at its latest tick
         self.total = Entry()
         self.entries: dict[tuple[str, str], Entry] = {}
         self.errors: dict[tuple[str, str], dict] = {}
@@ -104,8 +105,17 @@ class LoadAggregator:
     def tick(self, event: dict) -> None:
         second = min(max(0, _int(event.get("second"))), MAX_SECOND)
         process = str(event.get("process") or "p0")
+        previous = self.process_newest.get(process, -1)
+        if 0 <= previous < second - 1 <= previous + MAX_GAP:
+            # Its ticker was starved of CPU past a whole second (the tick is dated a second
+            # later): its users were there all the same in the seconds it skipped, and a
+            # second no process ticked for is no hole in the series. A longer gap is a clock
+            # that jumped, not seconds to make up.
+            for skipped in range(previous + 1, second):
+                gap = self.open.setdefault(skipped, Bucket())
+                gap.users.setdefault(process, self.process_users.get(process, 0))
         bucket = self.open.setdefault(second, Bucket())
-        bucket.users[process] = _int(event.get("users"))
+        bucket.users[process] = self.process_users[process] = _int(event.get("users"))
         bucket.ticked_at = max(bucket.ticked_at, _float(event.get("time"), 0.0))
         for kind, key, into in (
             ("test", "tests", bucket.tests),
@@ -139,11 +149,8 @@ class LoadAggregator:
     def store(self, due: list[int]) -> list[dict]:
         if not due and not self.errors:
             return []
-        due = self.with_gaps(due)
-        buckets = [self.open.pop(second, None) or Bucket() for second in due]
-        for second, bucket in zip(due, buckets, strict=True):
-            self.carry_users(second, bucket)
-        ticked_at = max((b.ticked_at for b in buckets), default=None) or None
+        buckets = [self.open.pop(second) for second in due]
+        ticked_at = max((b.ticked_at for b in buckets), default=None)
         rows = [self.second_row(second, b) for second, b in zip(due, buckets, strict=True)]
         errors, self.errors = self.errors, {}
         with transaction.atomic():
@@ -163,27 +170,6 @@ class LoadAggregator:
                 self.save_entries()
             self.save_errors(errors)
         return [{**self.message(rows, errors), "ticked_at": ticked_at}]
-
-    def with_gaps(self, due: list[int]) -> list[int]:
-        """``due`` and the seconds between it and what is stored that no process ticked for
-        (its ticker starved of CPU past a whole second): the series has no hole in it."""
-        if not due or not self.written:
-            return due
-        start = max(self.written) + 1
-        return sorted(set(due) | set(range(start, due[-1])) - self.written)
-
-    def carry_users(self, second: int, bucket: Bucket) -> None:
-        """A running process that did not tick for this second (its tick came a second late)
-        still had its users: the ones it reported last, not none. Seconds are stored in
-        order, so ``last_users`` holds each process's users as of the second before."""
-        if second in self.written:  # a late tick merged into a stored row: it has its users
-            return
-        for process, users in self.last_users.items():
-            if process not in bucket.users and self.process_newest.get(process, -1) > second:
-                bucket.users[process] = users
-        self.last_users.update(
-            {process: users for process, users in bucket.users.items() if process != "stored"}
-        )
 
     def second_row(self, second: int, bucket: Bucket) -> LoadSecond:
         if second in self.written:  # a tick later than LAG: merge into the stored row
