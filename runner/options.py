@@ -169,6 +169,16 @@ def _strings(name: str, value: Any) -> list[str]:
     return items
 
 
+def as_given(name: str, value: Any) -> Any:
+    """A stored value as a user gives it: the 0 stored for workers and machines is "auto" and
+    "all" (which ``clean`` takes back to 0); anything else is as it is."""
+    if name == "workers" and value == AUTO_WORKERS:
+        return "auto"
+    if name == "machines" and value == ALL_MACHINES:
+        return "all"
+    return value
+
+
 def clean(name: str, value: Any) -> Any:
     """The value to store for option ``name``; ValueError (one line) when it is not valid."""
     option = BY_NAME.get(name)

@@ -124,3 +124,23 @@ class SavedBeforeTheChecksTests(BaseTestCase):
         RunConfig.objects.filter(pk=self.config.pk).update(timeout=None, think_time=1e308)
         self.config.refresh_from_db()
         assert launch.launch(self.config).status == Run.Status.QUEUED
+
+    def test_the_upgrade_brings_saved_configurations_and_queued_runs_within_the_bounds(self):
+        import importlib
+
+        from django.apps import apps
+
+        migration = importlib.import_module("runs.migrations.0015_clamp_configuration_options")
+        RunConfig.objects.filter(pk=self.config.pk).update(
+            timeout=2_000_000_000, think_time=1e308, repeat=5, reruns=99
+        )
+        queued = make_run(self.suite, status=Run.Status.QUEUED)
+        queued.config_snapshot.update(timeout=2_000_000_000, workers=0, keyword="k")
+        queued.save()
+        migration.clamp(apps, None)
+        self.config.refresh_from_db()
+        assert (self.config.timeout, self.config.think_time) == (604800, 3600)
+        assert (self.config.repeat, self.config.reruns) == (5, 20)  # within: as it was
+        queued.refresh_from_db()
+        snap = queued.config_snapshot
+        assert (snap["timeout"], snap["workers"], snap["keyword"]) == (604800, 0, "k")

@@ -100,3 +100,15 @@ class RerunTests(BaseTestCase):
         self.client.logout()
         self.client.post(URL, {"nodeid": NODE, "times": "2"})
         self.assertEqual(Run.objects.count(), 1)
+
+
+def test_a_rerun_gives_stored_auto_and_all_back_as_a_user_gives_them():
+    """workers 0 and machines 0 are how 'auto' and 'all' are stored; a rerun of a run over
+    every idle agent was refused ('machines must be between 1 and 64, got 0')."""
+    from runs.execution.launch import Overrides
+    from runs.pages.flaky import rerun_overrides
+
+    source = Run(config_snapshot={"workers": 0, "machines": 0, "queue": "default", "reruns": 1})
+    overrides = rerun_overrides(source, 3)
+    assert (overrides["workers"], overrides["machines"]) == ("auto", "all")
+    assert Overrides.clean(overrides).values["machines"] == 0

@@ -128,10 +128,6 @@ def _plugins_missing(suite: Suite, snap: dict) -> str | None:
 
 
 def check_engine_available(suite: Suite, snap: dict) -> None:
-    if snap["engine"] not in options.ENGINES:
-        raise LaunchError(
-            f"the {snap['engine']} engine is not available in this version; use xdist", "engine"
-        )
     missing = _plugins_missing(suite, snap)
     if missing:
         raise LaunchError(missing, "python")
@@ -147,16 +143,9 @@ def check_selection(snap: dict) -> None:
         value = snap.get(key)
         if value in (None, "", []) or (key in options.LOAD_ONLY and not load):
             continue
-        if (key, value) in (("workers", options.AUTO_WORKERS), ("machines", options.ALL_MACHINES)):
-            continue
-        clean_option(key, value)
-    if load:
-        if not (snap.get("duration") or snap.get("iterations")):
-            raise LaunchError("a load run needs a duration or a number of iterations", "duration")
-        try:
-            thresholds.clean(snap.get("thresholds") or [])
-        except thresholds.ThresholdError as exc:
-            raise LaunchError(str(exc), "thresholds") from None
+        clean_option(key, options.as_given(key, value))
+    if load and not (snap.get("duration") or snap.get("iterations")):
+        raise LaunchError("a load run needs a duration or a number of iterations", "duration")
     if snap.get("rerun_of"):
         check_nodeid(snap["rerun_of"], rerun=True)
 

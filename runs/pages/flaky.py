@@ -166,9 +166,7 @@ def rerun_overrides(source: Run | None, times: int) -> dict:
         snap = source.config_snapshot or {}
         for key in launch.OVERRIDABLE:
             if key in snap and snap[key] is not None and key not in options.LOAD_ONLY:
-                overrides[key] = snap[key]
-        if overrides.get("workers") == 0:
-            overrides["workers"] = "auto"
+                overrides[key] = options.as_given(key, snap[key])
     overrides["mode"] = "tests"
     overrides["repeat"] = times
     return overrides

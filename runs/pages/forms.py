@@ -5,7 +5,7 @@ import json
 from django import forms
 
 from runner import options
-from runner.options import ALL_MACHINES, AUTO_WORKERS, LOAD_ONLY
+from runner.options import LOAD_ONLY
 from runs.execution.launch import Overrides, clean_option
 from runs.execution.pytest_input import LaunchError
 from runs.load import thresholds
@@ -118,14 +118,15 @@ class RunConfigForm(StackedForm):
         # The launch's own checks (bounds, -k/-m grammar, thresholds): saved, it runs. The
         # model's validators know only part of it (a timeout of 10^13 s once saved, and ran
         # with no timeout at all).
+        load = data.get("mode") == "load"
         for name in options.NAMES:
             value = data.get(name)
             if name not in self.fields or name in self.errors or value in (None, "", []):
                 continue
-            if (name, value) in (("workers", AUTO_WORKERS), ("machines", ALL_MACHINES)):
+            if name in options.LOAD_ONLY and not load:  # kept for when it runs as a load
                 continue
             try:
-                clean_option(name, value)
+                clean_option(name, options.as_given(name, value))
             except LaunchError as exc:
                 self.add_error(name, exc.message)
         return data
