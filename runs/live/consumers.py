@@ -10,16 +10,18 @@ of the last one published before it was read, so a client skips those it already
 (a message lost), sends ``{"type": "snapshot"}`` and gets a fresh snapshot. The parts of a
 snapshot split over several messages (``results`` without a ``seq``) follow it directly.
 
-A snapshot of a large run is megabytes, asked for with a few bytes: a connection gets at most
-one every ``SNAPSHOT_EVERY`` seconds. Asking sooner is not refused but put off, and any number
-of such requests bring one snapshot when the interval is over (a client that asked, even
-many times, gets exactly one fresh state).
+A snapshot of a large run is megabytes, asked for with a few bytes (or by connecting): a user
+gets at most one every ``SNAPSHOT_EVERY`` seconds, over all their connections to this server.
+Asking sooner is not refused but put off, and any number of such requests on a connection
+bring one snapshot when the interval is over (a client that asked, even many times, gets
+exactly one fresh state).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 from channels.db import database_sync_to_async
@@ -32,9 +34,14 @@ from runs.live.publish import chunked, group_name
 from runs.load.queries import live_snapshot
 from runs.models import Run, TestResult
 
+log = logging.getLogger(__name__)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
-SNAPSHOT_EVERY = 2.0  # seconds between two snapshots sent on one connection, at the least
+SNAPSHOT_EVERY = 2.0  # seconds between two snapshots sent to one user, at the least
+# When each user last got a snapshot (this process): reconnecting in a loop gets no more than
+# asking on one connection.
+_last_by_user: dict[int, float] = {}
 
 
 def snapshot(run_id: int) -> dict | None:
@@ -98,16 +105,19 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.publisher = environment.current().publisher
         self.publisher.watch(self.run_id, +1)
         await self.accept()
-        data = await database_sync_to_async(snapshot)(self.run_id)
-        if data is None:
-            await self.send_json({"type": "error", "detail": "No such run."})
-            await self.close(code=CLOSE_NOT_FOUND)
+        if not await database_sync_to_async(Run.objects.filter(pk=run_id).exists)():
+            await self.not_found()
             return
-        await self.send_snapshot(data)
+        await self.snapshot_asked()  # at once, unless this user just had one
+
+    async def not_found(self) -> None:
+        await self.send_json({"type": "error", "detail": "No such run."})
+        await self.close(code=CLOSE_NOT_FOUND)
 
     async def send_snapshot(self, data: dict) -> None:
         """The snapshot, its results split over several messages when they are many."""
         self.last_snapshot = asyncio.get_running_loop().time()
+        _last_by_user[self.scope["user"].pk] = self.last_snapshot
         first, *rest = chunked(data["results"])
         await self.send_json({**data, "results": first})
         for chunk in rest:
@@ -140,7 +150,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def snapshot_asked(self) -> None:
         if self.owed is not None:  # one is on its way: it answers this request too
             return
-        wait = self.last_snapshot + SNAPSHOT_EVERY - asyncio.get_running_loop().time()
+        last = max(self.last_snapshot, _last_by_user.get(self.scope["user"].pk, float("-inf")))
+        wait = last + SNAPSHOT_EVERY - asyncio.get_running_loop().time()
         if wait <= 0:
             await self.fresh_snapshot()
         else:
@@ -151,8 +162,15 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
             if after:
                 await asyncio.sleep(after)
             data = await database_sync_to_async(snapshot)(self.run_id)
-            if data:
+            if data is None:  # deleted meanwhile
+                await self.not_found()
+            else:
                 await self.send_snapshot(data)
+        except Exception:
+            # Put off, nobody would see it fail and the page would wait for it for ever:
+            # closing makes the page reconnect, which asks again.
+            log.exception("run %s: its snapshot failed", self.run_id)
+            await self.close()
         finally:
             self.owed = None
 
