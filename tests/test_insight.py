@@ -119,6 +119,7 @@ def test_a_run_stopped_mid_test_calls_nothing_idle_nor_teardown():
             launch=100.0, wall=30.0, marks=marks, tests=tests, workers=2, stopped=stopped
         )
         assert (b["tests"], b["teardown"], b["stopped"]) == (26.0, 0.0, stopped)
+        assert (b["idle"], b["idle_share"], b["tail"]) == (0.0, 0.0, 0.0)
         (finding,) = b["findings"]
         assert finding["message"].startswith(f"The run was {stopped} before its tests were over")
     finished = breakdown.compute(launch=100.0, wall=30.0, marks={}, tests=tests, workers=2)
@@ -143,6 +144,8 @@ def test_startup_finding_and_a_run_without_tests():
                               workers=2)  # fmt: skip
     assert empty["tests"] == 0 and empty["startup"] + empty["teardown"] == 2.0
     assert breakdown.compute(launch=None, wall=2.0, marks={}, tests=[], workers=1) is None
+    # An ingested run may say it took 5e-102 s: it was rounded to 0 and divided by (a 500).
+    assert breakdown.compute(launch=0.0, wall=5e-102, marks={}, tests=[], workers=1) is None
 
 
 def test_the_amdahl_cap_names_the_longest_test_when_it_binds_first():
@@ -174,3 +177,20 @@ def test_the_breakdown_names_the_longest_test_even_with_no_tail():
     assert "longest test 2.51 s" in html and "t.py::test_long[2.5]" in html
     assert "tail (some worker" not in html
     assert "(0.05 worker-seconds" in html  # as the bar rounds it, not 0.0
+
+
+def test_a_stopped_runs_breakdown_says_how_in_lower_case():
+    from datetime import UTC, datetime
+
+    from runs.execution.timing import time_breakdown
+    from runs.models import Run
+
+    tests = [attempt("a.py::t", "gw1", 104, 1)]
+    for status, said in (("cancelled", "cancelled"), ("timed_out", "timed out"),
+                         ("interrupted", "interrupted"), ("failed", None)):  # fmt: skip
+        run = Run(status=status, started_at=datetime.fromtimestamp(100, UTC), wall_seconds=30.0,
+                  workers=2, config_snapshot={})  # fmt: skip
+        b = time_breakdown(run, tests)
+        assert b.get("stopped") == said
+        if said:
+            assert b["findings"][0]["message"].startswith(f"The run was {said} before")

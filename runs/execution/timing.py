@@ -36,7 +36,7 @@ def time_breakdown(run: Run, tests: list[dict]) -> dict | None:
         tests=tests,
         workers=run.workers or 1,
         dist=run.config_snapshot.get("dist", "load"),
-        stopped=run.get_status_display() if run.status in STOPPED else None,
+        stopped=run.get_status_display().lower() if run.status in STOPPED else None,
     )
     if result is not None:
         result["marks"] = marks

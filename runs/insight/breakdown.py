@@ -56,15 +56,16 @@ def compute(
     dist: str = "load",
     stopped: str | None = None,
 ) -> dict | None:
-    """The breakdown of a finished run, or None without a launch time and a wall.
+    """The breakdown of a finished run, or None without a launch time and a wall (of 1 ms at
+    least: the figures are rounded to it, and shares of a wall of 0 are no figures).
 
     ``marks``: epoch seconds of ``session_start`` and ``collected`` (either may be missing);
     ``tests``: its executed attempts as dicts with ``nodeid, worker, start, stop, duration``
     (``group`` optional). ``stopped``: how the run was ended before its tests were over
     ("cancelled", "timed out", "interrupted"): its test phase lasts to the end (the tests then
-    running have no result to show it), nothing is teardown nor called idle.
+    running have no result to show it), and nothing in it is teardown, idle or tail.
     """
-    if launch is None or not wall:
+    if launch is None or not wall or wall < 0.001:  # under a millisecond: nothing to show
         return None
     exit_ = launch + wall
     timed = [t for t in tests if t.get("start") is not None and t.get("stop") is not None]
@@ -84,7 +85,7 @@ def compute(
     before = min(before, first)
     collection = (before - session) if session is not None and collected is not None else 0.0
     startup = (first - launch) - collection
-    if stopped and timed:
+    if stopped:
         last = exit_
     phase = max(0.0, last - first)
     teardown = max(0.0, exit_ - last)
@@ -116,8 +117,8 @@ def compute(
             else None
         ),
     }
-    if stopped:
-        result["stopped"] = stopped
+    if stopped:  # the tests running at the end have no result: idle is not known
+        result.update(stopped=stopped, idle=0.0, idle_share=0.0, tail=0.0)
         result["findings"] = [
             {
                 "part": "tests",
