@@ -85,3 +85,7 @@ class ApiErrorShapeTests(BadAddressTestCase):
         self.assert_json_detail(response, 405)
         assert "GET" in response["Allow"]
         self.assert_json_detail(self.api.get(f"/api/runs/{self.run.id}/cancel"), 405)
+
+    def test_too_many_query_parameters_is_a_json_400(self):
+        query = "&".join(f"p{i}=1" for i in range(1200))  # DATA_UPLOAD_MAX_NUMBER_FIELDS: 1000
+        self.assert_json_detail(self.api.get(f"/api/runs?{query}"), 400)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
@@ -29,8 +30,9 @@ class ErrorBodies:
     - An address (path or query string) holding NUL is refused with a 400 before any view
       runs: PostgreSQL refuses NUL in text, so a lookup by such a name or filter failed with
       a 500 (SQLite merely found nothing).
-    - Under /api/, a 404 or 405 that Django made (an unknown address, a wrong method) is JSON
-      ``{"detail": ...}`` like every API error, not an HTML page.
+    - Under /api/, an error Django made (an unknown address, a wrong method, too many query
+      parameters, a server error) is JSON ``{"detail": ...}`` like every API error, not an
+      HTML page.
     - A page's 405 (a bookmarked "cancel" URL: Django answers with an empty body) shows a
       page saying to use the button.
     """
@@ -40,7 +42,12 @@ class ErrorBodies:
 
     def __call__(self, request):
         api = request.path_info.startswith(API)
-        where = _nul_in(request)
+        try:
+            where = _nul_in(request)
+        except SuspiciousOperation as exc:  # e.g. too many query parameters: Django's 400
+            if api:
+                return JsonResponse({"detail": f"bad request: {exc}"}, status=400)
+            raise
         if where:
             problem = f"{where} holds a NUL character (%00)"
             if api:
@@ -48,8 +55,9 @@ class ErrorBodies:
             return self._page(request, "400.html", {"problem": problem}, 400)
         response = self.get_response(request)
         status = response.status_code
-        if api and status in API_DETAIL and not _is_json(response):
-            body = JsonResponse({"detail": API_DETAIL[status]}, status=status)
+        if api and status >= 400 and not _is_json(response):
+            detail = API_DETAIL.get(status) or response.reason_phrase
+            body = JsonResponse({"detail": detail}, status=status)
             if response.has_header("Allow"):
                 body["Allow"] = response["Allow"]
             return body
