@@ -165,3 +165,16 @@ class EventTypeTests(Ingestion):
         self.post(f"/api/ingest/runs/{run_id}/events", {"events": [lost]})
         warnings = Run.objects.get(pk=run_id).warnings
         assert "lacks _rsyncdirs" in warnings and "unserialisable event" in warnings
+
+    def test_a_runs_warnings_are_kept_within_bounds(self):
+        """Every viewer gets a run's warnings (page, API, snapshot): a member streaming their
+        own run could append megabytes of them."""
+        from runs.execution.sink import BATCH_WARNINGS, WARNINGS_MAX
+
+        run_id = self.start()
+        batch = [{"type": "warning", "message": f"w{i} " + "x" * 900} for i in range(200)]
+        for _ in range(4):
+            self.post(f"/api/ingest/runs/{run_id}/events", {"events": batch})
+        warnings = Run.objects.get(pk=run_id).warnings
+        assert warnings.count("\n") == 2 * BATCH_WARNINGS  # distinct only, then the cap
+        assert len(warnings) < WARNINGS_MAX + BATCH_WARNINGS * 1001

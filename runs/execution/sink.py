@@ -11,8 +11,9 @@ import time
 from datetime import UTC, datetime
 
 from django.db import close_old_connections, connection, transaction
-from django.db.models import F, Max, Value
-from django.db.models.functions import Concat
+from django.db.models import Case, F, Max, TextField, Value, When
+from django.db.models.functions import Concat, Length
+from django.db.models.lookups import LessThan
 from django.utils import timezone
 
 from runner import metrics
@@ -38,7 +39,9 @@ from runs.load.verdict import load_status
 from runs.models import Run, TestResult, WorkerStat
 
 log = logging.getLogger(__name__)
-# runner.metrics.summarize's figures stored as they are on the Run.
+BATCH_WARNINGS = 50  # distinct warnings kept from one batch of events
+WARNINGS_MAX = 64 * 1024  # characters of a run's warnings past which no more are kept
+
 # The events a run's process sends (_ptd_inrun.reporter, the load engine): what the sink
 # stores, and what it knows to pass over (session_finish: the run's end comes from its
 # process). Ingestion says how many of a batch were of another type (a newer client's).
@@ -47,6 +50,7 @@ EVENT_TYPES = frozenset({
     "worker_up", "worker_down", "session_finish", *LOAD_EVENTS,
 })  # fmt: skip
 
+# runner.metrics.summarize's figures stored as they are on the Run.
 SUMMARY_FIGURES = (
     "wall_seconds", "serial_seconds", "speedup", "efficiency", "balance", "flakiness_rate",
 )  # fmt: skip
@@ -111,9 +115,10 @@ class DbSink(LoadSinkMixin):
                 # never later) speaks for the controller alone and says 1.
                 run_fields["workers"] = int(event["processes"])
             elif kind in ("warning", "internal_error"):  # degraded, or an event lost: say it
-                line = " ".join(str(event.get("message") or "").split())[:1000]
-                log.warning("run %s: %s", run_id, line)
-                warnings.append(line + "\n")
+                line = " ".join(str(event.get("message") or "").split())[:1000] + "\n"
+                if line not in warnings and len(warnings) < BATCH_WARNINGS:
+                    log.warning("run %s: %s", run_id, line.rstrip())
+                    warnings.append(line)
             elif kind in ("worker_up", "worker_down"):
                 deltas.setdefault(str(event.get("worker"))[:WORKER_MAX], WorkerDelta())
         # The run's counts so far, as finish_run counts them at the end (which overwrites them).
@@ -129,7 +134,14 @@ class DbSink(LoadSinkMixin):
             if deltas:
                 stats = add_to_workers(run_id, deltas, read_back=publishing)
             if warnings:  # appended in the database: ingested runs come in several requests
-                run_fields["warnings"] = Concat(F("warnings"), Value("".join(warnings)))
+                run_fields["warnings"] = Case(  # each viewer gets them all: not without end
+                    When(
+                        LessThan(Length("warnings"), WARNINGS_MAX),
+                        then=Concat(F("warnings"), Value("".join(warnings))),
+                    ),
+                    default=F("warnings"),
+                    output_field=TextField(),
+                )
             if run_fields:
                 Run.objects.filter(pk=run_id).update(**run_fields)
             if marks:
