@@ -243,7 +243,8 @@ def check_plugins(
     if proc.returncode != 0:
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return f"python interpreter {python} failed: {err}"
-    answer = proc.stdout.split()
+    lines = proc.stdout.strip().splitlines()  # a sitecustomize may print before it
+    answer = lines[-1].split() if lines else []
     if answer[:1] != [ANSWER]:  # /usr/bin/true answers nothing and exits 0
         return f"{python} is not a Python interpreter (it did not run the check it was given)"
     missing = answer[1:]

@@ -156,7 +156,7 @@ def test_a_big_running_run_shows_its_whole_timeline_in_bounded_bars(server, page
     assert all(" tests" in t["text"] for t in traces)
     # Counted as the server counts them (an error is not a failure: the CLI and API say so).
     progress = page.text_content("#progress-text")
-    assert "1500/3000 done · 1498 passed · 1 failed · 1 errors · 0 skipped" in progress
+    assert "1500/3000 done · 1498 passed · 1 failed · 1 error · 0 skipped" in progress
 
 
 def test_new_token_copies_and_revoking_asks_first(server, page):

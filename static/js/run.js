@@ -108,7 +108,7 @@
     bar.max = total;
     bar.value = Math.min(c.done, total);
     let text = `${c.done}/${state.collected ?? "?"} done · ${c.passed} passed · ${c.failed} failed`
-      + `${c.errors ? ` · ${c.errors} errors` : ""} · ${c.skipped} skipped`;
+      + `${c.errors ? ` · ${c.errors} error${c.errors === 1 ? "" : "s"}` : ""} · ${c.skipped} skipped`;
     const elapsed = state.elapsed();
     if (elapsed !== null) {
       text += ` · elapsed ${elapsed.toFixed(1)} s`;

@@ -154,6 +154,14 @@ def test_check_plugins_refuses_a_program_that_is_no_python():
     assert msg is not None and "is not a Python interpreter" in msg
 
 
+def test_check_plugins_takes_a_python_that_prints_as_it_starts(tmp_path):
+    """A sitecustomize (or a wrapper) may print before the check's own answer."""
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f"#!/bin/sh\necho 'welcome to the venv'\nexec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert command.check_plugins(str(wrapper), 2, 1, 0) is None
+
+
 def test_build_argv_for_a_load():
     argv = command.build_argv(
         "/py", workers=4, mode="load", users=3, spawn_rate=2, duration=10, think_time=0.5,

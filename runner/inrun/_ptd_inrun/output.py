@@ -70,7 +70,7 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def printable(text: str) -> str:
     """``storable(text)`` with every other control character but tab and newline shown as
     U+FFFD: text a terminal or a page shows as it is, never as a command to the terminal."""
-    return _CONTROLS.sub("\ufffd", storable(text))
+    return _CONTROLS.sub("\ufffd", storable(text).replace("\r\n", "\n"))
 
 
 def streams_of(sections: Iterable[tuple[str, str]]) -> dict[str, str]:

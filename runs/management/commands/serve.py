@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import socket
@@ -93,7 +94,7 @@ def check_address(host: str, port: int) -> None:
         try:
             sock.bind(address)
         except OSError as exc:
+            hint = " (another server there?)" if exc.errno == errno.EADDRINUSE else ""
             raise CommandError(
-                f"cannot listen on {host}:{port}: {exc.strerror} (another server there?)",
-                returncode=2,
+                f"cannot listen on {host}:{port}: {exc.strerror}{hint}", returncode=2
             ) from None
