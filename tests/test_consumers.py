@@ -55,6 +55,15 @@ async def connect(run_id, user=None):
     return WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=headers)
 
 
+async def watching(run_id, user):
+    """A connected client that has taken its first snapshot (returned with it)."""
+    communicator = await connect(run_id, user)
+    assert (await communicator.connect())[0]
+    snapshot = await communicator.receive_json_from(timeout=5)
+    assert snapshot["type"] == "snapshot", snapshot
+    return communicator, snapshot
+
+
 def serving() -> Environment:
     """This test's process environment, serving on the test's loop (as `serve` binds its own)."""
     env = Environment(loop=asyncio.get_running_loop())
@@ -156,9 +165,7 @@ async def test_unknown_run_closes_with_error():
 async def test_malformed_client_messages_are_ignored(monkeypatch):
     monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.0)
     user, run = await setup_run()
-    communicator = await connect(run.id, user)
-    assert (await communicator.connect())[0]
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    communicator, _ = await watching(run.id, user)
     for text in ("not json", "[1, 2]", '"snapshot"', "null"):
         await communicator.send_to(text_data=text)
     await communicator.send_to(bytes_data=b"\x00\x01")
@@ -172,9 +179,7 @@ async def test_snapshots_asked_for_in_a_burst_come_as_one(monkeypatch):
     per interval, and every request of a burst is answered by the same one."""
     monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.5)
     user, run = await setup_run()
-    communicator = await connect(run.id, user)
-    assert (await communicator.connect())[0]
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    communicator, _ = await watching(run.id, user)
     for _ in range(50):
         await communicator.send_json_to({"type": "snapshot"})
     assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
@@ -187,9 +192,7 @@ async def test_snapshots_asked_for_in_a_burst_come_as_one(monkeypatch):
 async def test_a_snapshot_put_off_is_dropped_with_its_connection(monkeypatch):
     monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 30.0)
     user, run = await setup_run()
-    communicator = await connect(run.id, user)
-    assert (await communicator.connect())[0]
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    communicator, _ = await watching(run.id, user)
     await communicator.send_json_to({"type": "snapshot"})
     assert await communicator.receive_nothing(timeout=0.2)
     await communicator.disconnect()  # the put-off snapshot is cancelled, not sent to nobody
@@ -200,9 +203,7 @@ async def test_a_snapshot_put_off_is_dropped_with_its_connection(monkeypatch):
 async def test_reconnecting_in_a_loop_gets_no_more_snapshots_than_asking(monkeypatch):
     monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.6)
     user, run = await setup_run()
-    first = await connect(run.id, user)
-    assert (await first.connect())[0]
-    assert (await first.receive_json_from(timeout=5))["type"] == "snapshot"
+    first, _ = await watching(run.id, user)
     await first.disconnect()
     again = await connect(run.id, user)
     assert (await again.connect())[0]
@@ -216,9 +217,7 @@ async def test_a_snapshot_put_off_that_fails_closes_the_socket_for_the_page_to_a
 ):
     monkeypatch.setattr(consumers, "SNAPSHOT_EVERY", 0.3)
     user, run = await setup_run()
-    communicator = await connect(run.id, user)
-    assert (await communicator.connect())[0]
-    assert (await communicator.receive_json_from(timeout=5))["type"] == "snapshot"
+    communicator, _ = await watching(run.id, user)
 
     def broken(run_id):
         raise RuntimeError("the database went away")
