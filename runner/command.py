@@ -202,7 +202,7 @@ def required_modules(
     return mods
 
 
-ANSWER = "ptd-check"  # what check_plugins' code prints first: a Python ran it
+ANSWER = "ptd-check"  # how check_plugins' code starts its answer: a Python ran it
 
 
 def check_plugins(

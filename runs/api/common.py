@@ -94,8 +94,9 @@ def find_config(suite: Suite, ref: str | int | None) -> RunConfig:
 
 def get_run(run_id: int) -> Run:
     """The run, or a 404 naming it (ptd status shows the detail: 'Not Found' said nothing)."""
-    found = Run.objects.select_related("suite").filter(pk=run_id) if 0 < run_id < 2**63 else None
-    run = found.first() if found is not None else None
+    run = None
+    if 0 < run_id < 2**63:  # past the database's integers: no such run
+        run = Run.objects.select_related("suite").filter(pk=run_id).first()
     if run is None:
         raise HttpError(404, f"no run {run_id}")
     return run

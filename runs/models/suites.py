@@ -140,8 +140,9 @@ class Suite(models.Model):
         if ref is None or ref == "" or ref == default.name:
             return default
         configs = self.configs.all()
-        found = configs.filter(pk=ref).first() if isinstance(ref, int) and 0 < ref < 2**63 else None
-        return found or configs.filter(name=str(ref)).first()
+        if isinstance(ref, int) and 0 < ref <= ID_MAX and (found := configs.filter(pk=ref).first()):
+            return found
+        return configs.filter(name=str(ref)).first()
 
     def to_dict(self) -> dict:
         return {
