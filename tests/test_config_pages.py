@@ -144,3 +144,21 @@ class SavedBeforeTheChecksTests(BaseTestCase):
         queued.refresh_from_db()
         snap = queued.config_snapshot
         assert (snap["timeout"], snap["workers"], snap["keyword"]) == (604800, 0, "k")
+
+    def test_the_models_bounds_are_the_launchs_so_the_admin_saves_none_past_them(self):
+        from django.core.exceptions import ValidationError
+
+        from runner import options
+
+        config = RunConfig(suite=self.suite, name="admin-made", timeout=10**9, think_time=1e308)
+        try:
+            config.full_clean()
+        except ValidationError as exc:
+            assert {"timeout", "think_time"} <= set(exc.message_dict)
+        else:
+            raise AssertionError("saved past the bounds")
+        for name in ("repeat", "reruns", "timeout", "users", "spawn_rate", "duration"):
+            field = RunConfig._meta.get_field(name)
+            limits = sorted(v.limit_value for v in field.validators if hasattr(v, "limit_value"))
+            option = options.BY_NAME[name]
+            assert limits == [option.low, option.high], name

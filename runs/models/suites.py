@@ -157,6 +157,13 @@ class Suite(models.Model):
         }
 
 
+def bounds(option: str) -> list:
+    """The validators of an option's column: its bounds as a launch takes them (runner.options),
+    so that no form (the admin's too) saves a value every launch would refuse."""
+    spec = options.BY_NAME[option]
+    return [MinValueValidator(spec.low), MaxValueValidator(spec.high)]
+
+
 class RunConfig(models.Model):
     """How to run a suite: workers, engine, distribution, repeats, reruns, selection, timeout,
     and for load mode its users, ramp, stop conditions and thresholds."""
@@ -172,12 +179,10 @@ class RunConfig(models.Model):
     # fork: collect once, fork N workers (Linux); xdist stays the compatible alternative.
     engine = models.CharField(max_length=10, choices=ENGINES, default="fork")
     dist = models.CharField(max_length=10, choices=DIST_MODES, default="load")
-    repeat = models.PositiveSmallIntegerField(
-        default=1, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
-    reruns = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(20)])
+    repeat = models.PositiveSmallIntegerField(default=1, validators=bounds("repeat"))
+    reruns = models.PositiveSmallIntegerField(default=0, validators=bounds("reruns"))
     timeout = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds, or empty."
+        null=True, blank=True, validators=bounds("timeout"), help_text="Seconds, or empty."
     )
     keyword = models.CharField(max_length=500, blank=True, help_text="pytest -k expression")
     markers = models.CharField(max_length=500, blank=True, help_text="pytest -m expression")
@@ -187,20 +192,18 @@ class RunConfig(models.Model):
     )
     # Load mode (issue #16): the selected tests looped by concurrent users.
     mode = models.CharField(max_length=10, choices=MODES, default="tests")
-    users = models.PositiveIntegerField(
-        default=10, validators=[MinValueValidator(1), MaxValueValidator(1000)]
-    )
+    users = models.PositiveIntegerField(default=10, validators=bounds("users"))
     spawn_rate = models.FloatField(
-        default=10.0, validators=[MinValueValidator(0.01)], help_text="Users started per second."
+        default=10.0, validators=bounds("spawn_rate"), help_text="Users started per second."
     )
     duration = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Seconds of load."
+        null=True, blank=True, validators=bounds("duration"), help_text="Seconds of load."
     )
     iterations = models.PositiveIntegerField(
-        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Iterations per user."
+        null=True, blank=True, validators=bounds("iterations"), help_text="Iterations per user."
     )
     think_time = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0)], help_text="Seconds between iterations."
+        default=0.0, validators=bounds("think_time"), help_text="Seconds between iterations."
     )
     thresholds = models.JSONField(
         default=list, blank=True, help_text='e.g. ["p95<300ms", "errors<1% abort"]'
