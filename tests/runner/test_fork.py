@@ -218,6 +218,19 @@ def test_reruns_are_recorded_per_attempt(suite, engine):
 
 
 @both
+def test_as_many_tests_as_workers_run_side_by_side(suite, engine):
+    """The first worker took a second test to look ahead to (it needs its next item), and 2
+    tests on 2 workers ran one after the other on it while the other sat idle."""
+    files = {"test_two.py": "import time\n\ndef test_a():\n    time.sleep(0.3)\n\n"
+                            "def test_b():\n    time.sleep(0.3)\n"}  # fmt: skip
+    run = suite(files, *parallel(engine))
+    assert run.returncode == 0, run.output
+    a, b = (run.by_nodeid()[f"test_two.py::test_{x}"][0] for x in "ab")
+    assert a["worker"] != b["worker"], (a, b)
+    assert a["start"] < b["stop"] and b["start"] < a["stop"]  # side by side
+
+
+@both
 def test_repeats_get_their_own_nodeids(suite, engine):
     files = {"test_rep.py": "def test_plain():\n    pass\n"}
     run = suite(files, *parallel(engine), "--count", "3")

@@ -106,8 +106,9 @@ class ForkEngine:
         track_status_db(self.config)
         gc.collect()
         gc.freeze()
-        for i in range(self.workers):
-            self._spawn(f"gw{i}")
+        for i in range(self.workers):  # all known to the scheduler before it hands out work
+            self._spawn(f"gw{i}", dispatch=False)
+        self._dispatch_all()
         self._loop()
 
     def make_core(self, session, ids, durations, groups) -> LPTScheduler:
@@ -188,7 +189,7 @@ class ForkEngine:
 
     # -- workers ---------------------------------------------------------------------------
 
-    def _spawn(self, worker_id: str) -> None:
+    def _spawn(self, worker_id: str, dispatch: bool = True) -> None:
         from .worker import Ends, run_forked_child, worker_main
 
         assert self.core is not None and self.session is not None
@@ -237,7 +238,8 @@ class ForkEngine:
         node.workeroutput = {}
         self.core.add_worker(worker_id)
         self._emit("worker_up", worker=worker_id, pid=pid)
-        self._dispatch(handle)
+        if dispatch:
+            self._dispatch(handle)
 
     def _junit_plugin(self) -> Any:
         try:
@@ -255,15 +257,16 @@ class ForkEngine:
         core = self.core
         if core is None or handle.shutdown_sent or handle.stop_sent or self.stopping:
             return
-        messages: list[tuple] = []
         indices = core.next_for_worker(handle.id)
         if indices:
-            messages.append(("run", indices))
+            self._send(handle, [("run", indices)])
         if not core.has_queued:
-            messages.append(("shutdown",))
-            handle.shutdown_sent = True
-        if messages:
-            self._send(handle, messages)
+            # Nothing left to hand out: every worker runs what it holds and leaves (one may
+            # hold a single item, left without a next one for the others to have theirs).
+            for other in list(self.handles.values()) if core.shuts_all_down else [handle]:
+                if not (other.shutdown_sent or other.stop_sent):
+                    other.shutdown_sent = True
+                    self._send(other, [("shutdown",)])
 
     def _dispatch_all(self) -> None:
         for handle in list(self.handles.values()):

@@ -48,6 +48,11 @@ class RemoteScheduler(LPTScheduler):
     """The local core, whose queue holds only what a crashed worker gave back (or an answer
     for a worker gone meanwhile); everything else comes from the dashboard."""
 
+    # "Nothing queued" here may mean only that one worker was told "nothing for now" by the
+    # dashboard: the others go on leasing, so only that one is shut down (and none holds back
+    # an item for the others: the dashboard leases each its own).
+    shuts_all_down = False
+
     def __init__(
         self, collection: Sequence[str], mode: str, groups: Any, remote: ShardQueue
     ) -> None:
@@ -264,10 +269,10 @@ class RemoteForkEngine(ForkEngine):
             core.settle()
             self._dispatch_all()
 
-    def _spawn(self, worker_id: str) -> None:
+    def _spawn(self, worker_id: str, dispatch: bool = True) -> None:
         core = self.core
         answered = isinstance(core, RemoteScheduler) and core.settle()  # no socket in a fork
-        super()._spawn(worker_id)
+        super()._spawn(worker_id, dispatch)
         if answered:
             self._dispatch_all()
 

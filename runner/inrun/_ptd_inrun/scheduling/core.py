@@ -238,6 +238,19 @@ class LPTScheduler:
         state.in_flight.extend(unit.indices)
         return list(unit.indices)
 
+    # When nothing is queued, every worker is told so (the engines shut them all down).
+    shuts_all_down = True
+
+    def _left_for_others(self, worker: str) -> bool:
+        """Whether what is queued is no more than the first items of the other workers that
+        hold none: then this one takes no item ahead of the one it holds (it runs that one
+        once told nothing more will come: the engines shut every worker down when the queue
+        empties), and 2 tests on 2 workers run side by side, not one after the other."""
+        if not self.shuts_all_down:  # a worker holding back would wait for ever
+            return False
+        idle = sum(1 for name, st in self.workers.items() if name != worker and not st.in_flight)
+        return len(self.queue) <= idle
+
     def next_for_worker(self, worker: str) -> list[int]:
         """The indices to send to ``worker`` now (possibly none); they count as in flight."""
         state = self.workers.get(worker)
@@ -248,7 +261,7 @@ class LPTScheduler:
         if not state.in_flight:
             sent += self._take(state)
         holding_long = self.estimates[state.in_flight[0]] > budget
-        if self.queue and len(state.in_flight) == 1:
+        if self.queue and len(state.in_flight) == 1 and not self._left_for_others(worker):
             # The worker needs a next item before it can run the one it holds.
             sent += self._take(state, from_tail=holding_long)
         if holding_long:

@@ -211,8 +211,11 @@ class PTDScheduling:
         if indices:
             node.send_runtest_some(indices)
         if not self.core.has_queued:
-            # Nothing left to hand out: let the worker run its last item and finish.
-            node.shutdown()
+            # Nothing left to hand out: let every worker run its last item and finish (one
+            # may hold a single item, left without a next one for the others to have theirs).
+            for other in self._nodes:
+                if not other.shutting_down:
+                    other.shutdown()
 
     def _log_diff(self, expected: list[str], got: list[str], node: Any, other: Any = None) -> None:
         other = other or next(iter(self.node2collection), None)
