@@ -134,6 +134,8 @@ TestResult.objects.bulk_create(
                outcome={700: "failed", 701: "error"}.get(i, "passed"), start=1000 + i * 0.01,
                stop=1000 + i * 0.01 + 0.01, duration=0.01)
     for i in range(1500))
+TestResult.objects.create(run=run, nodeid="broken.py", worker="-", outcome="error",
+                          when="collect", longrepr="ImportError: no module named nope")
 print(run.id)
 """
 
@@ -156,7 +158,8 @@ def test_a_big_running_run_shows_its_whole_timeline_in_bounded_bars(server, page
     assert all(" tests" in t["text"] for t in traces)
     # Counted as the server counts them (an error is not a failure: the CLI and API say so).
     progress = page.text_content("#progress-text")
-    assert "1500/3000 done · 1498 passed · 1 failed · 1 error · 0 skipped" in progress
+    # A module that failed to import counts as done and as one more than was collected.
+    assert "1501/3001 done · 1498 passed · 1 failed · 2 errors · 0 skipped" in progress
 
 
 def test_new_token_copies_and_revoking_asks_first(server, page):

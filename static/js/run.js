@@ -103,11 +103,14 @@
   // The progress line and, while the run goes, the wall and work cards "so far".
   function renderProgress() {
     const c = shown || state.counts;
-    const total = state.collected || c.done || 1;
+    // A module that failed to import is counted done (an error) but was never collected.
+    const known = state.collected === null || state.collected === undefined
+      ? null : state.collected + c.collectErrors;
+    const total = known || c.done || 1;
     const bar = document.getElementById("progress");
     bar.max = total;
     bar.value = Math.min(c.done, total);
-    let text = `${c.done}/${state.collected ?? "?"} done · ${c.passed} passed · ${c.failed} failed`
+    let text = `${c.done}/${known ?? "?"} done · ${c.passed} passed · ${c.failed} failed`
       + `${c.errors ? ` · ${c.errors} error${c.errors === 1 ? "" : "s"}` : ""} · ${c.skipped} skipped`;
     const elapsed = state.elapsed();
     if (elapsed !== null) {
@@ -217,7 +220,8 @@
       item.dataset.nodeid = r.nodeid;
       const group = r.group ? `, group ${r.group}` : "";
       item.append(el("strong", r.nodeid), el("span", ` (${r.outcome} on ${r.worker}${group})`, "muted"));
-      const rerun = rerunControls(r.nodeid);
+      // A module that failed to import is no test to rerun (a rerun names path.py::test).
+      const rerun = r.nodeid.includes("::") ? rerunControls(r.nodeid) : null;
       if (rerun) item.append(rerun);
       if (r.longrepr) item.append(el("pre", r.longrepr));
       item.append(...outputOf(r));
@@ -298,6 +302,9 @@
         state.setWorkers(msg.workers);
         addResults(msg.results);
         render(true);
+        // Over before the page connected: the panel was drawn while the run still went.
+        if (!["queued", "running"].includes(msg.run.status)
+            && !document.querySelector("#time-breakdown svg")) showBreakdown();
         break;
       case "results":
         if (msg.sent_at) batches.push({ sent_at: msg.sent_at, received: Date.now(), n: msg.results.length });

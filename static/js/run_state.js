@@ -22,7 +22,7 @@
       this.estimate = null;
       this.startedAt = null;
       this.failures = [];
-      this.counts = { done: 0, passed: 0, failed: 0, errors: 0, skipped: 0 };
+      this.counts = { done: 0, passed: 0, failed: 0, errors: 0, skipped: 0, collectErrors: 0 };
       this.work = 0; // seconds of setup + call + teardown received so far
     }
 
@@ -48,7 +48,8 @@
 
     // Kept up to date as results arrive: a batch costs its own size, not the run's.
     count(r) {
-      if (r.worker !== COLLECT_WORKER) {
+      if (r.worker === COLLECT_WORKER) this.counts.collectErrors += 1;
+      else {
         // Every attempt counts on its worker, as the server's figures do (WorkerDelta).
         const w = this.perWorker.get(r.worker) || { tests: 0, busy: 0 };
         w.tests += 1;
