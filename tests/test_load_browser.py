@@ -86,8 +86,11 @@ def test_live_load_page_mid_run_after_reload_and_finished(server, tmp_path):
         final = api.get(f"{run_url.replace('/runs/', '/api/runs/').rstrip('/')}", timeout=30)
         iterations = final.json()["load"]["iterations"]
         page.wait_for_selector(f"[data-load=iterations]:text-is('{iterations}')")
+        # Its measured length (start to stop), not its stored seconds plus the final flush's.
+        measured = final.json()["load"]["duration_seconds"]
         page.reload()  # a finished load run keeps its charts
         assert shows_the_load() == iterations
+        assert abs(int(page.text_content("[data-load=duration]")) - measured) <= 0.5 + 1e-6
         # Sortable: a click on "p95" sorts the endpoints table by it (one row: still there).
         page.click("#stats-tests th[data-key=p95_ms]")
         assert page.get_attribute("#stats-tests th[data-key=p95_ms]", "data-sorted") == "desc"

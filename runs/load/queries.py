@@ -190,6 +190,7 @@ def live_snapshot(run: Run) -> dict:
     summary = summary_of(run)
     return {
         "users": data.get("users"),  # the run's users: what the page shows once it is over
+        "duration_seconds": summary.duration_seconds,  # the measured length, once it is over
         "series": drawn_series(run),
         "stats": {
             "total": {k: data.get(k) for k in FIGURES},

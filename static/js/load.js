@@ -36,6 +36,7 @@
     if (load.errors) state.errors = load.errors;
     if (load.thresholds) state.thresholds = load.thresholds;
     if (load.users !== undefined && load.users !== null) state.users = load.users;
+    if (load.duration_seconds) state.duration = load.duration_seconds;  // measured, once known
   }
 
   function setRun(run) {
@@ -55,7 +56,9 @@
   function renderMetrics() {
     const total = (state.stats && state.stats.total) || {};
     const seconds = [...state.series.values()];
-    const running = state.run ? ["queued", "running"].includes(state.run.status) : app.dataset.wsUrl;
+    // Before the socket's snapshot, the page's own badge says (the report has none: it is over).
+    const status = state.run ? state.run.status : document.getElementById("run-status").dataset.runStatus;
+    const running = ["queued", "running"].includes(status);
     const last = seconds.length ? seconds[seconds.length - 1] : null;
     const peak = seconds.reduce((most, s) => Math.max(most, s.users), 0);
     // Now while it goes; once over, the run's users (its last stored second may come after
@@ -65,7 +68,10 @@
       users: running ? (last ? last.users : null) : (last || state.users !== null ? over : null),
       rps: total.rps, iterations: total.iterations, failures: total.failures,
       p50_ms: total.p50_ms, p95_ms: total.p95_ms, p99_ms: total.p99_ms,
-      duration: last ? last.second + (last.span || 1) : null,  // a drawn point spans seconds
+      // Once over, the load's measured length (start to stop); meanwhile its stored seconds
+      // (a drawn point spans seconds), which also count the final flush's second.
+      duration: !running && state.duration ? state.duration
+        : (last ? last.second + (last.span || 1) : null),
     };
     for (const node of app.querySelectorAll("[data-load]")) {
       const key = node.dataset.load;
