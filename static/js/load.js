@@ -17,6 +17,8 @@
   // When each second arrived, for tests and the live-delay benchmark.
   const arrivals = (window.ptdLoadArrivals = window.ptdLoadArrivals || []);
 
+  const active = (status) => ["queued", "running"].includes(status);
+
   function el(tag, text, cls) {
     const node = document.createElement(tag);
     if (text !== undefined && text !== null) node.textContent = text;
@@ -47,7 +49,7 @@
     badge.dataset.runStatus = run.status;
     badge.className = "status status-" + run.status;
     document.getElementById("run-message").textContent = run.message || "";
-    if (!["queued", "running"].includes(run.status)) {
+    if (!active(run.status)) {
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.remove();
     }
@@ -58,7 +60,7 @@
     const seconds = [...state.series.values()];
     // Before the socket's snapshot, the page's own badge says (the report has none: it is over).
     const status = state.run ? state.run.status : document.getElementById("run-status").dataset.runStatus;
-    const running = ["queued", "running"].includes(status);
+    const running = active(status);
     const last = seconds.length ? seconds[seconds.length - 1] : null;
     const peak = seconds.reduce((most, s) => Math.max(most, s.users), 0);
     // Now while it goes; once over, the run's users (its last stored second may come after
@@ -248,7 +250,7 @@
     };
     socket.onclose = (event) => {
       if (event.code === 4401 || event.code === 4404) return;
-      if (state.run && !["queued", "running"].includes(state.run.status)) return;
+      if (state.run && !active(state.run.status)) return;
       retry = Math.min(retry + 1, 5);
       setTimeout(connect, 500 * retry);
     };

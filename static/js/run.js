@@ -73,11 +73,11 @@
       }
     }
     const note = document.getElementById("metrics-note"); // why there is no speedup
-    if (note && run.metrics_note && !["queued", "running"].includes(run.status)) {
+    if (note && run.metrics_note && state.over) {
       note.textContent = `No speedup, efficiency or measured speedup: ${run.metrics_note}.`;
       note.hidden = false;
     }
-    if (!["queued", "running"].includes(run.status)) {
+    if (state.over) {
       const cancel = document.getElementById("cancel-form");
       if (cancel) cancel.remove();
     }
@@ -303,8 +303,7 @@
         addResults(msg.results);
         render(true);
         // Over before the page connected: the panel was drawn while the run still went.
-        if (!["queued", "running"].includes(msg.run.status)
-            && !document.querySelector("#time-breakdown svg")) showBreakdown();
+        if (state.over && !document.querySelector("#time-breakdown svg")) showBreakdown();
         break;
       case "results":
         if (msg.sent_at) batches.push({ sent_at: msg.sent_at, received: Date.now(), n: msg.results.length });
@@ -362,7 +361,7 @@
     socket.onopen = () => { retry = 0; };
     socket.onmessage = (event) => onMessage(JSON.parse(event.data));
     socket.onclose = () => {
-      if (state.run && !["queued", "running"].includes(state.run.status) && !resyncing) return;
+      if (state.over && !resyncing) return;
       retry = Math.min(retry + 1, 6);
       setTimeout(connect, 250 * 2 ** retry);  // reconnect; the snapshot rebuilds everything
     };

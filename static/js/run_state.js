@@ -30,6 +30,10 @@
       return Boolean(this.run && this.run.status === "running");
     }
 
+    get over() { // finished one way or another: no more results will come
+      return Boolean(this.run && !["queued", "running"].includes(this.run.status));
+    }
+
     // Results are keyed by attempt: one sent twice (a snapshot after a batch) counts once.
     // Returns the nodeids added, for the latency benchmark's bookkeeping.
     add(results) {
